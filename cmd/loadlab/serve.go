@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"loadlab/internal/accesslog"
+	"loadlab/internal/httpx"
+	"loadlab/internal/server"
+	"loadlab/internal/site"
+)
+
+type serveFlags struct {
+	cfg        server.Config
+	root       string
+	childModel string
+	grace      time.Duration
+	maxBody    int64
+	logFormat  string
+	quiet      bool
+}
+
+func newServeCommand() *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the lab's HTTP server with a chosen concurrency model",
+		Long: `Run the lab's HTTP server. GET / answers "Ini Adalah web Server percobaan",
+/video redirects to the lab's video, /santai answers "santai saja", POST /form
+echoes a form, and every other path is a file of --root (or of the embedded
+default site: page.html, sending.html, testing.txt, payload-*.bin).
+
+Models:
+  async    one event loop (gnet, epoll); --loops N for more
+  thread   a goroutine per connection; --os-threads pins each to an OS thread
+  pool     --workers goroutines fed by a --queue of accepted connections
+  prefork  --procs child processes sharing the port with SO_REUSEPORT
+
+Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
+		Example: `  loadlab serve --model async --listen :9002
+  loadlab serve --model thread --listen :8889 --name thread
+  loadlab serve --model prefork --procs 4 --root ./www --quiet
+  loadlab serve --listen 127.0.0.1:0 --log-format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, f) },
+	}
+	fl := cmd.Flags()
+	c := &f.cfg
+	fl.StringVar(&c.Model, "model", "async", "concurrency model: "+strings.Join(server.Models, ", "))
+	fl.StringVar(&c.Listen, "listen", ":8080", "address to listen on, host:port (port 0 picks a free one)")
+	fl.StringVar(&f.root, "root", "", "document root directory (default: the embedded lab site)")
+	fl.StringVar(&c.Name, "name", "", "name sent as X-Served-By on every response")
+	fl.IntVar(&c.Loops, "loops", 1, "async: event loops (0 = one per core)")
+	fl.BoolVar(&c.OSThreads, "os-threads", false, "thread: pin each connection's goroutine to its own OS thread")
+	fl.IntVar(&c.Workers, "workers", 256, "pool: worker goroutines")
+	fl.IntVar(&c.Queue, "queue", 1024, "pool: accepted connections that may wait for a worker; beyond it 503")
+	fl.IntVar(&c.Procs, "procs", 2, "prefork: child processes")
+	fl.StringVar(&f.childModel, "child-model", "async", "prefork: model each child runs (async, thread or pool)")
+	fl.DurationVar(&c.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time allowed to send a request head")
+	fl.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive wait between requests")
+	fl.DurationVar(&c.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "time allowed to write one response")
+	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time to finish requests in flight")
+	fl.IntVar(&c.MaxConns, "max-conns", 0, "open connections allowed; more are answered 503 (0 = no limit)")
+	fl.Int64Var(&f.maxBody, "max-body", httpx.DefaultLimits().MaxBody, "largest request body in bytes; larger is 413")
+	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
+	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
+	fl.BoolVar(&c.ReusePort, "reuseport", false, "bind with SO_REUSEPORT (used by prefork children)")
+	fl.MarkHidden("reuseport")
+	return cmd
+}
+
+func (f *serveFlags) validate() error {
+	c := &f.cfg
+	if !slices.Contains(server.Models, c.Model) {
+		return usagef("--model %q is not a model (use %s)", c.Model, strings.Join(server.Models, ", "))
+	}
+	if c.Model == "prefork" && (f.childModel == "prefork" || !slices.Contains(server.Models, f.childModel)) {
+		return usagef("--child-model %q is not a model a child can run (use async, thread or pool)", f.childModel)
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		return usagef("--listen %q is not host:port (for example :9002 or 127.0.0.1:9002)", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usagef("--listen %q has no valid port (0 to 65535)", c.Listen)
+	}
+	for _, v := range []struct {
+		name string
+		val  int
+		min  int
+	}{{"--loops", c.Loops, 0}, {"--workers", c.Workers, 1}, {"--queue", c.Queue, 1}, {"--procs", c.Procs, 1}, {"--max-conns", c.MaxConns, 0}} {
+		if v.val < v.min {
+			return usagef("%s must be at least %d, not %d", v.name, v.min, v.val)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		val  time.Duration
+	}{{"--header-timeout", c.HeaderTimeout}, {"--idle-timeout", c.IdleTimeout}, {"--write-timeout", c.WriteTimeout}, {"--grace", f.grace}} {
+		if d.val <= 0 {
+			return usagef("%s must be positive, not %s", d.name, d.val)
+		}
+	}
+	if f.maxBody < 0 {
+		return usagef("--max-body must not be negative")
+	}
+	if f.logFormat != accesslog.FormatText && f.logFormat != accesslog.FormatJSON {
+		return usagef("--log-format %q is not a format (use text or json)", f.logFormat)
+	}
+	return nil
+}
+
+func runServe(cmd *cobra.Command, f *serveFlags) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	cfg := f.cfg
+	cfg.Limits = httpx.DefaultLimits()
+	cfg.Limits.MaxBody = f.maxBody
+	h, err := site.New(f.root)
+	if err != nil {
+		return err
+	}
+	if !f.quiet && cfg.Model != "prefork" {
+		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
+		if err != nil {
+			return err
+		}
+		defer buf.Close()
+		cfg.Log = log
+	}
+	if cfg.Model == "prefork" {
+		cfg.Child = childCommand(cmd.Flags(), f.childModel)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(cfg, h)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr()))
+	select {
+	case <-ctx.Done():
+	case <-srv.Done():
+		return fmt.Errorf("server on %s stopped unexpectedly", srv.Addr())
+	}
+	stop() // a second signal ends the process at once
+	grace, cancel := context.WithTimeout(context.Background(), f.grace)
+	defer cancel()
+	if err := srv.Shutdown(grace); err != nil {
+		fmt.Fprintf(os.Stderr, "loadlab serve: grace period over, closed connections still in flight\n")
+	}
+	return nil
+}
+
+// childCommand builds a prefork child: this same binary running "serve"
+// with the parent's flags, the child model, the parent's port and
+// SO_REUSEPORT.
+func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *exec.Cmd {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	var pass []string
+	flags.Visit(func(fl *pflag.Flag) {
+		switch fl.Name {
+		case "model", "listen", "procs", "child-model", "reuseport":
+			return
+		}
+		pass = append(pass, "--"+fl.Name+"="+fl.Value.String())
+	})
+	return func(addr string) *exec.Cmd {
+		args := append([]string{"serve", "--model", childModel, "--listen", addr, "--reuseport"}, pass...)
+		cmd := exec.Command(self, args...)
+		// A child must not outlive a parent that was killed outright.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		return cmd
+	}
+}

@@ -1,0 +1,98 @@
+package httpx
+
+import "bytes"
+
+// chunkState decodes a chunked body (RFC 9112 §7.1) incrementally: it keeps
+// its place between calls, so a body that trickles in is read once.
+type chunkState struct {
+	pos     int   // bytes of the body's wire form consumed so far
+	remain  int64 // data bytes left in the current chunk; -1 while reading a size line
+	trailer bool  // past the last chunk, reading trailer lines
+	started bool
+}
+
+const maxChunkLine = 4 << 10
+
+// decode appends the data of complete chunks in b to body and reports how
+// many bytes of b the whole body took once it is complete.
+func (s *chunkState) decode(b []byte, body *[]byte, maxBody int64) (int, bool, error) {
+	if !s.started {
+		s.started, s.remain = true, -1
+	}
+	for {
+		rest := b[s.pos:]
+		switch {
+		case s.trailer:
+			nl := bytes.IndexByte(rest, '\n')
+			if nl < 0 {
+				return 0, false, lineTooLong(rest)
+			}
+			if nl == 0 || rest[nl-1] != '\r' {
+				return 0, false, fail(400, "bare LF in chunked body")
+			}
+			s.pos += nl + 1
+			if nl == 1 {
+				return s.pos, true, nil
+			}
+		case s.remain < 0:
+			nl := bytes.IndexByte(rest, '\n')
+			if nl < 0 {
+				return 0, false, lineTooLong(rest)
+			}
+			if nl == 0 || rest[nl-1] != '\r' {
+				return 0, false, fail(400, "bare LF in chunked body")
+			}
+			size, err := parseChunkSize(rest[:nl-1])
+			if err != nil {
+				return 0, false, err
+			}
+			if int64(len(*body))+size > maxBody {
+				return 0, false, fail(413, "request body larger than the limit")
+			}
+			s.pos += nl + 1
+			if size == 0 {
+				s.trailer = true
+			} else {
+				s.remain = size
+			}
+		default:
+			if int64(len(rest)) < s.remain+2 {
+				return 0, false, nil
+			}
+			n := int(s.remain)
+			if rest[n] != '\r' || rest[n+1] != '\n' {
+				return 0, false, fail(400, "chunk data not followed by CRLF")
+			}
+			*body = append(*body, rest[:n]...)
+			s.pos += n + 2
+			s.remain = -1
+		}
+	}
+}
+
+func lineTooLong(rest []byte) error {
+	if len(rest) > maxChunkLine {
+		return fail(400, "chunk size line too long")
+	}
+	return nil
+}
+
+// parseChunkSize reads the hex size before any chunk extension; it allows
+// at most 15 hex digits so the size cannot overflow.
+func parseChunkSize(line []byte) (int64, error) {
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = trimOWS(line)
+	if len(line) == 0 || len(line) > 15 {
+		return 0, fail(400, "invalid chunk size")
+	}
+	var n int64
+	for _, c := range line {
+		if !isHex(c) {
+			return 0, fail(400, "invalid chunk size")
+		}
+		n = n<<4 | int64(unhex(c))
+	}
+	return n, nil
+}

@@ -1,0 +1,369 @@
+// Package httpx speaks HTTP/1.x without touching a socket: an incremental
+// request parser that takes bytes in whatever pieces a read returned, and a
+// response writer that appends heads to a caller's buffer.
+package httpx
+
+import (
+	"bytes"
+)
+
+// Limits bound what a client may send. Each has its own status code, so a
+// client learns which limit it hit.
+type Limits struct {
+	MaxRequestLine int   // longest request line; longer is 414
+	MaxHead        int   // longest head (request line and headers); longer is 431
+	MaxHeaders     int   // most header fields; more is 431
+	MaxBody        int64 // largest request body; larger is 413
+}
+
+// DefaultLimits are the limits nginx users expect: 8 KiB request line,
+// 16 KiB head, 100 fields, 1 MiB body.
+func DefaultLimits() Limits {
+	return Limits{MaxRequestLine: 8 << 10, MaxHead: 16 << 10, MaxHeaders: 100, MaxBody: 1 << 20}
+}
+
+// Error is a request the parser refuses; Status is the response code to send
+// before closing the connection.
+type Error struct {
+	Status int
+	Reason string
+}
+
+func (e *Error) Error() string { return StatusText(e.Status) + ": " + e.Reason }
+
+func fail(status int, reason string) *Error { return &Error{Status: status, Reason: reason} }
+
+// Parser turns a connection's buffered input into requests. The caller keeps
+// the unconsumed input at the start of its buffer and passes it again with
+// whatever arrived since; the parser remembers how far it has looked, so a
+// byte-by-byte client costs linear work. A Parser serves one connection.
+type Parser struct {
+	Limits Limits
+
+	req     Request
+	scanned int // bytes from the start of the request already searched for the head's end
+	lineEnd int // index of the request line's LF, or 0 before it is seen
+	headEnd int // bytes in the head once it is parsed, else 0
+	skip    int // empty lines before the request line, ignored as RFC 9112 §2.2 allows
+
+	chunk        chunkState
+	sentContinue bool
+
+	pathBuf []byte
+	bodyBuf []byte
+	headers []Header
+}
+
+// NewParser returns a parser with the given limits.
+func NewParser(l Limits) *Parser { return &Parser{Limits: l} }
+
+// Parse looks for one whole request at the start of buf. It returns the
+// request and how many bytes it took; or nil, 0, nil when more input is
+// needed; or an *Error when the input is bad, after which the connection
+// must be answered with Error.Status and closed. The request points into buf
+// and into the parser, and is valid until the next call.
+func (p *Parser) Parse(buf []byte) (*Request, int, error) {
+	if p.headEnd == 0 {
+		done, err := p.findHead(buf)
+		if err != nil || !done {
+			return nil, 0, err
+		}
+		if err := p.parseHead(buf[p.skip:p.headEnd]); err != nil {
+			return nil, 0, err
+		}
+	}
+	r := &p.req
+	end := p.headEnd
+	switch {
+	case r.Chunked:
+		n, done, err := p.chunk.decode(buf[p.headEnd:], &p.bodyBuf, p.Limits.MaxBody)
+		if err != nil || !done {
+			return nil, 0, err
+		}
+		r.Body = p.bodyBuf
+		end += n
+	case r.ContentLength > 0:
+		if int64(len(buf)-p.headEnd) < r.ContentLength {
+			return nil, 0, nil
+		}
+		end += int(r.ContentLength)
+		r.Body = buf[p.headEnd:end]
+	}
+	p.scanned, p.lineEnd, p.headEnd, p.skip, p.sentContinue = 0, 0, 0, 0, false
+	return r, end, nil
+}
+
+// NeedsContinue reports, once per request, that the head asked for
+// "Expect: 100-continue" and the body has not arrived: the server should
+// send "HTTP/1.1 100 Continue" so the client goes on.
+func (p *Parser) NeedsContinue() bool {
+	if p.headEnd == 0 || p.sentContinue || !p.req.ExpectContinue {
+		return false
+	}
+	p.sentContinue = true
+	return true
+}
+
+// InHead reports whether part of a request head has arrived but not all of
+// it; a server uses it to choose between its header and idle timeouts.
+func (p *Parser) InHead(buffered int) bool { return p.headEnd == 0 && buffered > 0 }
+
+// findHead searches buf for the blank line that ends the head, refusing bare
+// LFs and over-long lines as it goes.
+func (p *Parser) findHead(buf []byte) (bool, error) {
+	if p.scanned == 0 {
+		for p.skip+1 < len(buf) && buf[p.skip] == '\r' && buf[p.skip+1] == '\n' {
+			p.skip += 2
+			if p.skip > 8 {
+				return false, fail(400, "empty lines before the request line")
+			}
+		}
+		p.scanned = p.skip
+	}
+	if err := checkMethodPrefix(buf[p.skip:]); err != nil {
+		return false, err
+	}
+	i := p.scanned
+	for {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i == 0 || buf[i-1] != '\r' {
+			return false, fail(400, "bare LF in the request head; lines end with CRLF")
+		}
+		if p.lineEnd == 0 {
+			p.lineEnd = i
+			if i-p.skip > p.Limits.MaxRequestLine {
+				return false, fail(414, "request line longer than the limit")
+			}
+		}
+		if i-p.skip >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
+			p.headEnd = i + 1
+			if p.headEnd-p.skip > p.Limits.MaxHead {
+				return false, fail(431, "request head larger than the limit")
+			}
+			return true, nil
+		}
+		i++
+	}
+	p.scanned = len(buf)
+	// The last byte may be a CR whose LF is yet to come: look at it again.
+	if p.scanned > p.skip && buf[p.scanned-1] == '\r' {
+		p.scanned--
+	}
+	n := len(buf) - p.skip
+	if p.lineEnd == 0 && n > p.Limits.MaxRequestLine {
+		return false, fail(414, "request line longer than the limit")
+	}
+	if n > p.Limits.MaxHead {
+		return false, fail(431, "request head larger than the limit")
+	}
+	return false, nil
+}
+
+// checkMethodPrefix refuses input that cannot start a request as soon as the
+// first bytes show it, so garbage is answered at once instead of after a
+// timeout.
+func checkMethodPrefix(b []byte) error {
+	for i, c := range b {
+		if c == ' ' && i > 0 {
+			return nil
+		}
+		if !isTokenChar(c) || i >= 32 {
+			return fail(400, "malformed request line")
+		}
+	}
+	return nil
+}
+
+// parseHead fills p.req from a complete head (request line through the blank line).
+func (p *Parser) parseHead(head []byte) error {
+	if p.headers == nil {
+		p.headers = make([]Header, 0, 16)
+	}
+	p.req = Request{Headers: p.headers[:0], ContentLength: -1}
+	r := &p.req
+	nl := bytes.IndexByte(head, '\n')
+	if err := p.parseRequestLine(head[:nl-1]); err != nil {
+		return err
+	}
+	var hosts int
+	var clSeen bool
+	var keepAlive, closeConn bool
+	rest := head[nl+1:]
+	for len(rest) > 2 {
+		nl := bytes.IndexByte(rest, '\n')
+		line := rest[:nl-1]
+		rest = rest[nl+1:]
+		if line[0] == ' ' || line[0] == '\t' {
+			return fail(400, "obsolete line folding in a header")
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return fail(400, "header line without a name and colon")
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !isTokenChar(c) {
+				return fail(400, "invalid character in a header name")
+			}
+		}
+		value := trimOWS(line[colon+1:])
+		for _, c := range value {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return fail(400, "control character in a header value")
+			}
+		}
+		if len(r.Headers) >= p.Limits.MaxHeaders {
+			return fail(431, "too many header fields")
+		}
+		r.Headers = append(r.Headers, Header{Name: name, Value: value})
+		switch {
+		case equalFold(name, "host"):
+			hosts++
+			r.Host = value
+		case equalFold(name, "content-length"):
+			n, ok := parseContentLength(value)
+			if !ok {
+				return fail(400, "invalid Content-Length")
+			}
+			if clSeen && n != r.ContentLength {
+				return fail(400, "two different Content-Length values")
+			}
+			clSeen, r.ContentLength = true, n
+		case equalFold(name, "transfer-encoding"):
+			if r.Chunked || !equalFold(value, "chunked") {
+				return fail(501, "only the chunked transfer coding is supported")
+			}
+			r.Chunked = true
+		case equalFold(name, "connection"):
+			forEachToken(value, func(t []byte) {
+				if equalFold(t, "close") {
+					closeConn = true
+				} else if equalFold(t, "keep-alive") {
+					keepAlive = true
+				}
+			})
+		case equalFold(name, "expect"):
+			r.ExpectContinue = equalFold(value, "100-continue")
+		case equalFold(name, "content-type"):
+			r.ContentType = value
+		case equalFold(name, "if-modified-since"):
+			r.IfModifiedSince = value
+		}
+	}
+	p.headers = r.Headers
+	switch {
+	case r.Chunked && clSeen:
+		return fail(400, "both Content-Length and Transfer-Encoding")
+	case r.Chunked && r.Minor == 0:
+		return fail(400, "Transfer-Encoding in an HTTP/1.0 request")
+	case hosts > 1:
+		return fail(400, "more than one Host header")
+	case hosts == 0 && r.Minor >= 1:
+		return fail(400, "HTTP/1.1 request without a Host header")
+	case r.ContentLength > p.Limits.MaxBody:
+		return fail(413, "request body larger than the limit")
+	}
+	if r.Minor >= 1 {
+		r.KeepAlive = !closeConn
+	} else {
+		r.KeepAlive = keepAlive && !closeConn
+	}
+	if r.Chunked {
+		p.chunk = chunkState{}
+		p.bodyBuf = p.bodyBuf[:0]
+	}
+	return nil
+}
+
+// parseRequestLine reads "METHOD SP request-target SP HTTP/1.x".
+func (p *Parser) parseRequestLine(line []byte) error {
+	r := &p.req
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return fail(400, "malformed request line")
+	}
+	r.Method = line[:sp1]
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return fail(400, "malformed request line")
+	}
+	r.Target = rest[:sp2]
+	proto := rest[sp2+1:]
+	if len(proto) != 8 || string(proto[:5]) != "HTTP/" || proto[6] != '.' ||
+		!isDigit(proto[5]) || !isDigit(proto[7]) {
+		return fail(400, "malformed HTTP version")
+	}
+	if proto[5] != '1' {
+		return fail(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+	}
+	r.Minor = int(proto[7] - '0')
+	if r.Minor > 1 {
+		r.Minor = 1
+	}
+	for _, c := range r.Target {
+		if c <= ' ' || c == 0x7f {
+			return fail(400, "invalid character in the request target")
+		}
+	}
+	return p.parseTarget()
+}
+
+// parseTarget splits the target into path and query and decodes the path's
+// percent-escapes once. It refuses what could name a file outside a
+// document root: ".." segments, encoded slashes, backslashes and NUL bytes.
+func (p *Parser) parseTarget() error {
+	r := &p.req
+	t := r.Target
+	switch {
+	case t[0] == '/':
+	case len(t) == 1 && t[0] == '*':
+		r.Path = t
+		return nil
+	case hasPrefixFold(t, "http://") || hasPrefixFold(t, "https://"):
+		t = t[bytes.Index(t, []byte("//"))+2:]
+		slash := bytes.IndexByte(t, '/')
+		if slash < 0 {
+			t = []byte("/")
+		} else {
+			t = t[slash:]
+		}
+	default:
+		return fail(400, "request target is not a path")
+	}
+	if q := bytes.IndexByte(t, '?'); q >= 0 {
+		r.Query = t[q+1:]
+		t = t[:q]
+	}
+	if i := bytes.IndexByte(t, '#'); i >= 0 {
+		t = t[:i]
+	}
+	out := p.pathBuf[:0]
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if c == '%' {
+			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
+				return fail(400, "malformed percent-escape in the path")
+			}
+			c = unhex(t[i+1])<<4 | unhex(t[i+2])
+			i += 2
+			if c == '/' {
+				return fail(400, "encoded slash in the path")
+			}
+		}
+		if c == 0 || c == '\\' {
+			return fail(400, "NUL or backslash in the path")
+		}
+		out = append(out, c)
+	}
+	p.pathBuf = out
+	if hasDotDotSegment(out) {
+		return fail(400, "dot-dot segment in the path")
+	}
+	r.Path = out
+	return nil
+}

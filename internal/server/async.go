@@ -1,0 +1,392 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"loadlab/internal/httpx"
+)
+
+// asyncServer is the event-loop model: gnet's epoll loops call OnTraffic
+// with whatever arrived, and nothing on a loop ever blocks. Files are read
+// off the loop; timeouts are kept by a ticker that wakes expired connections.
+type asyncServer struct {
+	gnet.BuiltinEventEngine
+	core *core
+
+	eng    gnet.Engine
+	addr   net.Addr
+	booted chan struct{}
+	done   chan struct{}
+
+	conns    sync.Map // *asyncConn → struct{}: for the ticker and the graceful stop
+	open     atomic.Int64
+	draining atomic.Bool
+}
+
+// asyncConn is one connection's state. Fields without atomics belong to the
+// connection's event loop.
+type asyncConn struct {
+	c    gnet.Conn
+	sess *session
+
+	deadline atomic.Int64 // when the current wait times out, in Unix nanoseconds
+	expired  atomic.Bool  // set by the ticker; the loop acts on it
+	idle     atomic.Bool  // nothing buffered either way: a graceful stop may close it
+	closed   chan struct{}
+
+	busy      bool // a file or a final flush is being handled off the loop
+	buffered  int  // input left unparsed after the last OnTraffic
+	served    int
+	headStart time.Time
+}
+
+func startAsync(c *core) (Server, error) {
+	s := &asyncServer{core: c, booted: make(chan struct{}), done: make(chan struct{})}
+	loops := c.cfg.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	runErr := make(chan error, 1)
+	go func() {
+		defer close(s.done)
+		runErr <- gnet.Run(s, "tcp://"+c.cfg.Listen,
+			gnet.WithNumEventLoop(loops),
+			gnet.WithMulticore(loops > 1),
+			gnet.WithReusePort(c.cfg.ReusePort),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(silentLogger{}))
+	}()
+	select {
+	case <-s.booted:
+	case err := <-runErr:
+		return nil, listenError(c.cfg.Listen, err)
+	}
+	go s.tick()
+	return s, nil
+}
+
+func (s *asyncServer) Addr() net.Addr        { return s.addr }
+func (s *asyncServer) Done() <-chan struct{} { return s.done }
+
+func (s *asyncServer) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	// gnet does not say which port it bound; ask the socket.
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			s.addr = sockaddrTCP(sa)
+		}
+		unix.Close(fd)
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+func (s *asyncServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if s.draining.Load() {
+		return nil, gnet.Close
+	}
+	if max := s.core.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
+		return s.core.serviceUnavailable("too many open connections"), gnet.Close
+	}
+	s.open.Add(1)
+	ac := &asyncConn{c: c, sess: newSession(s.core, c.RemoteAddr()), closed: make(chan struct{}), headStart: time.Now()}
+	ac.deadline.Store(ac.headStart.Add(s.core.cfg.HeaderTimeout).UnixNano())
+	ac.idle.Store(true)
+	c.SetContext(ac)
+	s.conns.Store(ac, struct{}{})
+	return nil, gnet.None
+}
+
+func (s *asyncServer) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if ac, ok := c.Context().(*asyncConn); ok {
+		close(ac.closed)
+		s.conns.Delete(ac)
+		s.open.Add(-1)
+	}
+	return gnet.None
+}
+
+func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
+	ac := c.Context().(*asyncConn)
+	if ac.busy {
+		return gnet.None // input waits in gnet's buffer until the work off the loop is done
+	}
+	buf, _ := c.Peek(-1)
+	if ac.expired.Load() {
+		return s.expire(ac, len(buf))
+	}
+	now := time.Now()
+	if ac.buffered == 0 && len(buf) > 0 {
+		ac.headStart = now
+	}
+	sess := ac.sess
+	draining := s.draining.Load()
+	consumed := 0
+	for {
+		req, n, err := sess.parser.Parse(buf[consumed:])
+		if err != nil {
+			c.Discard(len(buf))
+			sess.refuse(err.(*httpx.Error))
+			return s.finish(ac)
+		}
+		if req == nil {
+			break
+		}
+		consumed += n
+		ac.served++
+		rep := sess.respond(req, draining)
+		switch {
+		case rep.file != nil:
+			c.Discard(consumed)
+			s.streamFile(ac, rep)
+			return gnet.None
+		case rep.body != nil:
+			c.Writev([][]byte{sess.out, rep.body}) // gnet copies only what the socket did not take
+			sess.out = sess.out[:0]
+		}
+		if !rep.keepAlive {
+			c.Discard(len(buf))
+			return s.finish(ac)
+		}
+		ac.headStart = now
+	}
+	c.Discard(consumed)
+	if sess.parser.NeedsContinue() {
+		sess.out = append(sess.out, httpx.Continue...)
+	}
+	if len(sess.out) > 0 {
+		c.Write(sess.out)
+		sess.out = sess.out[:0]
+	}
+	ac.buffered = len(buf) - consumed
+	return s.arm(ac, now)
+}
+
+// arm sets the deadline for what the connection waits for next.
+func (s *asyncServer) arm(ac *asyncConn, now time.Time) gnet.Action {
+	cfg := &s.core.cfg
+	var deadline time.Time
+	switch {
+	case ac.buffered == 0:
+		if s.draining.Load() && ac.c.OutboundBuffered() == 0 {
+			return gnet.Close
+		}
+		deadline = now.Add(cfg.IdleTimeout)
+		if ac.served == 0 {
+			deadline = ac.headStart.Add(cfg.HeaderTimeout)
+		}
+	case ac.sess.parser.InHead(ac.buffered):
+		deadline = ac.headStart.Add(cfg.HeaderTimeout)
+	default:
+		deadline = now.Add(cfg.IdleTimeout) // between reads of a body
+	}
+	pending := ac.c.OutboundBuffered() > 0
+	if w := now.Add(cfg.WriteTimeout); pending && w.After(deadline) {
+		deadline = w
+	}
+	ac.deadline.Store(deadline.UnixNano())
+	ac.idle.Store(ac.buffered == 0 && !pending)
+	return gnet.None
+}
+
+// expire ends a connection whose deadline passed: a 408 when it was part
+// way through a head, a plain close otherwise.
+func (s *asyncServer) expire(ac *asyncConn, buffered int) gnet.Action {
+	if buffered > 0 && ac.sess.parser.InHead(buffered) {
+		ac.c.Discard(buffered)
+		ac.sess.refuse(timeoutError)
+		return s.finish(ac)
+	}
+	return gnet.Close
+}
+
+// finish writes the last response and closes the connection once gnet has
+// flushed it: closing with bytes still in gnet's buffer would cut the
+// response short, and gnet has no flush callback, so a goroutine asks.
+func (s *asyncServer) finish(ac *asyncConn) gnet.Action {
+	if len(ac.sess.out) > 0 {
+		ac.c.Write(ac.sess.out)
+		ac.sess.out = ac.sess.out[:0]
+	}
+	if ac.c.OutboundBuffered() == 0 {
+		return gnet.Close
+	}
+	ac.busy = true
+	ac.deadline.Store(0)
+	go s.closeWhenFlushed(ac)
+	return gnet.None
+}
+
+func (s *asyncServer) closeWhenFlushed(ac *asyncConn) {
+	give := time.Now().Add(s.core.cfg.WriteTimeout)
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		time.Sleep(wait)
+		n, ok := s.outbound(ac)
+		if !ok || n == 0 || time.Now().After(give) {
+			ac.c.Close()
+			return
+		}
+	}
+}
+
+// outbound asks the connection's loop how many bytes gnet still holds for it.
+func (s *asyncServer) outbound(ac *asyncConn) (int, bool) {
+	ch := make(chan int, 1)
+	err := ac.c.Wake(func(c gnet.Conn, err error) error {
+		ch <- c.OutboundBuffered()
+		return nil
+	})
+	return s.await(ac, ch, err)
+}
+
+// asyncWrite hands b to the connection's loop and waits until gnet has
+// written or buffered it, returning what gnet still holds.
+func (s *asyncServer) asyncWrite(ac *asyncConn, b []byte) (int, bool) {
+	ch := make(chan int, 1)
+	err := ac.c.AsyncWrite(b, func(c gnet.Conn, err error) error {
+		if err != nil {
+			ch <- -1
+		} else {
+			ch <- c.OutboundBuffered()
+		}
+		return nil
+	})
+	return s.await(ac, ch, err)
+}
+
+func (s *asyncServer) await(ac *asyncConn, ch chan int, err error) (int, bool) {
+	if err != nil {
+		return 0, false
+	}
+	select {
+	case n := <-ch:
+		return n, n >= 0
+	case <-ac.closed:
+		return 0, false
+	case <-time.After(s.core.cfg.WriteTimeout):
+		return 0, false
+	}
+}
+
+// streamFile sends a file from disk without blocking the loop: a goroutine
+// reads it in pieces and queues each on the loop, pausing while gnet holds
+// more than a megabyte for a slow reader.
+func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
+	ac.busy = true
+	ac.deadline.Store(0)
+	head := append([]byte(nil), ac.sess.out...)
+	ac.sess.out = ac.sess.out[:0]
+	go func() {
+		defer rep.file.Close()
+		held, ok := s.asyncWrite(ac, head)
+		piece := make([]byte, 256<<10)
+		for left := rep.size; ok && left > 0; {
+			n, err := io.ReadFull(rep.file, piece[:min(int64(len(piece)), left)])
+			if err != nil {
+				ok = false
+				break
+			}
+			left -= int64(n)
+			held, ok = s.asyncWrite(ac, piece[:n])
+			for ok && held > 1<<20 {
+				time.Sleep(time.Millisecond)
+				held, ok = s.outbound(ac)
+			}
+		}
+		switch {
+		case !ok:
+			ac.c.Close()
+		case !rep.keepAlive:
+			s.closeWhenFlushed(ac)
+		default:
+			// Back to the loop: clear busy there, then wake it for any
+			// pipelined input that waited.
+			ac.c.Wake(func(gnet.Conn, error) error { ac.busy = false; return nil })
+			ac.c.Wake(nil)
+		}
+	}()
+}
+
+// tick enforces timeouts: it marks connections whose deadline passed and
+// wakes them, so their own loop answers or closes them.
+func (s *asyncServer) tick() {
+	cfg := &s.core.cfg
+	every := min(cfg.HeaderTimeout, cfg.IdleTimeout, cfg.WriteTimeout) / 4
+	every = max(10*time.Millisecond, min(every, time.Second))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.conns.Range(func(k, _ any) bool {
+				ac := k.(*asyncConn)
+				if d := ac.deadline.Load(); d != 0 && now.UnixNano() > d && !ac.expired.Swap(true) {
+					ac.c.Wake(nil)
+				}
+				return true
+			})
+		}
+	}
+}
+
+func (s *asyncServer) Shutdown(ctx context.Context) error {
+	if s.draining.Swap(true) {
+		<-s.done
+		return nil
+	}
+	var err error
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.open.Load() > 0 && err == nil {
+		s.conns.Range(func(k, _ any) bool {
+			if ac := k.(*asyncConn); ac.idle.Load() {
+				ac.c.Close()
+			}
+			return true
+		})
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if stopErr := s.eng.Stop(stopCtx); stopErr != nil && !errors.Is(stopErr, context.DeadlineExceeded) && err == nil {
+		err = stopErr
+	}
+	<-s.done
+	return err
+}
+
+// silentLogger keeps gnet's own logging off the terminal; loadlab reports
+// what matters itself.
+type silentLogger struct{}
+
+func (silentLogger) Debugf(string, ...any) {}
+func (silentLogger) Infof(string, ...any)  {}
+func (silentLogger) Warnf(string, ...any)  {}
+func (silentLogger) Errorf(string, ...any) {}
+func (silentLogger) Fatalf(string, ...any) {}

@@ -1,0 +1,338 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"loadlab/internal/httpx"
+)
+
+// blockingServer is the home of the two models that serve a connection with
+// blocking reads and writes on its own goroutine: thread (a goroutine per
+// connection) and pool (a fixed set of goroutines fed by a bounded queue).
+// They differ only in how an accepted connection reaches serveConn.
+type blockingServer struct {
+	core     *core
+	ln       net.Listener
+	conns    connSet
+	draining atomic.Bool
+	queue    chan net.Conn // pool only
+	workers  sync.WaitGroup
+	done     chan struct{}
+}
+
+func startBlocking(c *core) (Server, error) {
+	ln, err := listen(c.cfg.Listen, c.cfg.ReusePort)
+	if err != nil {
+		return nil, err
+	}
+	s := &blockingServer{core: c, ln: ln, conns: connSet{m: map[*trackedConn]struct{}{}}, done: make(chan struct{})}
+	if c.cfg.Model == "pool" {
+		s.queue = make(chan net.Conn, c.cfg.Queue)
+		for range c.cfg.Workers {
+			s.workers.Go(func() {
+				for nc := range s.queue {
+					s.serve(nc)
+				}
+			})
+		}
+	}
+	go s.acceptLoop()
+	return s, nil
+}
+
+func (s *blockingServer) Addr() net.Addr        { return s.ln.Addr() }
+func (s *blockingServer) Done() <-chan struct{} { return s.done }
+
+func (s *blockingServer) acceptLoop() {
+	defer func() {
+		if s.queue != nil {
+			close(s.queue)
+		}
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and try again, as
+			// net/http does, rather than spin or stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if max := s.core.cfg.MaxConns; max > 0 && s.conns.count() >= max {
+			go reject(nc, s.core.serviceUnavailable("too many open connections"))
+			continue
+		}
+		if s.queue == nil {
+			go s.serve(nc)
+			continue
+		}
+		select {
+		case s.queue <- nc:
+		default:
+			go reject(nc, s.core.serviceUnavailable("all workers are busy and the queue is full"))
+		}
+	}
+}
+
+// reject answers a connection the server has no room for and closes it
+// without a reset, so the client reads the answer.
+func reject(nc net.Conn, answer []byte) {
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(time.Second))
+	if _, err := nc.Write(answer); err != nil {
+		return
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+}
+
+func (s *blockingServer) serve(nc net.Conn) {
+	if s.core.cfg.OSThreads {
+		// Never unlocked: the thread ends with the goroutine, so each
+		// connection costs a real OS thread, as in a C thread-per-connection server.
+		runtime.LockOSThread()
+	}
+	tc := s.conns.add(nc)
+	defer s.conns.remove(tc)
+	defer nc.Close()
+	if s.draining.Load() {
+		return
+	}
+	s.serveConn(nc, tc)
+}
+
+// maxInput bounds a connection's input buffer: the largest head and body the
+// limits allow, and room for chunked framing.
+func (c *core) maxInput() int {
+	return c.cfg.Limits.MaxHead + int(c.cfg.Limits.MaxBody) + 64<<10
+}
+
+// serveConn reads requests from nc and answers them in order until the
+// client or the server closes.
+func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
+	cfg := &s.core.cfg
+	sess := newSession(s.core, nc.RemoteAddr())
+	buf := make([]byte, 4096)
+	start, end := 0, 0 // unconsumed input is buf[start:end]
+	headStart := time.Now()
+	served := 0
+	for {
+		req, n, err := sess.parser.Parse(buf[start:end])
+		if err != nil {
+			sess.refuse(err.(*httpx.Error))
+			s.writeOut(nc, sess)
+			return
+		}
+		if req != nil {
+			start += n
+			served++
+			rep := sess.respond(req, s.draining.Load())
+			if !s.send(nc, sess, rep, start < end) || !rep.keepAlive {
+				return
+			}
+			headStart = time.Now()
+			continue
+		}
+		// More input is needed: first send what is ready.
+		if len(sess.out) > 0 && !s.writeOut(nc, sess) {
+			return
+		}
+		if sess.parser.NeedsContinue() {
+			sess.out = append(sess.out, httpx.Continue...)
+			if !s.writeOut(nc, sess) {
+				return
+			}
+		}
+		var deadline time.Time
+		switch {
+		case start == end:
+			start, end = 0, 0
+			tc.idle.Store(true)
+			if s.draining.Load() {
+				return
+			}
+			deadline = time.Now().Add(cfg.IdleTimeout)
+			if served == 0 {
+				deadline = headStart.Add(cfg.HeaderTimeout) // a new connection owes its first head
+			}
+		case sess.parser.InHead(end - start):
+			deadline = headStart.Add(cfg.HeaderTimeout)
+		default:
+			deadline = time.Now().Add(cfg.IdleTimeout) // between reads of a body
+		}
+		if end == len(buf) {
+			if start > 0 {
+				end = copy(buf, buf[start:end])
+				start = 0
+			} else if len(buf) >= s.core.maxInput() {
+				sess.refuse(&httpx.Error{Status: 413, Reason: "request larger than the limit"})
+				s.writeOut(nc, sess)
+				return
+			} else {
+				buf = append(buf, make([]byte, len(buf))...)
+			}
+		}
+		nc.SetReadDeadline(deadline)
+		m, err := nc.Read(buf[end:])
+		if m > 0 {
+			if start == end {
+				headStart = time.Now()
+			}
+			end += m
+			tc.idle.Store(false)
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && end > start {
+				sess.refuse(timeoutError)
+				s.writeOut(nc, sess)
+			}
+			return
+		}
+	}
+}
+
+// send writes a response. When more pipelined input is waiting and the
+// response is small, it waits so that the answers go out in one write.
+func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) bool {
+	if rep.file == nil && rep.body == nil {
+		if more && len(sess.out) < 64<<10 {
+			return true
+		}
+		return s.writeOut(nc, sess)
+	}
+	nc.SetWriteDeadline(time.Now().Add(s.core.cfg.WriteTimeout))
+	if rep.body != nil {
+		bufs := net.Buffers{sess.out, rep.body} // one writev, no copy of the body
+		_, err := bufs.WriteTo(nc)
+		sess.out = sess.out[:0]
+		return err == nil
+	}
+	defer rep.file.Close()
+	if !s.writeOut(nc, sess) {
+		return false
+	}
+	// io.Copy from an *os.File to a *net.TCPConn is sendfile(2).
+	n, err := io.Copy(nc, io.LimitReader(rep.file, rep.size))
+	return err == nil && n == rep.size
+}
+
+func (s *blockingServer) writeOut(nc net.Conn, sess *session) bool {
+	nc.SetWriteDeadline(time.Now().Add(s.core.cfg.WriteTimeout))
+	_, err := nc.Write(sess.out)
+	sess.out = sess.out[:0]
+	return err == nil
+}
+
+func (s *blockingServer) Shutdown(ctx context.Context) error {
+	if s.draining.Swap(true) {
+		<-s.done
+		return nil
+	}
+	s.ln.Close()
+	err := s.conns.drain(ctx)
+	s.workers.Wait()
+	close(s.done)
+	return err
+}
+
+// connSet tracks a server's open connections so that a graceful stop can
+// close the idle ones at once and wait for the busy ones.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*trackedConn]struct{}
+}
+
+type trackedConn struct {
+	nc   net.Conn
+	idle atomic.Bool // waiting for the next request on a keep-alive connection
+}
+
+func (cs *connSet) add(nc net.Conn) *trackedConn {
+	tc := &trackedConn{nc: nc}
+	cs.mu.Lock()
+	cs.m[tc] = struct{}{}
+	cs.mu.Unlock()
+	return tc
+}
+
+func (cs *connSet) remove(tc *trackedConn) {
+	cs.mu.Lock()
+	delete(cs.m, tc)
+	cs.mu.Unlock()
+}
+
+func (cs *connSet) count() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.m)
+}
+
+// closeWhere closes the connections for which pick is true and reports how
+// many remain open.
+func (cs *connSet) closeWhere(pick func(*trackedConn) bool) int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for tc := range cs.m {
+		if pick(tc) {
+			tc.nc.Close()
+		}
+	}
+	return len(cs.m)
+}
+
+// drain closes idle connections until none is left open, or closes all of
+// them when ctx ends.
+func (cs *connSet) drain(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for cs.closeWhere(func(tc *trackedConn) bool { return tc.idle.Load() }) > 0 {
+		select {
+		case <-ctx.Done():
+			cs.closeWhere(func(*trackedConn) bool { return true })
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// listen binds a TCP listener, with SO_REUSEPORT when several processes are
+// to share the port.
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, listenError(addr, err)
+	}
+	return ln, nil
+}

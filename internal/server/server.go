@@ -1,0 +1,142 @@
+// Package server runs a handler behind one of four concurrency models —
+// an event loop, a goroutine (or OS thread) per connection, a worker pool,
+// or preforked processes — that put the same bytes on the wire. A model only
+// moves bytes between sockets and the httpx/handler pipeline in session.go.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"loadlab"
+	"loadlab/internal/httpx"
+)
+
+// Handler answers one request; site.Site is the lab's.
+type Handler interface {
+	Serve(req *httpx.Request, resp *httpx.Response)
+}
+
+// Models are the values of Config.Model.
+var Models = []string{"async", "thread", "pool", "prefork"}
+
+// Config describes one server. The zero values of the durations and limits
+// mean the defaults below.
+type Config struct {
+	Model  string // async, thread, pool or prefork
+	Listen string // host:port; port 0 picks a free one
+	Name   string // when set, responses carry X-Served-By: Name
+
+	Loops     int  // async: event loops; 0 means one per core
+	OSThreads bool // thread: pin each connection's goroutine to an OS thread
+	Workers   int  // pool: goroutines serving connections
+	Queue     int  // pool: accepted connections waiting for a worker
+	Procs     int  // prefork: child processes
+	// Child starts one prefork child listening on addr with SO_REUSEPORT.
+	Child func(addr string) *exec.Cmd
+
+	HeaderTimeout time.Duration // to receive a whole request head
+	IdleTimeout   time.Duration // between requests on a keep-alive connection, and between body reads
+	WriteTimeout  time.Duration // to write one response
+	MaxConns      int           // open connections; more are answered 503; 0 means no limit
+	Limits        httpx.Limits
+	ReusePort     bool // bind with SO_REUSEPORT (prefork children)
+
+	Log *slog.Logger // access log, a line per request; nil for none
+}
+
+// Defaults, as nginx users would expect them.
+const (
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultWriteTimeout  = 30 * time.Second
+)
+
+func (c *Config) fillDefaults() {
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Limits == (httpx.Limits{}) {
+		c.Limits = httpx.DefaultLimits()
+	}
+	if c.Workers <= 0 {
+		c.Workers = 256
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1024
+	}
+	if c.Procs <= 0 {
+		c.Procs = 2
+	}
+}
+
+// Server is a running server of any model.
+type Server interface {
+	// Addr is the address actually bound.
+	Addr() net.Addr
+	// Shutdown stops accepting, lets requests in flight finish and closes
+	// idle connections; when ctx ends it closes whatever is left.
+	Shutdown(ctx context.Context) error
+	// Done is closed when the server has stopped, on its own or by Shutdown.
+	Done() <-chan struct{}
+}
+
+// Start binds cfg.Listen and serves h with cfg.Model. It returns once the
+// server accepts connections.
+func Start(cfg Config, h Handler) (Server, error) {
+	cfg.fillDefaults()
+	raiseOpenFileLimit()
+	core := &core{cfg: cfg, handler: h, head: httpx.HeadOptions{Server: loadlab.ServerHeader, ServedBy: cfg.Name}}
+	switch cfg.Model {
+	case "async":
+		return startAsync(core)
+	case "thread", "pool":
+		return startBlocking(core)
+	case "prefork":
+		return startPrefork(core)
+	}
+	return nil, fmt.Errorf("unknown model %q (use %s)", cfg.Model, strings.Join(Models, ", "))
+}
+
+// core is what every connection of one server shares.
+type core struct {
+	cfg     Config
+	handler Handler
+	head    httpx.HeadOptions
+}
+
+// listenError turns a bind failure into one line that says what to do.
+func listenError(addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listen %s: address already in use (another server is on it; pick another --listen port)", addr)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("listen %s: permission denied (ports below 1024 need root; pick a higher port)", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("listen %s: address not available on this machine (use 127.0.0.1 or leave the host empty)", addr)
+	}
+	return fmt.Errorf("listen %s: %w", addr, err)
+}
+
+// raiseOpenFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every
+// connection is a file descriptor, and 1024 is too few for a load test.
+func raiseOpenFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}

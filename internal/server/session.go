@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net"
+	"time"
+
+	"loadlab/internal/httpx"
+)
+
+// session is one connection's HTTP state, the same for every model: it parses
+// input, runs the handler and leaves response bytes in out for the model to
+// write. It never touches the socket.
+type session struct {
+	core   *core
+	parser *httpx.Parser
+	resp   httpx.Response
+	out    []byte
+	client string
+}
+
+func newSession(c *core, remote net.Addr) *session {
+	s := &session{core: c, parser: httpx.NewParser(c.cfg.Limits), out: make([]byte, 0, 1024)}
+	if remote != nil {
+		s.client = remote.String()
+	}
+	return s
+}
+
+// inlineBody is the largest body copied into out; a larger one is written
+// from where it lies (an embedded file, say) after out.
+const inlineBody = 16 << 10
+
+// reply is the part of a response that respond did not put into out.
+type reply struct {
+	body      []byte  // a large in-memory body
+	file      fs.File // a file to stream, of size bytes; the model closes it
+	size      int64
+	keepAlive bool
+}
+
+// respond runs req through the handler and appends the response to out.
+// draining asks for "Connection: close", as during a graceful stop.
+func (s *session) respond(req *httpx.Request, draining bool) reply {
+	var start time.Time
+	if s.core.cfg.Log != nil {
+		start = time.Now()
+	}
+	r := &s.resp
+	r.Reset()
+	s.serve(req)
+	rep := reply{keepAlive: req.KeepAlive && !r.Close && !draining}
+	s.out = httpx.AppendHead(s.out, r, rep.keepAlive, &s.core.head)
+	var sent int64
+	switch {
+	case !r.HasBody(req):
+		if r.File != nil {
+			r.File.Close()
+		}
+	case r.File != nil:
+		rep.file, rep.size, sent = r.File, r.ContentLength, r.ContentLength
+	case len(r.Body) > inlineBody:
+		rep.body, sent = r.Body, int64(len(r.Body))
+	default:
+		s.out = append(s.out, r.Body...)
+		sent = int64(len(r.Body))
+	}
+	if s.core.cfg.Log != nil {
+		s.log(string(req.Method), string(req.Target), r.Status, sent, time.Since(start))
+	}
+	return rep
+}
+
+// serve calls the handler; a panic becomes a 500 and a closed connection,
+// never a crash of the server.
+func (s *session) serve(req *httpx.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("handler panic", "path", string(req.Path), "panic", p)
+			s.resp.Reset()
+			s.resp.SetText(500, "500 Internal Server Error\n")
+			s.resp.Close = true
+		}
+	}()
+	s.core.handler.Serve(req, &s.resp)
+}
+
+// refuse appends the answer to a request the parser refused; the model
+// closes the connection after writing it.
+func (s *session) refuse(e *httpx.Error) {
+	s.resp.Reset()
+	s.resp.SetError(e)
+	s.out = httpx.AppendHead(s.out, &s.resp, false, &s.core.head)
+	s.out = append(s.out, s.resp.Body...)
+	if s.core.cfg.Log != nil {
+		s.log("-", "-", e.Status, int64(len(s.resp.Body)), 0)
+	}
+}
+
+// timeoutError is the 408 sent to a client too slow to finish its head.
+var timeoutError = &httpx.Error{Status: 408, Reason: "request head not received in time"}
+
+// serviceUnavailable is the whole answer to a connection over a limit.
+func (c *core) serviceUnavailable(why string) []byte {
+	var r httpx.Response
+	r.SetText(503, "503 Service Unavailable: "+why+"\n")
+	r.RetryAfter = "1"
+	return append(httpx.AppendHead(nil, &r, false, &c.head), r.Body...)
+}
+
+func (s *session) log(method, target string, status int, bytes int64, d time.Duration) {
+	s.core.cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("client", s.client),
+		slog.String("method", method),
+		slog.String("path", target),
+		slog.Int("status", status),
+		slog.Int64("bytes", bytes),
+		slog.Duration("duration", d),
+		slog.String("model", s.core.cfg.Model),
+		slog.String("name", s.core.cfg.Name))
+}

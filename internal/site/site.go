@@ -1,0 +1,112 @@
+// Package site is the lab's request handler: its three fixed routes, the
+// form echo, and static files from a document root or the embedded default
+// site. It turns an httpx.Request into an httpx.Response and knows nothing
+// of connections.
+package site
+
+import (
+	"embed"
+	"io/fs"
+	"time"
+
+	"loadlab/internal/httpx"
+)
+
+//go:generate go run ./gen www
+
+//go:embed www
+var defaultSite embed.FS
+
+// The lab's fixed answers (the course's http.py).
+const (
+	rootText   = "Ini Adalah web Server percobaan"
+	santaiText = "santai saja"
+	videoURL   = "https://youtu.be/katoxpnTf04"
+)
+
+// Site answers the lab's routes and serves files from one document root.
+// It is safe for concurrent use.
+type Site struct {
+	files fileSource
+}
+
+// fileSource finds a file for a decoded request path.
+type fileSource interface {
+	serve(path []byte, req *httpx.Request, resp *httpx.Response)
+}
+
+// New serves files from the directory root, or from the embedded default
+// site when root is empty.
+func New(root string) (*Site, error) {
+	if root == "" {
+		sub, err := fs.Sub(defaultSite, "www")
+		if err != nil {
+			return nil, err
+		}
+		mem, err := loadMemory(sub, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return &Site{files: mem}, nil
+	}
+	disk, err := openDisk(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Site{files: disk}, nil
+}
+
+// Serve fills resp for req.
+func (s *Site) Serve(req *httpx.Request, resp *httpx.Response) {
+	switch string(req.Path) {
+	case "/":
+		fixed(req, resp, 200, rootText)
+	case "/santai":
+		fixed(req, resp, 200, santaiText)
+	case "/video":
+		if fixed(req, resp, 302, "") {
+			resp.Location = videoURL
+		}
+	case "/form":
+		if string(req.Method) != "POST" {
+			methodNotAllowed(resp, "POST")
+			return
+		}
+		echoForm(req, resp)
+	default:
+		s.files.serve(req.Path, req, resp)
+	}
+}
+
+// fixed answers a route that has one text; it reports false when the method
+// was refused instead.
+func fixed(req *httpx.Request, resp *httpx.Response, status int, text string) bool {
+	if !isGetOrHead(req) {
+		methodNotAllowed(resp, "GET, HEAD")
+		return false
+	}
+	resp.SetText(status, text)
+	return true
+}
+
+func isGetOrHead(req *httpx.Request) bool {
+	m := string(req.Method)
+	return m == "GET" || m == "HEAD"
+}
+
+func methodNotAllowed(resp *httpx.Response, allow string) {
+	resp.SetText(405, "405 Method Not Allowed\n")
+	resp.Allow = allow
+}
+
+func notFound(resp *httpx.Response) { resp.SetText(404, "404 Not Found\n") }
+
+// notModified reports whether the client's If-Modified-Since is at or after
+// the file's time, to the second.
+func notModified(req *httpx.Request, mod time.Time) bool {
+	if len(req.IfModifiedSince) == 0 || mod.IsZero() {
+		return false
+	}
+	since, err := time.Parse(httpx.TimeFormat, string(req.IfModifiedSince))
+	return err == nil && !mod.Truncate(time.Second).After(since)
+}
