@@ -111,7 +111,7 @@ func (p *Parser) InHead(buffered int) bool { return p.headEnd == 0 && buffered >
 // findHead searches buf for the blank line that ends the head, refusing bare
 // LFs and over-long lines as it goes.
 func (p *Parser) findHead(buf []byte) (bool, error) {
-	if p.scanned == 0 {
+	if p.scanned == p.skip {
 		for p.skip+1 < len(buf) && buf[p.skip] == '\r' && buf[p.skip+1] == '\n' {
 			p.skip += 2
 			if p.skip > 8 {
@@ -119,6 +119,9 @@ func (p *Parser) findHead(buf []byte) (bool, error) {
 			}
 		}
 		p.scanned = p.skip
+		if len(buf) == p.skip+1 && buf[p.skip] == '\r' {
+			return false, nil // the start of another empty line, or of nothing
+		}
 	}
 	if err := checkMethodPrefix(buf[p.skip:]); err != nil {
 		return false, err

@@ -1,0 +1,188 @@
+package httpx
+
+import (
+	"strings"
+	"testing"
+)
+
+// parseAll feeds input to a parser in pieces of the given size, as reads
+// would hand it over, and returns the requests' summaries or the error.
+func parseAll(t *testing.T, input string, piece int) ([]string, *Error) {
+	t.Helper()
+	p := NewParser(DefaultLimits())
+	var got []string
+	var buf []byte
+	for i := 0; i < len(input); {
+		end := min(i+piece, len(input))
+		buf = append(buf, input[i:end]...)
+		i = end
+		for {
+			req, n, err := p.Parse(buf)
+			if err != nil {
+				return got, err.(*Error)
+			}
+			if req == nil {
+				break
+			}
+			got = append(got, summary(req))
+			buf = buf[n:]
+		}
+	}
+	if len(buf) > 0 {
+		got = append(got, "incomplete:"+string(buf))
+	}
+	return got, nil
+}
+
+func summary(r *Request) string {
+	ka := "close"
+	if r.KeepAlive {
+		ka = "keep"
+	}
+	return string(r.Method) + " " + string(r.Path) + " 1." + string(rune('0'+r.Minor)) + " " + ka + " body=" + string(r.Body)
+}
+
+func TestParseRequests(t *testing.T) {
+	cases := []struct {
+		name, input string
+		want        []string
+	}{
+		{"HTTP/1.0 closes by default", "GET / HTTP/1.0\r\n\r\n", []string{"GET / 1.0 close body="}},
+		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", []string{"GET / 1.0 keep body="}},
+		{"HTTP/1.1 keeps by default", "GET /santai HTTP/1.1\r\nHost: x\r\n\r\n", []string{"GET /santai 1.1 keep body="}},
+		{"HTTP/1.1 close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n", []string{"GET / 1.1 close body="}},
+		{"query dropped from path", "GET /a.txt?x=1&y=%2f HTTP/1.0\r\n\r\n", []string{"GET /a.txt 1.0 close body="}},
+		{"percent-decoded once", "GET /a%2520b HTTP/1.0\r\n\r\n", []string{"GET /a%20b 1.0 close body="}},
+		{"absolute form", "GET http://example.test/page.html HTTP/1.1\r\nHost: example.test\r\n\r\n", []string{"GET /page.html 1.1 keep body="}},
+		{"leading empty line ignored", "\r\nGET / HTTP/1.0\r\n\r\n", []string{"GET / 1.0 close body="}},
+		{"content-length body", "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", []string{"POST /form 1.1 keep body=hello"}},
+		{"identical duplicate content-length", "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", []string{"POST /form 1.1 keep body=hi"}},
+		{"chunked body", "POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+			[]string{"POST /form 1.1 keep body=hello world"}},
+		{"pipelined three", "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			[]string{"GET /a 1.1 keep body=", "GET /b 1.1 keep body=", "GET /c 1.1 close body="}},
+		{"HEAD", "HEAD / HTTP/1.0\r\n\r\n", []string{"HEAD / 1.0 close body="}},
+	}
+	for _, c := range cases {
+		for _, piece := range []int{1, 2, 7, len(c.input)} {
+			got, err := parseAll(t, c.input, piece)
+			if err != nil {
+				t.Errorf("%s (pieces of %d): unexpected error %v", c.name, piece, err)
+				continue
+			}
+			if strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Errorf("%s (pieces of %d):\n got %q\nwant %q", c.name, piece, got, c.want)
+			}
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	long := strings.Repeat("a", 9000)
+	cases := []struct {
+		name, input string
+		status      int
+	}{
+		{"request line over 8 KiB", "GET /" + long + " HTTP/1.1\r\n\r\n", 414},
+		{"request line over 8 KiB, unterminated", "GET /" + long, 414},
+		{"head over 16 KiB", "GET / HTTP/1.1\r\nHost: x\r\nA: " + long + "\r\nB: " + long + "\r\n\r\n", 431},
+		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("A: b\r\n", 101) + "\r\n", 431},
+		{"body over limit", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413},
+		{"chunked body over limit", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n", 413},
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"TE and CL", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400},
+		{"two different content-lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+		{"content-length list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", 400},
+		{"negative content-length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
+		{"plus content-length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", 400},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400},
+		{"bare LF in head", "GET / HTTP/1.1\nHost: x\r\n\r\n", 400},
+		{"bare LF ending head", "GET / HTTP/1.1\r\nHost: x\n\n", 400},
+		{"bare CR in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400},
+		{"control byte in name", "GET / HTTP/1.1\r\nHost: x\r\nX\x01A: b\r\n\r\n", 400},
+		{"space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
+		{"NUL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400},
+		{"missing host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		{"TE chunked twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+		{"chunk size overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", 400},
+		{"chunk data without CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", 400},
+		{"bare LF in chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", 400},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\n\r\n", 505},
+		{"bad version", "GET / HTTX/1.1\r\n\r\n", 400},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400},
+		{"two spaces", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"relative target", "GET page.html HTTP/1.0\r\n\r\n", 400},
+		{"dot-dot", "GET /../etc/passwd HTTP/1.0\r\n\r\n", 400},
+		{"encoded dot-dot", "GET /%2e%2e/etc/passwd HTTP/1.0\r\n\r\n", 400},
+		{"encoded slash", "GET /..%2fetc/passwd HTTP/1.0\r\n\r\n", 400},
+		{"backslash", "GET /..\\etc\\passwd HTTP/1.0\r\n\r\n", 400},
+		{"encoded NUL", "GET /page.html%00.txt HTTP/1.0\r\n\r\n", 400},
+		{"bad escape", "GET /%zz HTTP/1.0\r\n\r\n", 400},
+	}
+	for _, c := range cases {
+		for _, piece := range []int{1, len(c.input)} {
+			got, err := parseAll(t, c.input, piece)
+			if err == nil {
+				t.Errorf("%s (pieces of %d): accepted, got %q; want %d", c.name, piece, got, c.status)
+			} else if err.Status != c.status {
+				t.Errorf("%s (pieces of %d): status %d (%s), want %d", c.name, piece, err.Status, err.Reason, c.status)
+			}
+		}
+	}
+}
+
+func TestNeedsContinueOnce(t *testing.T) {
+	p := NewParser(DefaultLimits())
+	head := []byte("POST /form HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+	if req, _, err := p.Parse(head); req != nil || err != nil {
+		t.Fatalf("parsed a request without its body: %v %v", req, err)
+	}
+	if !p.NeedsContinue() || p.NeedsContinue() {
+		t.Fatal("NeedsContinue should be true exactly once while the body is missing")
+	}
+	req, n, err := p.Parse(append(head, "abc"...))
+	if err != nil || req == nil || string(req.Body) != "abc" || n != len(head)+3 {
+		t.Fatalf("got %v %d %v", req, n, err)
+	}
+}
+
+func TestAppendHead(t *testing.T) {
+	var r Response
+	r.SetText(200, "hello")
+	got := string(AppendHead(nil, &r, true, &HeadOptions{Server: "loadlab/test", ServedBy: "b1"}))
+	date := got[strings.Index(got, "Date: ")+6:]
+	date = date[:strings.Index(date, "\r\n")]
+	want := "HTTP/1.1 200 OK\r\nServer: loadlab/test\r\nDate: " + date + "\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Length: 5\r\nX-Served-By: b1\r\nConnection: keep-alive\r\n\r\n"
+	if got != want {
+		t.Errorf("head:\n%q\nwant\n%q", got, want)
+	}
+	if len(date) != 29 || !strings.HasSuffix(date, " GMT") {
+		t.Errorf("Date %q is not IMF-fixdate", date)
+	}
+	r.Status = 304
+	if h := string(AppendHead(nil, &r, false, &HeadOptions{Server: "s"})); strings.Contains(h, "Content-Length") || !strings.Contains(h, "Connection: close") {
+		t.Errorf("304 head: %q", h)
+	}
+}
+
+func TestParseAllocatesNothing(t *testing.T) {
+	p := NewParser(DefaultLimits())
+	in := []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: ab\r\nAccept: */*\r\n\r\n")
+	var r Response
+	out := make([]byte, 0, 512)
+	o := &HeadOptions{Server: "loadlab/test"}
+	allocs := testing.AllocsPerRun(1000, func() {
+		req, _, _ := p.Parse(in)
+		r.Reset()
+		r.SetText(200, "Ini Adalah web Server percobaan")
+		out = AppendHead(out[:0], &r, req.KeepAlive, o)
+	})
+	if allocs != 0 {
+		t.Errorf("parse and head of GET / allocate %.1f times per request, want 0", allocs)
+	}
+}
