@@ -39,11 +39,7 @@ type fileSource interface {
 // site when root is empty.
 func New(root string) (*Site, error) {
 	if root == "" {
-		sub, err := fs.Sub(defaultSite, "www")
-		if err != nil {
-			return nil, err
-		}
-		mem, err := loadMemory(sub, time.Now())
+		mem, err := loadMemory(mustSub(defaultSite, "www"), time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -109,4 +105,12 @@ func notModified(req *httpx.Request, mod time.Time) bool {
 	}
 	since, err := time.Parse(httpx.TimeFormat, string(req.IfModifiedSince))
 	return err == nil && !mod.Truncate(time.Second).After(since)
+}
+
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err) // dir is a constant of this package
+	}
+	return sub
 }

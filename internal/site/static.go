@@ -51,7 +51,7 @@ func redirectToDir(req *httpx.Request, resp *httpx.Response, p string) {
 // embedded default site, whose files never change.
 type memoryFiles struct {
 	files map[string]*memoryFile // by request path: "/page.html", "/images/"
-	dirs  map[string]bool        // "/images", to redirect to "/images/"
+	dirs  map[string]bool        // directories with an index.html, named without the slash
 }
 
 type memoryFile struct {
@@ -64,9 +64,6 @@ func loadMemory(fsys fs.FS, mod time.Time) (*memoryFiles, error) {
 	mod = mod.UTC().Truncate(time.Second)
 	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
-			if err == nil && name != "." {
-				m.dirs["/"+name] = true
-			}
 			return err
 		}
 		body, err := fs.ReadFile(fsys, name)
@@ -77,8 +74,9 @@ func loadMemory(fsys fs.FS, mod time.Time) (*memoryFiles, error) {
 			contentType: contentType(name), modTime: mod, lastModified: mod.Format(httpx.TimeFormat),
 		}}
 		m.files["/"+name] = f
-		if path.Base(name) == "index.html" {
-			m.files["/"+strings.TrimSuffix(name, "index.html")] = f
+		if dir := path.Dir(name); path.Base(name) == "index.html" && dir != "." {
+			m.files["/"+dir+"/"] = f
+			m.dirs["/"+dir] = true // "/dir" redirects to "/dir/", which has a page
 		}
 		return nil
 	})
