@@ -61,7 +61,8 @@ func NewParser(l Limits) *Parser { return &Parser{Limits: l} }
 // request and how many bytes it took; or nil, 0, nil when more input is
 // needed; or an *Error when the input is bad, after which the connection
 // must be answered with Error.Status and closed. The request points into buf
-// and into the parser, and is valid until the next call.
+// and into the parser, and is valid until the next call. Between calls the
+// caller may move its bytes to another buffer, as long as their order stays.
 func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 	if p.headEnd == 0 {
 		done, err := p.findHead(buf)
@@ -71,6 +72,14 @@ func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 		if err := p.parseHead(buf[p.skip:p.headEnd]); err != nil {
 			return nil, 0, err
 		}
+		if p.req.Chunked {
+			p.chunk = chunkState{}
+			p.bodyBuf = p.bodyBuf[:0]
+		}
+	} else if err := p.parseHead(buf[p.skip:p.headEnd]); err != nil {
+		// The head came in an earlier call and the caller may since have
+		// moved its buffer: parse it again so the request points at buf.
+		return nil, 0, err
 	}
 	r := &p.req
 	end := p.headEnd
@@ -274,10 +283,6 @@ func (p *Parser) parseHead(head []byte) error {
 		r.KeepAlive = !closeConn
 	} else {
 		r.KeepAlive = keepAlive && !closeConn
-	}
-	if r.Chunked {
-		p.chunk = chunkState{}
-		p.bodyBuf = p.bodyBuf[:0]
 	}
 	return nil
 }

@@ -186,3 +186,22 @@ func TestParseAllocatesNothing(t *testing.T) {
 		t.Errorf("parse and head of GET / allocate %.1f times per request, want 0", allocs)
 	}
 }
+
+// TestParseAfterBufferMoves sends a head, then the body in a new buffer
+// with the old one overwritten, as an event loop reusing its read buffer
+// does: the request must describe the new bytes.
+func TestParseAfterBufferMoves(t *testing.T) {
+	p := NewParser(DefaultLimits())
+	first := []byte("POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+	if req, _, _ := p.Parse(first); req != nil {
+		t.Fatal("request without its body")
+	}
+	second := append(append([]byte(nil), first...), "abc"...)
+	for i := range first {
+		first[i] = 'X'
+	}
+	req, _, err := p.Parse(second)
+	if err != nil || req == nil || string(req.Method) != "POST" || string(req.Path) != "/form" || string(req.Body) != "abc" {
+		t.Fatalf("got %+v, %v", req, err)
+	}
+}

@@ -157,7 +157,7 @@ func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
 		rep := sess.respond(req, draining)
 		switch {
 		case rep.file != nil:
-			c.Discard(consumed)
+			c.Discard(consumed) // consumed > 0: a request was just taken
 			s.streamFile(ac, rep)
 			return gnet.None
 		case rep.body != nil:
@@ -170,7 +170,9 @@ func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		ac.headStart = now
 	}
-	c.Discard(consumed)
+	if consumed > 0 {
+		c.Discard(consumed) // gnet's Discard(0) would drop everything buffered
+	}
 	if sess.parser.NeedsContinue() {
 		sess.out = append(sess.out, httpx.Continue...)
 	}
