@@ -41,3 +41,11 @@ func main() {
 	}
 	os.Exit(1)
 }
+
+// noArgs refuses positional arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, but was given %q", cmd.CommandPath(), args[0])
+	}
+	return nil
+}

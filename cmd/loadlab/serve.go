@@ -53,7 +53,7 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
   loadlab serve --model thread --listen :8889 --name thread
   loadlab serve --model prefork --procs 4 --root ./www --quiet
   loadlab serve --listen 127.0.0.1:0 --log-format json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, f) },
 	}
 	fl := cmd.Flags()

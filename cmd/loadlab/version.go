@@ -13,7 +13,7 @@ func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print loadlab's version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "loadlab %s (%s, %s/%s)\n", loadlab.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil

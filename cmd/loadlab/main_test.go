@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+// TestMain builds loadlab once; the tests run it as a user would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loadlab-cmd")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "loadlab")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestBadInputIsOneLineAndExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--model", "fibers"},
+		{"serve", "--listen", "9002"},
+		{"serve", "--listen", ":99999"},
+		{"serve", "--loops", "-1"},
+		{"serve", "--header-timeout", "0s"},
+		{"serve", "--log-format", "xml"},
+		{"serve", "--model", "prefork", "--child-model", "prefork"},
+		{"serve", "--no-such-flag"},
+		{"serve", "extra-arg"},
+		{"nosuchcommand"},
+	} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		code := -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "loadlab: ") || strings.Contains(string(out), "goroutine") {
+			t.Errorf("%v: exit %d, output:\n%s", args, code, out)
+		}
+	}
+}
+
+func TestMissingRootIsExit1(t *testing.T) {
+	out, err := exec.Command(binary, "serve", "--root", "/no/such/dir", "--listen", "127.0.0.1:0").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "--root") {
+		t.Errorf("exit %v, output %q", err, out)
+	}
+}
+
+// serve starts "loadlab serve" and returns it with the address from its
+// ready line.
+func serve(t *testing.T, args ...string) (*exec.Cmd, string, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	lines := make(chan string)
+	go func() {
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "loadlab serve: ready on ") {
+				lines <- strings.Fields(strings.TrimPrefix(line, "loadlab serve: ready on "))[0]
+				break
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case addr, ok := <-lines:
+		if !ok {
+			t.Fatal("server exited without a ready line")
+		}
+		return cmd, addr, sc
+	case <-time.After(15 * time.Second):
+		t.Fatal("no ready line within 15s")
+	}
+	return nil, "", nil
+}
+
+func TestServeEveryModelThenStopOnSIGTERM(t *testing.T) {
+	for _, model := range []string{"async", "thread", "pool", "prefork"} {
+		t.Run(model, func(t *testing.T) {
+			cmd, addr, sc := serve(t, "--model", model, "--name", "b1", "--log-format", "json")
+			resp, err := http.Get("http://" + addr + "/santai")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "santai saja" || resp.Header.Get("X-Served-By") != "b1" {
+				t.Errorf("got %q, X-Served-By %q", body, resp.Header.Get("X-Served-By"))
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			var logged []string
+			for sc.Scan() {
+				logged = append(logged, sc.Text())
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("after SIGTERM: %v", err)
+			}
+			joined := strings.Join(logged, "\n")
+			for _, field := range []string{`"client":"127.0.0.1:`, `"method":"GET"`, `"path":"/santai"`, `"status":200`, `"bytes":11`, `"duration":`, `"name":"b1"`} {
+				if !strings.Contains(joined, field) {
+					t.Errorf("access log lacks %s:\n%s", field, joined)
+				}
+			}
+			if _, err := http.Get("http://" + addr + "/"); err == nil {
+				t.Error("still answering after SIGTERM")
+			}
+		})
+	}
+}
+
+func TestPortInUseIsOneClearLine(t *testing.T) {
+	_, addr, _ := serve(t, "--quiet")
+	out, err := exec.Command(binary, "serve", "--listen", addr).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") ||
+		strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("exit %v, output %q", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "loadlab 0.") {
+		t.Errorf("%q %v", out, err)
+	}
+}
