@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type serveFlags struct {
 	maxBody    int64
 	logFormat  string
 	quiet      bool
+	cpuProfile string
 }
 
 func newServeCommand() *cobra.Command {
@@ -78,6 +80,7 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
 	fl.BoolVar(&c.ReusePort, "reuseport", false, "bind with SO_REUSEPORT (used by prefork children)")
 	fl.MarkHidden("reuseport")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }
 
@@ -143,6 +146,17 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		cfg.Child = childCommand(cmd.Flags(), f.childModel)
 	}
 
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.Start(cfg, h)

@@ -57,6 +57,11 @@ type Parser struct {
 // NewParser returns a parser with the given limits.
 func NewParser(l Limits) *Parser { return &Parser{Limits: l} }
 
+// Reset readies p for a new connection, keeping its buffers.
+func (p *Parser) Reset() {
+	*p = Parser{Limits: p.Limits, pathBuf: p.pathBuf[:0], bodyBuf: p.bodyBuf[:0], headers: p.headers[:0]}
+}
+
 // Parse looks for one whole request at the start of buf. It returns the
 // request and how many bytes it took; or nil, 0, nil when more input is
 // needed; or an *Error when the input is bad, after which the connection

@@ -28,7 +28,8 @@ type asyncServer struct {
 	booted chan struct{}
 	done   chan struct{}
 
-	conns    sync.Map // *asyncConn → struct{}: for the ticker and the graceful stop
+	connsMu  sync.Mutex
+	conns    map[*asyncConn]struct{} // for the ticker and the graceful stop
 	open     atomic.Int64
 	draining atomic.Bool
 }
@@ -42,7 +43,9 @@ type asyncConn struct {
 	deadline atomic.Int64 // when the current wait times out, in Unix nanoseconds
 	expired  atomic.Bool  // set by the ticker; the loop acts on it
 	idle     atomic.Bool  // nothing buffered either way: a graceful stop may close it
-	closed   chan struct{}
+	// closed is made, on the loop, before work leaves the loop, and is
+	// closed by OnClose so that work stops waiting.
+	closed chan struct{}
 
 	busy      bool // a file or a final flush is being handled off the loop
 	buffered  int  // input left unparsed after the last OnTraffic
@@ -51,18 +54,30 @@ type asyncConn struct {
 }
 
 func startAsync(c *core) (Server, error) {
-	s := &asyncServer{core: c, booted: make(chan struct{}), done: make(chan struct{})}
+	s := &asyncServer{core: c, booted: make(chan struct{}), done: make(chan struct{}), conns: map[*asyncConn]struct{}{}}
 	loops := c.cfg.Loops
 	if loops <= 0 {
 		loops = runtime.NumCPU()
 	}
+	addr := c.cfg.Listen
+	if !c.cfg.ReusePort {
+		var err error
+		if addr, err = claimPort(addr); err != nil {
+			return nil, err
+		}
+	}
 	runErr := make(chan error, 1)
 	go func() {
 		defer close(s.done)
-		runErr <- gnet.Run(s, "tcp://"+c.cfg.Listen,
+		// With SO_REUSEPORT gnet gives each loop its own listening socket
+		// and accepts on the loop itself, as nginx's workers do; without
+		// it, a separate acceptor hands every connection across threads,
+		// which halved the rate of new connections in our measurements.
+		runErr <- gnet.Run(s, "tcp://"+addr,
 			gnet.WithNumEventLoop(loops),
 			gnet.WithMulticore(loops > 1),
-			gnet.WithReusePort(c.cfg.ReusePort),
+			gnet.WithReusePort(true),
+			gnet.WithReuseAddr(true), // as net.Listen does: rebind at once after a restart
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(silentLogger{}))
 	}()
@@ -73,6 +88,20 @@ func startAsync(c *core) (Server, error) {
 	}
 	go s.tick()
 	return s, nil
+}
+
+// claimPort checks that addr is free, binding it once without
+// SO_REUSEPORT (so another server on the port is an error, not a silent
+// share), and turns port 0 into the free port the kernel chose.
+func claimPort(addr string) (string, error) {
+	ln, err := listen(addr, false)
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	host, _, _ := net.SplitHostPort(addr)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return net.JoinHostPort(host, port), nil
 }
 
 func (s *asyncServer) Addr() net.Addr        { return s.addr }
@@ -109,19 +138,27 @@ func (s *asyncServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.core.serviceUnavailable("too many open connections"), gnet.Close
 	}
 	s.open.Add(1)
-	ac := &asyncConn{c: c, sess: newSession(s.core, c.RemoteAddr()), closed: make(chan struct{}), headStart: time.Now()}
+	ac := &asyncConn{c: c, sess: s.core.getSession(c.RemoteAddr()), headStart: time.Now()}
 	ac.deadline.Store(ac.headStart.Add(s.core.cfg.HeaderTimeout).UnixNano())
 	ac.idle.Store(true)
 	c.SetContext(ac)
-	s.conns.Store(ac, struct{}{})
+	s.connsMu.Lock()
+	s.conns[ac] = struct{}{}
+	s.connsMu.Unlock()
 	return nil, gnet.None
 }
 
 func (s *asyncServer) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if ac, ok := c.Context().(*asyncConn); ok {
-		close(ac.closed)
-		s.conns.Delete(ac)
+		if ac.closed != nil {
+			close(ac.closed)
+		}
+		s.connsMu.Lock()
+		delete(s.conns, ac)
+		s.connsMu.Unlock()
 		s.open.Add(-1)
+		s.core.putSession(ac.sess)
+		ac.sess = nil
 	}
 	return gnet.None
 }
@@ -233,10 +270,19 @@ func (s *asyncServer) finish(ac *asyncConn) gnet.Action {
 	if ac.c.OutboundBuffered() == 0 {
 		return gnet.Close
 	}
-	ac.busy = true
-	ac.deadline.Store(0)
+	ac.leaveLoop()
 	go s.closeWhenFlushed(ac)
 	return gnet.None
+}
+
+// leaveLoop marks the connection as handled off the loop until that work
+// is done; the loop then leaves its input alone and the ticker its deadline.
+func (ac *asyncConn) leaveLoop() {
+	ac.busy = true
+	ac.deadline.Store(0)
+	if ac.closed == nil {
+		ac.closed = make(chan struct{})
+	}
 }
 
 func (s *asyncServer) closeWhenFlushed(ac *asyncConn) {
@@ -294,8 +340,7 @@ func (s *asyncServer) await(ac *asyncConn, ch chan int, err error) (int, bool) {
 // reads it in pieces and queues each on the loop, pausing while gnet holds
 // more than a megabyte for a slow reader.
 func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
-	ac.busy = true
-	ac.deadline.Store(0)
+	ac.leaveLoop()
 	head := append([]byte(nil), ac.sess.out...)
 	ac.sess.out = ac.sess.out[:0]
 	go func() {
@@ -342,15 +387,27 @@ func (s *asyncServer) tick() {
 		case <-s.done:
 			return
 		case now := <-t.C:
-			s.conns.Range(func(k, _ any) bool {
-				ac := k.(*asyncConn)
-				if d := ac.deadline.Load(); d != 0 && now.UnixNano() > d && !ac.expired.Swap(true) {
-					ac.c.Wake(nil)
-				}
-				return true
-			})
+			for _, ac := range s.connsWhere(func(ac *asyncConn) bool {
+				d := ac.deadline.Load()
+				return d != 0 && now.UnixNano() > d && !ac.expired.Swap(true)
+			}) {
+				ac.c.Wake(nil)
+			}
 		}
 	}
+}
+
+// connsWhere lists the open connections for which pick is true.
+func (s *asyncServer) connsWhere(pick func(*asyncConn) bool) []*asyncConn {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	var picked []*asyncConn
+	for ac := range s.conns {
+		if pick(ac) {
+			picked = append(picked, ac)
+		}
+	}
+	return picked
 }
 
 func (s *asyncServer) Shutdown(ctx context.Context) error {
@@ -362,12 +419,9 @@ func (s *asyncServer) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for s.open.Load() > 0 && err == nil {
-		s.conns.Range(func(k, _ any) bool {
-			if ac := k.(*asyncConn); ac.idle.Load() {
-				ac.c.Close()
-			}
-			return true
-		})
+		for _, ac := range s.connsWhere(func(ac *asyncConn) bool { return ac.idle.Load() }) {
+			ac.c.Close()
+		}
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()

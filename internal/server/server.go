@@ -12,6 +12,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -113,9 +114,10 @@ func Start(cfg Config, h Handler) (Server, error) {
 
 // core is what every connection of one server shares.
 type core struct {
-	cfg     Config
-	handler Handler
-	head    httpx.HeadOptions
+	cfg      Config
+	handler  Handler
+	head     httpx.HeadOptions
+	sessions sync.Pool // *session
 }
 
 // listenError turns a bind failure into one line that says what to do.

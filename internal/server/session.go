@@ -18,15 +18,30 @@ type session struct {
 	parser *httpx.Parser
 	resp   httpx.Response
 	out    []byte
-	client string
+	in     []byte // input buffer of the blocking models
+	remote net.Addr
 }
 
-func newSession(c *core, remote net.Addr) *session {
-	s := &session{core: c, parser: httpx.NewParser(c.cfg.Limits), out: make([]byte, 0, 1024)}
-	if remote != nil {
-		s.client = remote.String()
+// getSession takes a session from the server's pool: a connection's
+// buffers are worth keeping, since a load test opens thousands a second.
+func (c *core) getSession(remote net.Addr) *session {
+	s, _ := c.sessions.Get().(*session)
+	if s == nil {
+		s = &session{core: c, parser: httpx.NewParser(c.cfg.Limits), out: make([]byte, 0, 1024)}
 	}
+	s.remote = remote
 	return s
+}
+
+// putSession returns s to the pool once its connection is closed.
+func (c *core) putSession(s *session) {
+	if cap(s.out) > 64<<10 || cap(s.resp.Scratch) > 64<<10 || cap(s.in) > 64<<10 {
+		return // let an unusually large buffer go
+	}
+	s.parser.Reset()
+	s.resp.Reset()
+	s.out, s.remote = s.out[:0], nil
+	c.sessions.Put(s)
 }
 
 // inlineBody is the largest body copied into out; a larger one is written
@@ -112,7 +127,7 @@ func (c *core) serviceUnavailable(why string) []byte {
 
 func (s *session) log(method, target string, status int, bytes int64, d time.Duration) {
 	s.core.cfg.Log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("client", s.client),
+		slog.String("client", addrString(s.remote)),
 		slog.String("method", method),
 		slog.String("path", target),
 		slog.Int("status", status),
@@ -120,4 +135,11 @@ func (s *session) log(method, target string, status int, bytes int64, d time.Dur
 		slog.Duration("duration", d),
 		slog.String("model", s.core.cfg.Model),
 		slog.String("name", s.core.cfg.Name))
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "-"
+	}
+	return a.String()
 }
