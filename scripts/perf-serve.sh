@@ -13,7 +13,7 @@ pairs=${1:-3}; secs=${2:-10}; shift $(( $# >= 2 ? 2 : $# ))
 models=("${@:-async thread pool prefork}")
 read -r -a models <<<"${models[*]}"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cd "$(dirname "$0")/.."
 go build -o "$work/loadlab" ./cmd/loadlab
 

@@ -189,7 +189,7 @@ func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *ex
 	var pass []string
 	flags.Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "model", "listen", "procs", "child-model", "reuseport":
+		case "model", "listen", "procs", "child-model", "reuseport", "cpuprofile":
 			return
 		}
 		pass = append(pass, "--"+fl.Name+"="+fl.Value.String())

@@ -631,3 +631,14 @@ func TestPortInUse(t *testing.T) {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 7)) }
+
+func TestOSThreadsServe(t *testing.T) {
+	srv := start(t, "thread", "", func(c *Config) { c.OSThreads = true })
+	for range 20 {
+		c := dial(t, srv)
+		c.send(t, "GET /santai HTTP/1.0\r\n\r\n")
+		if _, body := c.read(t, "GET"); body != "santai saja" {
+			t.Fatalf("got %q", body)
+		}
+	}
+}
