@@ -7,17 +7,27 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
 
 // usageError is a mistake on the command line: exit status 2, as flag
-// parsers do, with a pointer to --help.
-type usageError struct{ err error }
+// parsers do (bench uses ab's 22), with a pointer to --help.
+type usageError struct {
+	err  error
+	code int
+}
 
 func (e usageError) Error() string { return e.err.Error() }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...), 2} }
+
+// exitCode ends the program with a status and nothing more to say: the
+// command has printed what it had.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func main() {
 	root := &cobra.Command{
@@ -27,16 +37,36 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(), newVersionCommand())
+	var cpuProfile string
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the command to this file")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		out, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return pprof.StartCPUProfile(out)
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err, 2} })
+	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand())
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code))
 	}
 	fmt.Fprintf(os.Stderr, "loadlab: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) || cmd == root {
 		fmt.Fprintf(os.Stderr, "run '%s --help' for usage\n", cmd.CommandPath())
+		if ue.code != 0 {
+			os.Exit(ue.code)
+		}
 		os.Exit(2)
 	}
 	os.Exit(1)

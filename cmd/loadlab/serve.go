@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +30,6 @@ type serveFlags struct {
 	maxBody    int64
 	logFormat  string
 	quiet      bool
-	cpuProfile string
 }
 
 func newServeCommand() *cobra.Command {
@@ -80,7 +78,6 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
 	fl.BoolVar(&c.ReusePort, "reuseport", false, "bind with SO_REUSEPORT (used by prefork children)")
 	fl.MarkHidden("reuseport")
-	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	return cmd
 }
 
@@ -146,17 +143,6 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		cfg.Child = childCommand(cmd.Flags(), f.childModel)
 	}
 
-	if f.cpuProfile != "" {
-		out, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer out.Close()
-		if err := pprof.StartCPUProfile(out); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.Start(cfg, h)
@@ -189,7 +175,7 @@ func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *ex
 	var pass []string
 	flags.Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "model", "listen", "procs", "child-model", "reuseport", "cpuprofile":
+		case "model", "listen", "procs", "child-model", "reuseport":
 			return
 		}
 		pass = append(pass, "--"+fl.Name+"="+fl.Value.String())

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"loadlab"
+	"loadlab/internal/bench"
+)
+
+// abUsageExit is ab's exit status for a usage error.
+const abUsageExit = 22
+
+type benchFlags struct {
+	requests    int
+	levels      string
+	timelimit   string
+	timeout     string
+	keepAlive   bool
+	headers     []string
+	cookies     []string
+	auth        string
+	method      string
+	head        bool
+	postFile    string
+	putFile     string
+	contentType string
+	continueErr bool
+	varLength   bool
+	quiet       bool
+	verbosity   int
+	percentCSV  string
+	gnuplot     string
+	html        bool
+	version     bool
+	http11      bool
+	rate        float64
+	format      string
+	out         string
+	warmup      int
+}
+
+func newBenchCommand() *cobra.Command {
+	f := &benchFlags{}
+	cmd := &cobra.Command{
+		Use:   "bench [options] URL",
+		Short: "Load-test a URL with ApacheBench's options and report",
+		Long: `Load-test an HTTP server. Takes ab's options and prints ab's report, with
+exact request counts, percentiles from an HDR histogram, an open-model
+--rate mode, several -c levels in one run, and JSON, CSV or markdown output.`,
+		Example: `  loadlab bench -n 1000 -c 10 http://127.0.0.1:9002/
+  loadlab bench -k -t 10 -c 100 http://127.0.0.1:9002/
+  loadlab bench -n 1000 -c 1,5,10,30,50,75,100 --format markdown http://127.0.0.1:44444/
+  loadlab bench --rate 2000 -c 50 -t 30 --format json --out run.json http://127.0.0.1:8889/santai`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.version {
+				return nil
+			}
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("bench needs exactly one URL, like http://127.0.0.1:9002/"), abUsageExit}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runBench(cmd, f, args) },
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err, abUsageExit} })
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.IntVarP(&f.requests, "requests", "n", 0, "number of requests to perform (default 1; 50000 with -t)")
+	fl.StringVarP(&f.levels, "concurrency", "c", "1", "requests in flight at once; a list (1,5,10) runs each level in turn")
+	fl.StringVarP(&f.timelimit, "timelimit", "t", "", "seconds (or a duration) to run at most; implies -n 50000")
+	fl.StringVarP(&f.timeout, "timeout", "s", "30", "seconds (or a duration) to wait for each response")
+	fl.BoolVarP(&f.keepAlive, "keepalive", "k", false, "use HTTP keep-alive")
+	fl.StringArrayVarP(&f.headers, "header", "H", nil, "extra header, 'Name: value' (repeatable)")
+	fl.StringArrayVarP(&f.cookies, "cookie", "C", nil, "cookie, 'name=value' (repeatable)")
+	fl.StringVarP(&f.auth, "auth", "A", "", "basic authentication, user:password")
+	fl.StringVarP(&f.method, "method", "m", "", "request method")
+	fl.BoolVarP(&f.head, "head", "i", false, "send HEAD requests")
+	fl.StringVarP(&f.postFile, "post-file", "p", "", "file to POST (set -T too)")
+	fl.StringVarP(&f.putFile, "put-file", "u", "", "file to PUT (set -T too)")
+	fl.StringVarP(&f.contentType, "content-type", "T", "", "Content-Type of the -p/-u body (default text/plain)")
+	fl.BoolVarP(&f.continueErr, "continue-on-error", "r", false, "don't exit on socket receive errors")
+	fl.BoolVarP(&f.varLength, "variable-length", "l", false, "accept responses of varying length")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress output")
+	fl.IntVarP(&f.verbosity, "verbosity", "v", 0, "how much to tell: 2 prints the request, 4 each response's status")
+	fl.StringVarP(&f.percentCSV, "percentile-csv", "e", "", "write ab's CSV of the percentage served within each time")
+	fl.StringVarP(&f.gnuplot, "gnuplot", "g", "", "write ab's gnuplot TSV of every request")
+	fl.BoolVarP(&f.html, "html", "w", false, "print the results as an HTML table")
+	fl.BoolVarP(&f.version, "version", "V", false, "print the version and exit")
+	fl.BoolVar(&f.http11, "http1.1", false, "send HTTP/1.1 requests instead of HTTP/1.0")
+	fl.Float64Var(&f.rate, "rate", 0, "open model: send this many requests per second (-c caps those in flight)")
+	fl.StringVar(&f.format, "format", "text", "output: text, json, csv or markdown")
+	fl.StringVar(&f.out, "out", "", "write the output to this file instead of stdout")
+	fl.IntVar(&f.warmup, "warmup", 0, "requests sent first and not counted")
+	return cmd
+}
+
+// seconds reads ab's seconds ("10", "0.5") or a Go duration ("10s").
+func seconds(flag, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d, nil
+	}
+	return 0, usageError{fmt.Errorf("%s %q: want seconds, like 10 or 2.5s", flag, v), abUsageExit}
+}
+
+func (f *benchFlags) work(url string) (bench.Work, []int, error) {
+	bad := func(format string, args ...any) error {
+		return usageError{fmt.Errorf(format, args...), abUsageExit}
+	}
+	w := bench.Work{
+		URL: url, Requests: f.requests, KeepAlive: f.keepAlive, HTTP11: f.http11, Headers: f.headers,
+		Cookies: f.cookies, BasicAuth: f.auth, ContentType: f.contentType, ContinueOnError: f.continueErr,
+		VariableLength: f.varLength, Rate: f.rate, Warmup: f.warmup, KeepSamples: f.gnuplot != "",
+		Method: strings.ToUpper(f.method),
+	}
+	var err error
+	if w.TimeLimit, err = seconds("-t", f.timelimit); err != nil {
+		return w, nil, err
+	}
+	if w.Timeout, err = seconds("-s", f.timeout); err != nil {
+		return w, nil, err
+	}
+	levels, err := bench.Levels(f.levels)
+	if err != nil {
+		return w, nil, bad("%v", err)
+	}
+	for _, h := range f.headers {
+		if !strings.Contains(h, ":") {
+			return w, nil, bad("-H %q: want 'Name: value'", h)
+		}
+	}
+	switch {
+	case f.postFile != "" && f.putFile != "":
+		return w, nil, bad("-p and -u cannot be used together")
+	case f.head && (f.postFile != "" || f.putFile != ""):
+		return w, nil, bad("-i cannot be used with -p or -u")
+	case f.head:
+		w.Method = "HEAD"
+	}
+	for _, body := range []struct{ file, method string }{{f.postFile, "POST"}, {f.putFile, "PUT"}} {
+		if body.file == "" {
+			continue
+		}
+		if w.Body, err = os.ReadFile(body.file); err != nil {
+			return w, nil, fmt.Errorf("cannot read %s: %v", body.file, errors.Unwrap(err))
+		}
+		if w.Body == nil {
+			w.Body = []byte{}
+		}
+		if w.Method == "" {
+			w.Method = body.method
+		}
+	}
+	switch f.format {
+	case "text", "json", "csv", "markdown":
+	default:
+		return w, nil, bad("--format %q: use text, json, csv or markdown", f.format)
+	}
+	return w, levels, nil
+}
+
+func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
+	if f.version {
+		fmt.Fprintf(cmd.OutOrStdout(), "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n", loadlab.Version)
+		return nil
+	}
+	w, levels, err := f.work(args[0])
+	if err != nil {
+		return err
+	}
+	out := io.Writer(os.Stdout)
+	if f.out != "" {
+		file, err := os.Create(f.out)
+		if err != nil {
+			return fmt.Errorf("--out: %v", err)
+		}
+		defer file.Close()
+		out = file
+	}
+	text := f.format == "text"
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var runs []*bench.Summary
+	var runErr error
+	for i, c := range levels {
+		w.Concurrency = c
+		if text {
+			if len(levels) > 1 {
+				fmt.Fprintf(out, "\n=== Concurrency level %d (%d of %d) ===\n", c, i+1, len(levels))
+			}
+			fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
+			fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
+		}
+		if f.verbosity >= 2 {
+			fmt.Fprintf(os.Stderr, "INFO: %s request for %s, concurrency %d\n", w.Method, w.URL, c)
+		}
+		progress, finish := newProgress(f.quiet, w.Requests, w.TimeLimit > 0)
+		s, err := bench.Run(ctx, w, progress)
+		finish(s)
+		if s == nil {
+			return benchError(err)
+		}
+		runs = append(runs, s)
+		if text {
+			if f.html {
+				bench.WriteHTML(out, s)
+			} else {
+				bench.WriteText(out, s)
+			}
+		}
+		if err := writeABFiles(f, s, len(levels) > 1); err != nil {
+			return err
+		}
+		if err != nil || ctx.Err() != nil {
+			runErr = err
+			break
+		}
+	}
+	switch f.format {
+	case "text":
+		if len(runs) > 1 {
+			fmt.Fprintln(out)
+			bench.WriteMarkdown(out, runs)
+		}
+	case "markdown":
+		bench.WriteMarkdown(out, runs)
+	case "json":
+		bench.WriteJSON(out, runs)
+	case "csv":
+		bench.WriteCSV(out, runs)
+	}
+	if runErr != nil {
+		var ab *bench.Aborted
+		if errors.As(runErr, &ab) {
+			fmt.Fprintln(os.Stderr, ab.Msg)
+			fmt.Fprintf(os.Stderr, "Total of %d requests completed\n", runs[len(runs)-1].Complete)
+			return exitCode(1)
+		}
+		return runErr
+	}
+	if ctx.Err() != nil {
+		return exitCode(1) // interrupted, as ab: results so far printed, status 1
+	}
+	return nil
+}
+
+// benchError turns a failure to start into the one-line error a user sees.
+func benchError(err error) error {
+	var ue *bench.UsageError
+	if errors.As(err, &ue) {
+		return usageError{ue, abUsageExit}
+	}
+	var ab *bench.Aborted
+	if errors.As(err, &ab) {
+		return errors.New(ab.Msg)
+	}
+	return err
+}
+
+func hostOf(url string) string {
+	h := strings.TrimPrefix(url, "http://")
+	if i := strings.IndexAny(h, "/?"); i >= 0 {
+		h = h[:i]
+	}
+	if i := strings.LastIndex(h, ":"); i >= 0 && !strings.HasSuffix(h, "]") {
+		h = h[:i]
+	}
+	return h
+}
+
+// writeABFiles writes ab's -e and -g files; with several levels each
+// level's file gets the level in its name.
+func writeABFiles(f *benchFlags, s *bench.Summary, several bool) error {
+	for _, file := range []struct {
+		name  string
+		write func(io.Writer, *bench.Summary)
+	}{{f.percentCSV, bench.WritePercentileCSV}, {f.gnuplot, bench.WriteGnuplot}} {
+		if file.name == "" {
+			continue
+		}
+		name := file.name
+		if several {
+			name = fmt.Sprintf("%s.c%d", name, s.Concurrency)
+		}
+		out, err := os.Create(name)
+		if err != nil {
+			return fmt.Errorf("cannot write %s: %v", name, errors.Unwrap(err))
+		}
+		file.write(out, s)
+		if err := out.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newProgress reports progress as ab does, "Completed N requests" lines on
+// stderr, or as a bar when stderr is a terminal.
+func newProgress(quiet bool, n int, timed bool) (bench.Progress, func(*bench.Summary)) {
+	if quiet {
+		return nil, func(*bench.Summary) {}
+	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		bar := progressbar.NewOptions64(int64(n), progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription("requests"), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond))
+		var mu sync.Mutex
+		return func(done int64) {
+				mu.Lock()
+				bar.Set64(done)
+				mu.Unlock()
+			}, func(s *bench.Summary) {
+				bar.Finish()
+				fmt.Fprintln(os.Stderr)
+			}
+	}
+	var mu sync.Mutex
+	return func(done int64) {
+			mu.Lock()
+			fmt.Fprintf(os.Stderr, "Completed %d requests\n", done)
+			mu.Unlock()
+		}, func(s *bench.Summary) {
+			if s != nil && (s.Complete == int64(n) || timed) {
+				fmt.Fprintf(os.Stderr, "Finished %d requests\n", s.Complete)
+			}
+		}
+}

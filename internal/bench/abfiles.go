@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"slices"
+	"time"
+)
+
+// WritePercentileCSV writes ab's -e file: the total time within which each
+// whole percent of the requests was served.
+func WritePercentileCSV(out io.Writer, s *Summary) {
+	fmt.Fprintln(out, "Percentage served,Time in ms")
+	t := s.coll.total
+	for i := range 100 {
+		v := float64(t.min)
+		if i > 0 {
+			v = float64(t.hist.ValueAtQuantile(float64(i)))
+		}
+		fmt.Fprintf(out, "%d,%.3f\n", i, v/1000)
+	}
+}
+
+// WriteGnuplot writes ab's -g file: one line per request, sorted by total
+// time as ab leaves them. It needs Work.KeepSamples.
+func WriteGnuplot(out io.Writer, s *Summary) {
+	fmt.Fprintln(out, "starttime\tseconds\tctime\tdtime\tttime\twait")
+	samples := slices.Clone(s.coll.samples)
+	slices.SortFunc(samples, func(a, b sample) int { return int(a.total - b.total) })
+	ms := func(us int64) int64 { return (us + 500) / 1000 }
+	for _, x := range samples {
+		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\n", x.start.Format(time.ANSIC), x.start.Unix(),
+			ms(x.connect), ms(x.total-x.connect), ms(x.total), ms(x.waiting))
+	}
+}
+
+// WriteHTML writes the results as ab's -w does: an HTML table.
+func WriteHTML(out io.Writer, s *Summary) {
+	row := func(name, value string) {
+		fmt.Fprintf(out, "<tr><th colspan=2>%s</th><td colspan=2>%s</td></tr>\n", name, html.EscapeString(value))
+	}
+	fmt.Fprintln(out, "<table>")
+	row("Server Software:", s.ServerSoftware)
+	row("Server Hostname:", s.ServerHostname)
+	row("Server Port:", fmt.Sprint(s.ServerPort))
+	row("Document Path:", s.DocumentPath)
+	row("Document Length:", fmt.Sprintf("%d bytes", s.DocumentLength))
+	row("Concurrency Level:", fmt.Sprint(s.Concurrency))
+	row("Time taken for tests:", fmt.Sprintf("%.3f seconds", s.TimeTaken))
+	row("Complete requests:", fmt.Sprint(s.Complete))
+	row("Failed requests:", fmt.Sprint(s.Failed))
+	if s.Failed > 0 {
+		f := s.Failures
+		fmt.Fprintf(out, "<tr><td colspan=4>   (Connect: %d, Receive: %d, Length: %d, Exceptions: %d)</td></tr>\n", f.Connect, f.Receive, f.Length, f.Exceptions)
+	}
+	if s.Non2xx > 0 {
+		row("Non-2xx responses:", fmt.Sprint(s.Non2xx))
+	}
+	if s.KeepAlive {
+		row("Keep-Alive requests:", fmt.Sprint(s.KeepAliveRequests))
+	}
+	row("Total transferred:", fmt.Sprintf("%d bytes", s.TotalTransferred))
+	row("HTML transferred:", fmt.Sprintf("%d bytes", s.HTMLTransferred))
+	row("Requests per second:", fmt.Sprintf("%.2f", s.RequestsPerSecond))
+	row("Transfer rate:", fmt.Sprintf("%.2f kb/s received", s.TransferRate))
+	fmt.Fprintln(out, "<tr><th>&nbsp;</th><th>min</th><th>avg</th><th>max</th></tr>")
+	for _, r := range []struct {
+		name string
+		t    Timing
+	}{{"Connect:", s.Connect}, {"Processing:", s.Processing}, {"Total:", s.Total}} {
+		fmt.Fprintf(out, "<tr><th>%s</th><td>%d</td><td>%d</td><td>%d</td></tr>\n", r.name, roundMs(r.t.Min), roundMs(r.t.Mean), roundMs(r.t.Max))
+	}
+	fmt.Fprintln(out, "</table>")
+}

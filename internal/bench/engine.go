@@ -1,0 +1,261 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Aborted is returned, with the Summary so far, when a run ends early the
+// way ab ends it: a receive error without -r, or connections that keep
+// failing. Msg is ab's line for it.
+type Aborted struct{ Msg string }
+
+func (e *Aborted) Error() string { return e.Msg }
+
+// Progress is told the number of completed requests every Heartbeat
+// completions; ab prints "Completed N requests" there.
+type Progress func(done int64)
+
+// Heartbeat is how often ab reports progress for n requests: every tenth,
+// but not more often than every 100.
+func Heartbeat(n int) int64 { return int64(max(n/10, 100)) }
+
+// run is the shared state of one run; the workers read it and touch only
+// atomics.
+type run struct {
+	w        *Work
+	t        *target
+	req      []byte
+	addr     *net.TCPAddr
+	noBody   bool
+	n        int64
+	start    time.Time
+	deadline time.Time
+
+	issued    atomic.Int64 // tickets taken; a failed attempt gives its ticket back
+	scheduled atomic.Int64 // rate mode: sends scheduled so far
+	done      atomic.Int64 // requests completed
+	failed    atomic.Int64 // attempts that failed
+	docLen    atomic.Int64 // the first response's body length; -1 before it
+	stop      atomic.Bool
+	abortOnce sync.Once
+	abortMsg  string
+	server    atomic.Pointer[string]
+
+	coll      *collector
+	progress  Progress
+	heartbeat int64
+}
+
+// workerStats are one worker's counters, summed when the run ends.
+type workerStats struct {
+	complete, connectErr, recvErr, lengthErr, exceptions, writeErr int64
+	non2xx, keepAlive, totalRead, htmlRead, bodySent               int64
+	last                                                           time.Time
+}
+
+// Run performs w and returns its summary. progress may be nil. A run cut
+// short by ctx returns what was measured so far, as ab does on Ctrl-C.
+func Run(ctx context.Context, w Work, progress Progress) (*Summary, error) {
+	if err := w.normalize(); err != nil {
+		return nil, err
+	}
+	t, err := parseTarget(w.URL)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := net.ResolveTCPAddr("tcp", t.addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot resolve %s: %v (check the host name in the URL)", t.host, unwrapDNS(err))
+	}
+	if w.Warmup > 0 {
+		warm := w
+		warm.Requests, warm.Warmup, warm.TimeLimit, warm.KeepSamples = w.Warmup, 0, 0, false
+		warm.Concurrency = min(w.Concurrency, w.Warmup)
+		if _, err := execute(ctx, &warm, t, addr, nil); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return execute(ctx, &w, t, addr, progress)
+}
+
+func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progress Progress) (*Summary, error) {
+	r := &run{
+		w: w, t: t, req: w.buildRequest(t), addr: addr, noBody: w.Method == "HEAD",
+		n: int64(w.Requests), coll: newCollector(w.KeepSamples), progress: progress, heartbeat: Heartbeat(w.Requests),
+	}
+	r.docLen.Store(-1)
+	// One event loop per core, the connections dealt out among them.
+	loops := make([]*loop, min(runtime.GOMAXPROCS(0), w.Concurrency))
+	for i := range loops {
+		share := w.Concurrency / len(loops)
+		if i < w.Concurrency%len(loops) {
+			share++
+		}
+		l, err := newLoop(r, share)
+		if err != nil {
+			return nil, err
+		}
+		loops[i] = l
+	}
+	r.start = time.Now()
+	if w.TimeLimit > 0 {
+		r.deadline = r.start.Add(w.TimeLimit)
+	}
+	stopOnCancel := context.AfterFunc(ctx, func() { r.stop.Store(true) })
+	defer stopOnCancel()
+
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Go(l.run)
+	}
+	wg.Wait()
+	stats := make([]workerStats, len(loops))
+	for i, l := range loops {
+		stats[i] = l.stats
+	}
+	s := r.summarize(stats)
+	if r.abortMsg != "" {
+		return s, &Aborted{Msg: r.abortMsg}
+	}
+	return s, nil
+}
+
+func (r *run) abort(msg string) {
+	r.abortOnce.Do(func() {
+		r.abortMsg = msg
+		r.stop.Store(true)
+	})
+}
+
+// take claims the right to one more request; false ends the worker.
+func (r *run) take() bool {
+	if r.stop.Load() {
+		return false
+	}
+	if r.issued.Add(1) > r.n {
+		return false
+	}
+	if !r.deadline.IsZero() && time.Now().After(r.deadline) {
+		r.stop.Store(true)
+		return false
+	}
+	return true
+}
+
+// outcome classifies an attempt into ab's categories.
+type outcome int
+
+const (
+	completed outcome = iota
+	connectFailed
+	receiveFailed
+	exception
+	writeFailed
+)
+
+func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response) {
+	ws.complete++
+	ws.last = time.Now()
+	ws.totalRead += res.head + res.body
+	ws.htmlRead += res.body
+	ws.bodySent += int64(len(r.w.Body))
+	if res.status < 200 || res.status > 299 {
+		ws.non2xx++
+	}
+	if r.w.KeepAlive && res.keepAlive {
+		ws.keepAlive++
+	}
+	if res.server != "" {
+		server := res.server // res is reused for the next response
+		r.server.CompareAndSwap(nil, &server)
+	}
+	if res.short {
+		ws.lengthErr++
+	} else if !r.docLen.CompareAndSwap(-1, res.body) && !r.w.VariableLength && res.body != r.docLen.Load() {
+		ws.lengthErr++
+	}
+	rec.record(s)
+	if d := r.done.Add(1); r.progress != nil && d%r.heartbeat == 0 {
+		r.progress(d)
+	}
+}
+
+// fail counts a failed attempt and ends the run where ab would: at a
+// receive error without -r, or after more than ten failed connections
+// (ab's "Test aborted after 10 failures").
+func (r *run) fail(ws *workerStats, out outcome, err error) {
+	failed := r.failed.Add(1)
+	switch out {
+	case connectFailed:
+		ws.connectErr++
+		if failed > 10 && r.done.Load() == 0 {
+			r.abort(fmt.Sprintf("connect %s: %s (is a server listening there? check the URL)", r.t.addr, errnoText(err)))
+		} else if failed > 10 && !r.w.ContinueOnError {
+			r.abort("Test aborted after 10 failures\n\napr_socket_connect(): " + abErr(err))
+		}
+	case receiveFailed:
+		ws.recvErr++
+		if !r.w.ContinueOnError {
+			if isTimeout(err) {
+				r.abort("apr_pollset_poll: The timeout specified has expired (70007)")
+			} else {
+				r.abort("apr_socket_recv: " + abErr(err))
+			}
+		}
+	case writeFailed:
+		ws.writeErr++
+		ws.exceptions++
+	case exception:
+		ws.exceptions++
+	}
+	// A server that fails everything must not keep an -r run going for
+	// ever: stop once failures outnumber the requests asked for.
+	if failed > r.n {
+		r.abort(fmt.Sprintf("more failed attempts (%d) than requests asked for (%d); last error: %v", failed, r.n, err))
+	}
+}
+
+// abErr renders an error as ab does: the system's message and its number.
+func abErr(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return fmt.Sprintf("%s (%d)", errnoText(errno), int(errno))
+	}
+	if isTimeout(err) {
+		return "The timeout specified has expired (70007)"
+	}
+	return errnoText(err)
+}
+
+func errnoText(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return "Connection closed before a complete response"
+	}
+	return err.Error()
+}
+
+func unwrapDNS(err error) error {
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return errors.New(de.Err)
+	}
+	return err
+}

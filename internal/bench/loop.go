@@ -1,0 +1,324 @@
+package bench
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop is one core's share of a run: an epoll event loop driving its
+// connections with non-blocking sockets, as wrk does. Go's net package
+// costs a new connection a dozen system calls and two goroutine switches;
+// a loop costs it socket, connect, epoll_ctl, write, read and close.
+type loop struct {
+	r      *run
+	epfd   int
+	sa     *rawSockaddr
+	family int
+	conns  []*conn
+	live   int // connections not yet retired
+	stats  workerStats
+	rec    recorder
+	events []unix.EpollEvent
+	buf    []byte
+}
+
+// conn is one client connection's state machine.
+type conn struct {
+	slot    int
+	fd      int // -1 when closed
+	state   connState
+	reused  bool // the socket already carried a response: a close now is the server's idle close
+	retried bool // one silent reconnect per request, as ab makes
+	p       parser
+
+	begin, connected, written, firstByte time.Time
+	deadline                             time.Time
+	sent                                 int // request bytes written
+	wakeAt                               time.Time
+}
+
+type connState int
+
+const (
+	idle     connState = iota
+	sleeping           // rate mode: waiting for its send time
+	connecting
+	writing
+	reading
+	retired
+)
+
+func newLoop(r *run, n int) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	l := &loop{r: r, epfd: epfd, rec: recorder{to: r.coll}, events: make([]unix.EpollEvent, 256), buf: make([]byte, 64<<10)}
+	if ip4 := r.addr.IP.To4(); ip4 != nil {
+		l.sa, l.family = newRawSockaddr(ip4, r.addr.Port), unix.AF_INET
+	} else {
+		l.sa, l.family = newRawSockaddr(r.addr.IP.To16(), r.addr.Port), unix.AF_INET6
+	}
+	for i := range n {
+		l.conns = append(l.conns, &conn{slot: i, fd: -1})
+	}
+	l.live = n
+	return l, nil
+}
+
+// run drives the loop's connections until every one has retired.
+func (l *loop) run() {
+	// The loop blocks in epoll_wait; keep it on its own thread so that
+	// wake-ups go straight back to it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.Close(l.epfd)
+	defer l.rec.flush()
+	for _, c := range l.conns {
+		l.next(c)
+	}
+	nextSweep := time.Now().Add(sweepEvery)
+	for l.live > 0 {
+		if l.r.stop.Load() {
+			for _, c := range l.conns {
+				l.retire(c)
+			}
+			break
+		}
+		now := time.Now()
+		wait := nextSweep.Sub(now)
+		if l.r.w.Rate > 0 {
+			for _, c := range l.conns {
+				if c.state == sleeping {
+					wait = min(wait, c.wakeAt.Sub(now))
+				}
+			}
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, max(int(wait/time.Millisecond), 0))
+		if err != nil && err != unix.EINTR {
+			l.r.abort("epoll_wait: " + err.Error())
+			continue
+		}
+		for _, ev := range l.events[:max(n, 0)] {
+			l.ready(l.conns[ev.Fd])
+		}
+		now = time.Now()
+		if l.r.w.Rate > 0 {
+			for _, c := range l.conns {
+				if c.state == sleeping && !now.Before(c.wakeAt) {
+					l.send(c)
+				}
+			}
+		}
+		if !now.Before(nextSweep) {
+			l.sweep(now)
+			nextSweep = now.Add(sweepEvery)
+		}
+	}
+}
+
+// sweepEvery is how often deadlines are checked; a timeout fires within
+// this much of the -s time.
+const sweepEvery = 50 * time.Millisecond
+
+func (l *loop) sweep(now time.Time) {
+	for _, c := range l.conns {
+		if (c.state == connecting || c.state == writing || c.state == reading) && now.After(c.deadline) {
+			l.failed(c, receiveFailed, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// next starts c's next request, or retires it when the run has no more.
+func (l *loop) next(c *conn) {
+	if !l.r.take() {
+		l.retire(c)
+		return
+	}
+	c.retried = false
+	c.begin = time.Now()
+	if l.r.w.Rate > 0 {
+		// The request's place in the schedule, not when a connection was
+		// free for it, is where its latency starts.
+		i := l.r.scheduled.Add(1) - 1
+		c.begin = l.r.start.Add(time.Duration(float64(i) / l.r.w.Rate * float64(time.Second)))
+		if c.begin.After(time.Now()) {
+			c.state, c.wakeAt = sleeping, c.begin
+			return
+		}
+	}
+	l.send(c)
+}
+
+// send writes the request on c's connection, opening one if needed.
+func (l *loop) send(c *conn) {
+	c.deadline = time.Now().Add(l.r.w.Timeout)
+	c.p.reset(l.r.noBody, l.r.server.Load() == nil)
+	c.sent, c.firstByte = 0, time.Time{}
+	if c.fd >= 0 {
+		c.connected = c.begin // a reused connection's connect time is zero, as in ab
+		c.state = writing
+		l.write(c)
+		return
+	}
+	c.reused = false
+	fd, err := rawSocket(l.family)
+	if err != nil {
+		l.failed(c, connectFailed, os.NewSyscallError("socket", err))
+		return
+	}
+	// No TCP_NODELAY: a request goes out in one write, and Nagle never
+	// holds back the first segment of a send.
+	c.fd = fd
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.slot)}
+	if err := rawEpollAdd(l.epfd, fd, &ev); err != nil {
+		l.failed(c, connectFailed, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	switch err := rawConnect(fd, l.sa); err {
+	case nil, unix.EINPROGRESS:
+		// On loopback the handshake is usually over by now: try the write
+		// at once rather than wait a round of epoll for EPOLLOUT.
+		c.state = connecting
+		l.write(c)
+	default:
+		l.failed(c, connectFailed, os.NewSyscallError("connect", err))
+	}
+}
+
+// ready handles epoll's news for c.
+func (l *loop) ready(c *conn) {
+	switch c.state {
+	case connecting, writing:
+		l.write(c)
+	case reading:
+		l.read(c)
+	}
+}
+
+// write sends what is left of the request. The first write on a new
+// socket also learns how its connect went: ENOTCONN or EAGAIN while the
+// handshake is under way, the connect's own error if it failed.
+func (l *loop) write(c *conn) {
+	req := l.r.req
+	for c.sent < len(req) {
+		n, err := rawWrite(c.fd, req[c.sent:])
+		switch {
+		case err == unix.EAGAIN || err == unix.ENOTCONN && c.state == connecting:
+			return // edge-triggered: EPOLLOUT comes when it can go on
+		case err != nil && c.state == connecting:
+			l.failed(c, connectFailed, os.NewSyscallError("connect", err))
+			return
+		case err != nil:
+			l.failed(c, writeFailed, os.NewSyscallError("write", err))
+			return
+		}
+		if c.state == connecting {
+			c.connected, c.state = time.Now(), writing
+		}
+		c.sent += n
+	}
+	c.written = time.Now()
+	c.state = reading
+	l.read(c) // the answer may be there already; edge-triggered epoll would not say so again
+}
+
+func (l *loop) read(c *conn) {
+	for {
+		n, err := rawRead(c.fd, l.buf)
+		switch {
+		case err == unix.EAGAIN:
+			return
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			l.failed(c, receiveFailed, os.NewSyscallError("read", err))
+			return
+		case n == 0:
+			if !c.p.started() {
+				l.failed(c, receiveFailed, io.EOF)
+				return
+			}
+			c.p.eof()
+			l.done(c)
+			return
+		}
+		if c.firstByte.IsZero() {
+			c.firstByte = time.Now()
+		}
+		finished, err := c.p.feed(l.buf[:n])
+		if err != nil {
+			l.failed(c, exception, err)
+			return
+		}
+		if finished {
+			l.done(c)
+			return
+		}
+	}
+}
+
+// done records a complete response and moves c on to its next request.
+func (l *loop) done(c *conn) {
+	end := time.Now()
+	res := &c.p.res
+	if !res.keepAlive || !l.r.w.KeepAlive {
+		l.closeFD(c)
+	} else {
+		c.reused = true
+	}
+	l.r.complete(&l.stats, &l.rec, sample{
+		start:   c.begin,
+		connect: c.connected.Sub(c.begin).Microseconds(),
+		waiting: c.firstByte.Sub(c.written).Microseconds(),
+		total:   end.Sub(c.begin).Microseconds(),
+	}, res)
+	c.state = idle
+	l.next(c)
+}
+
+// failed ends c's attempt. A kept-alive connection the server closed while
+// idle gets one silent retry on a new connection, as in ab; anything else
+// is counted and the request is owed again.
+func (l *loop) failed(c *conn, out outcome, err error) {
+	reused := c.reused
+	l.closeFD(c)
+	if reused && !c.retried && (out == writeFailed || out == receiveFailed && !c.p.started() && !isTimeout(err)) {
+		c.retried = true
+		l.send(c)
+		return
+	}
+	l.r.issued.Add(-1)
+	l.r.fail(&l.stats, out, err)
+	c.state = idle
+	l.next(c)
+}
+
+func (l *loop) closeFD(c *conn) {
+	if c.fd >= 0 {
+		rawClose(c.fd) // closing also takes it out of the epoll set
+		c.fd = -1
+	}
+	c.reused = false
+}
+
+func (l *loop) retire(c *conn) {
+	if c.state == retired {
+		return
+	}
+	l.closeFD(c)
+	c.state = retired
+	l.live--
+}
+
+// isTimeout reports a request that outlived -s.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}

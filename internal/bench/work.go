@@ -1,0 +1,199 @@
+// Package bench is loadlab's load generator: ApacheBench's options and
+// report, on an engine that speaks raw HTTP/1.x over TCP from every core,
+// records every request's timings in HDR histograms, and can hold an open
+// request rate. A Work describes a run; Run turns it into a Summary; the
+// report functions turn a Summary into text, JSON, CSV or a table.
+package bench
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"loadlab"
+)
+
+// Work is everything one run needs. The zero value of a field means ab's
+// default for it.
+type Work struct {
+	// URL is the target, http://host[:port]/path.
+	URL string
+	// Requests is how many requests to send, exactly; ab's -n. With
+	// TimeLimit and no Requests, 50000, as ab.
+	Requests int
+	// Concurrency is how many requests are in flight at once; ab's -c.
+	// With Rate it caps the connections in flight.
+	Concurrency int
+	// TimeLimit ends the run after this long; ab's -t.
+	TimeLimit time.Duration
+	// Timeout bounds each request's wait for the server; ab's -s (30 s).
+	Timeout time.Duration
+	// KeepAlive reuses connections; ab's -k.
+	KeepAlive bool
+	// HTTP11 sends HTTP/1.1 requests instead of ab's HTTP/1.0.
+	HTTP11 bool
+	// Method is the request method; "GET", or "POST"/"PUT" with a Body.
+	Method string
+	// Body and ContentType are sent with every request (ab's -p/-u and -T).
+	Body        []byte
+	ContentType string
+	// Headers are extra "Name: value" lines (ab's -H); a Host, User-Agent
+	// or Accept here replaces the default one.
+	Headers []string
+	// Cookies and BasicAuth (user:password) are ab's -C and -A.
+	Cookies   []string
+	BasicAuth string
+	// ContinueOnError keeps going after receive errors (ab's -r) instead of
+	// ending the run as ab does.
+	ContinueOnError bool
+	// VariableLength accepts responses of varying length (ab's -l) instead
+	// of counting them as Length failures.
+	VariableLength bool
+	// Rate, when above zero, sends requests at this many per second (an
+	// open model); latency counts from each request's intended send time,
+	// so a server stall shows instead of hiding (coordinated omission).
+	Rate float64
+	// Warmup requests are sent first and not counted.
+	Warmup int
+	// KeepSamples keeps every request's timings, for ab's -g file.
+	KeepSamples bool
+}
+
+// target is a parsed URL: where to connect and what to ask for.
+type target struct {
+	host     string // as the user wrote it, for Host and the report
+	port     int
+	addr     string // host:port to dial
+	path     string
+	hostHead string // the Host header's value
+}
+
+// UsageError is a mistake in what the user asked for (ab exits 22 on these).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usage(format string, args ...any) error { return &UsageError{fmt.Sprintf(format, args...)} }
+
+// parseTarget accepts ab's URL form, http://host[:port]/path; the path may
+// be left out.
+func parseTarget(raw string) (*target, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, usage("invalid URL %q (want http://host[:port]/path)", raw)
+	}
+	if u.Scheme != "http" {
+		return nil, usage("unsupported scheme %q in %q (loadlab bench speaks http://)", u.Scheme, raw)
+	}
+	t := &target{host: u.Hostname(), port: 80, path: u.EscapedPath()}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, usage("invalid port %q in %q", p, raw)
+		}
+		t.port = n
+	}
+	if t.path == "" {
+		t.path = "/"
+	}
+	if u.RawQuery != "" {
+		t.path += "?" + u.RawQuery
+	}
+	t.addr = net.JoinHostPort(t.host, strconv.Itoa(t.port))
+	t.hostHead = u.Host
+	if t.port == 80 {
+		t.hostHead = u.Hostname()
+		if strings.Contains(t.hostHead, ":") {
+			t.hostHead = "[" + t.hostHead + "]"
+		}
+	}
+	return t, nil
+}
+
+// normalize fills ab's defaults and checks the combination.
+func (w *Work) normalize() error {
+	if w.TimeLimit > 0 && w.Requests == 0 {
+		w.Requests = 50000
+	}
+	if w.Requests == 0 {
+		w.Requests = 1
+	}
+	if w.Concurrency == 0 {
+		w.Concurrency = 1
+	}
+	if w.Timeout == 0 {
+		w.Timeout = 30 * time.Second
+	}
+	switch {
+	case w.Requests < 0:
+		return usage("-n must be positive")
+	case w.Concurrency < 0:
+		return usage("-c must be positive")
+	case w.Concurrency > w.Requests && w.Rate == 0:
+		return usage("cannot use concurrency level greater than total number of requests (-c %d > -n %d)", w.Concurrency, w.Requests)
+	case w.Rate < 0:
+		return usage("--rate must be positive")
+	case w.Warmup < 0:
+		return usage("--warmup must not be negative")
+	}
+	if w.Method == "" {
+		w.Method = "GET"
+		if w.Body != nil {
+			w.Method = "POST"
+		}
+	}
+	return nil
+}
+
+// buildRequest writes the request once, in ab's order: request line,
+// Connection, Cookie, Authorization, the body's headers, the user's
+// headers, then Host, User-Agent and Accept unless the user gave them.
+func (w *Work) buildRequest(t *target) []byte {
+	proto := "HTTP/1.0"
+	if w.HTTP11 {
+		proto = "HTTP/1.1"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s\r\n", w.Method, t.path, proto)
+	switch {
+	case w.KeepAlive && !w.HTTP11:
+		b.WriteString("Connection: Keep-Alive\r\n")
+	case !w.KeepAlive && w.HTTP11:
+		b.WriteString("Connection: close\r\n")
+	}
+	if len(w.Cookies) > 0 {
+		b.WriteString("Cookie: " + strings.Join(w.Cookies, "; ") + "\r\n")
+	}
+	if w.BasicAuth != "" {
+		b.WriteString("Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(w.BasicAuth)) + "\r\n")
+	}
+	if w.Body != nil {
+		ct := w.ContentType
+		if ct == "" {
+			ct = "text/plain"
+		}
+		fmt.Fprintf(&b, "Content-length: %d\r\nContent-type: %s\r\n", len(w.Body), ct)
+	}
+	given := map[string]bool{}
+	for _, h := range w.Headers {
+		b.WriteString(h + "\r\n")
+		if n, _, ok := strings.Cut(h, ":"); ok {
+			given[strings.ToLower(strings.TrimSpace(n))] = true
+		}
+	}
+	if !given["host"] {
+		b.WriteString("Host: " + t.hostHead + "\r\n")
+	}
+	if !given["user-agent"] {
+		b.WriteString("User-Agent: " + loadlab.ServerHeader + "\r\n")
+	}
+	if !given["accept"] {
+		b.WriteString("Accept: */*\r\n")
+	}
+	b.WriteString("\r\n")
+	return append([]byte(b.String()), w.Body...)
+}
