@@ -202,6 +202,12 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 
 	var runs []*bench.Summary
 	var runErr error
+	for _, c := range levels {
+		w.Concurrency = c
+		if err := w.Check(); err != nil {
+			return benchError(err)
+		}
+	}
 	for i, c := range levels {
 		w.Concurrency = c
 		if text {

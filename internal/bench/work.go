@@ -114,6 +114,15 @@ func parseTarget(raw string) (*target, error) {
 	return t, nil
 }
 
+// Check reports what is wrong with w, if anything, before a run starts.
+func (w Work) Check() error {
+	if err := w.normalize(); err != nil {
+		return err
+	}
+	_, err := parseTarget(w.URL)
+	return err
+}
+
 // normalize fills ab's defaults and checks the combination.
 func (w *Work) normalize() error {
 	if w.TimeLimit > 0 && w.Requests == 0 {

@@ -1,0 +1,412 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"loadlab/internal/server"
+	"loadlab/internal/site"
+)
+
+// labServer starts the project's own server on 127.0.0.1:0.
+func labServer(t *testing.T, model string) string {
+	t.Helper()
+	h, err := site.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0"}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return "http://" + srv.Addr().String()
+}
+
+// fakeServer is a small server that misbehaves on purpose: answer decides
+// what each request on a connection gets. It counts what it sent.
+type fakeServer struct {
+	url      string
+	requests atomic.Int64
+	sent     atomic.Int64
+	conns    atomic.Int64
+}
+
+// answer returns the bytes for request i of the server (counting from 0);
+// closeAfter closes the connection after them; a nil answer makes the
+// server hang on to the connection without a word.
+type answerFunc func(i int64) (answer []byte, closeAfter bool)
+
+func startFake(t *testing.T, answer answerFunc) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeServer{url: "http://" + ln.Addr().String() + "/"}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fs.conns.Add(1)
+			wg.Go(func() {
+				defer c.Close()
+				go func() { <-done; c.Close() }()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := readHead(r); err != nil {
+						return
+					}
+					b, closeAfter := answer(fs.requests.Add(1) - 1)
+					if b == nil {
+						<-done
+						return
+					}
+					n, _ := c.Write(b)
+					fs.sent.Add(int64(n))
+					if closeAfter {
+						return
+					}
+				}
+			})
+		}
+	})
+	return fs
+}
+
+func readHead(r *bufio.Reader) (string, error) {
+	var head strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			return head.String(), nil
+		}
+	}
+}
+
+func fixed(resp string, closeAfter bool) answerFunc {
+	return func(int64) ([]byte, bool) { return []byte(resp), closeAfter }
+}
+
+const okClose = "HTTP/1.0 200 OK\r\nServer: fake/1\r\nContent-Length: 5\r\n\r\nhello"
+const okKeep = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+func mustRun(t *testing.T, w Work) *Summary {
+	t.Helper()
+	s, err := Run(context.Background(), w, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return s
+}
+
+func TestExactCounts(t *testing.T) {
+	for _, tc := range []struct {
+		n, c int
+		keep bool
+	}{{1000, 1, false}, {1000, 7, false}, {999, 100, false}, {1001, 10, true}, {5, 5, true}} {
+		fs := startFake(t, fixed(okClose, true))
+		if tc.keep {
+			fs = startFake(t, fixed(okKeep, false))
+		}
+		s := mustRun(t, Work{URL: fs.url, Requests: tc.n, Concurrency: tc.c, KeepAlive: tc.keep})
+		if s.Complete != int64(tc.n) || fs.requests.Load() != int64(tc.n) || s.Failed != 0 {
+			t.Errorf("-n %d -c %d: complete %d, server saw %d, failed %d", tc.n, tc.c, s.Complete, fs.requests.Load(), s.Failed)
+		}
+		resp := okClose
+		if tc.keep {
+			resp = okKeep
+		}
+		if s.TotalTransferred != int64(len(resp)*tc.n) || s.HTMLTransferred != int64(5*tc.n) || s.DocumentLength != 5 {
+			t.Errorf("-n %d -c %d: total %d (server sent %d), html %d, doclen %d", tc.n, tc.c, s.TotalTransferred, len(resp)*tc.n, s.HTMLTransferred, s.DocumentLength)
+		}
+		if tc.keep && (s.KeepAliveRequests != int64(tc.n) || fs.conns.Load() > int64(tc.c)) {
+			t.Errorf("-k: %d keep-alive requests over %d connections, want %d over at most %d", s.KeepAliveRequests, fs.conns.Load(), tc.n, tc.c)
+		}
+		if !tc.keep && fs.conns.Load() != int64(tc.n) {
+			t.Errorf("without -k: %d connections for %d requests", fs.conns.Load(), tc.n)
+		}
+	}
+}
+
+func TestLengthMismatch(t *testing.T) {
+	varying := func(i int64) ([]byte, bool) {
+		body := strings.Repeat("x", 3+int(i%2))
+		return fmt.Appendf(nil, "HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body), true
+	}
+	s := mustRun(t, Work{URL: startFake(t, varying).url, Requests: 100, Concurrency: 1})
+	if s.Failures.Length != 50 || s.Failed != 50 || s.Complete != 100 {
+		t.Errorf("varying lengths: length failures %d, failed %d, complete %d; want 50, 50, 100", s.Failures.Length, s.Failed, s.Complete)
+	}
+	s = mustRun(t, Work{URL: startFake(t, varying).url, Requests: 100, Concurrency: 1, VariableLength: true})
+	if s.Failed != 0 {
+		t.Errorf("-l: %d failed", s.Failed)
+	}
+	// A body cut short of its Content-Length is a Length failure even with -l.
+	short := fixed("HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc", true)
+	s = mustRun(t, Work{URL: startFake(t, short).url, Requests: 20, Concurrency: 2, VariableLength: true})
+	if s.Failures.Length != 20 {
+		t.Errorf("short bodies: %d length failures, want 20", s.Failures.Length)
+	}
+}
+
+func TestNon2xxIsNotAFailure(t *testing.T) {
+	fs := startFake(t, fixed("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy", true))
+	s := mustRun(t, Work{URL: fs.url, Requests: 50, Concurrency: 5})
+	if s.Non2xx != 50 || s.Failed != 0 || s.Complete != 50 {
+		t.Errorf("non-2xx %d, failed %d, complete %d", s.Non2xx, s.Failed, s.Complete)
+	}
+}
+
+func TestBodyFraming(t *testing.T) {
+	for _, tc := range []struct {
+		name, resp string
+		keep       bool
+		body       int64
+	}{
+		{"close-delimited", "HTTP/1.0 200 OK\r\n\r\nno length here", false, 14},
+		{"chunked keep-alive", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n", true,
+			int64(len("5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n"))},
+		{"HEAD-like 204", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", true, 0},
+	} {
+		fs := startFake(t, fixed(tc.resp, !tc.keep))
+		s := mustRun(t, Work{URL: fs.url, Requests: 30, Concurrency: 3, KeepAlive: tc.keep})
+		if s.Failed != 0 || s.Complete != 30 || s.DocumentLength != tc.body || s.TotalTransferred != int64(30*len(tc.resp)) {
+			t.Errorf("%s: failed %d complete %d doclen %d (want %d) total %d (want %d)", tc.name, s.Failed, s.Complete, s.DocumentLength, tc.body, s.TotalTransferred, 30*len(tc.resp))
+		}
+		if tc.keep && fs.conns.Load() > 3 {
+			t.Errorf("%s: %d connections, want at most 3, reused", tc.name, fs.conns.Load())
+		}
+	}
+}
+
+func TestKeepAliveServerClosesIdleConnections(t *testing.T) {
+	// Every third response closes the connection: the next request must
+	// go out on a new one without an error, as ab does.
+	fs := startFake(t, func(i int64) ([]byte, bool) { return []byte(okKeep), i%3 == 2 })
+	s := mustRun(t, Work{URL: fs.url, Requests: 300, Concurrency: 4, KeepAlive: true})
+	if s.Failed != 0 || s.Complete != 300 {
+		t.Errorf("failed %d, complete %d", s.Failed, s.Complete)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	fs := startFake(t, func(int64) ([]byte, bool) { return nil, false })
+	began := time.Now()
+	s, err := Run(context.Background(), Work{URL: fs.url, Requests: 3, Concurrency: 1, Timeout: 200 * time.Millisecond}, nil)
+	var ab *Aborted
+	if !errors.As(err, &ab) || !strings.Contains(ab.Msg, "timeout specified has expired") {
+		t.Fatalf("want ab's timeout message, got %v", err)
+	}
+	if s.Failures.Receive != 1 || time.Since(began) > 2*time.Second {
+		t.Errorf("receive failures %d after %s", s.Failures.Receive, time.Since(began))
+	}
+	// With -r the run goes on and counts each timeout.
+	s, err = Run(context.Background(), Work{URL: fs.url, Requests: 2, Concurrency: 2, Timeout: 100 * time.Millisecond, ContinueOnError: true}, nil)
+	if s == nil || s.Failures.Receive < 2 {
+		t.Errorf("-r timeouts: %+v %v", s, err)
+	}
+}
+
+// resetServer reads each request and closes with a RST.
+func resetServer(t *testing.T, okEvery int64) *fakeServer {
+	t.Helper()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	fs := &fakeServer{url: "http://" + ln.Addr().String() + "/"}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				readHead(bufio.NewReader(c))
+				if i := fs.requests.Add(1); okEvery > 0 && i%okEvery == 0 {
+					io.WriteString(c, okClose)
+					c.Close()
+					return
+				}
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}()
+		}
+	}()
+	return fs
+}
+
+func TestResets(t *testing.T) {
+	fs := resetServer(t, 2)
+	_, err := Run(context.Background(), Work{URL: fs.url, Requests: 10, Concurrency: 1}, nil)
+	var ab *Aborted
+	if !errors.As(err, &ab) || !strings.Contains(ab.Msg, "apr_socket_recv: Connection reset by peer (104)") {
+		t.Fatalf("without -r a reset ends the run with ab's message; got %v", err)
+	}
+	fs = resetServer(t, 2)
+	s, err := Run(context.Background(), Work{URL: fs.url, Requests: 10, Concurrency: 1, ContinueOnError: true}, nil)
+	if err != nil || s.Complete != 10 || s.Failures.Receive != 10 || s.Failed != 10 {
+		t.Errorf("-r: complete %d, receive failures %d, failed %d, err %v", s.Complete, s.Failures.Receive, s.Failed, err)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	url := "http://" + ln.Addr().String() + "/"
+	ln.Close() // nothing listens there now
+	_, err := Run(context.Background(), Work{URL: url, Requests: 5}, nil)
+	var ab *Aborted
+	if !errors.As(err, &ab) || !strings.Contains(ab.Msg, "connection refused") || strings.Contains(ab.Msg, "\n") {
+		t.Errorf("want one line naming the refused connect, got %v", err)
+	}
+	for _, bad := range []string{"127.0.0.1:80/", "ftp://127.0.0.1/", "http://", "http://127.0.0.1:99999/"} {
+		var ue *UsageError
+		if _, err := Run(context.Background(), Work{URL: bad}, nil); !errors.As(err, &ue) {
+			t.Errorf("%q: want a usage error, got %v", bad, err)
+		}
+	}
+}
+
+func TestAgainstOwnServerEveryModel(t *testing.T) {
+	for _, model := range []string{"async", "thread"} {
+		url := labServer(t, model) + "/"
+		s := mustRun(t, Work{URL: url, Requests: 503, Concurrency: 10})
+		if s.Complete != 503 || s.Failed != 0 || s.DocumentLength != 31 || s.ServerSoftware != "loadlab/0.1.0" {
+			t.Errorf("%s: %+v", model, s)
+		}
+		s = mustRun(t, Work{URL: url, Requests: 500, Concurrency: 10, KeepAlive: true})
+		if s.KeepAliveRequests != 500 {
+			t.Errorf("%s -k: %d keep-alive requests", model, s.KeepAliveRequests)
+		}
+		s = mustRun(t, Work{URL: url, Requests: 20, Concurrency: 2, Method: "HEAD"})
+		if s.HTMLTransferred != 0 || s.Failed != 0 {
+			t.Errorf("%s HEAD: html %d failed %d", model, s.HTMLTransferred, s.Failed)
+		}
+		s = mustRun(t, Work{URL: url + "form", Requests: 20, Concurrency: 2, Body: []byte("a=1&b=2"), ContentType: "application/x-www-form-urlencoded"})
+		if s.Non2xx != 0 || s.DocumentLength != int64(len("a: 1\nb: 2\n")) || s.TotalBodySent != 20*7 {
+			t.Errorf("%s POST: non-2xx %d doclen %d sent %d", model, s.Non2xx, s.DocumentLength, s.TotalBodySent)
+		}
+	}
+}
+
+func TestTimeLimit(t *testing.T) {
+	url := labServer(t, "async") + "/"
+	began := time.Now()
+	s := mustRun(t, Work{URL: url, TimeLimit: 300 * time.Millisecond, Concurrency: 4, KeepAlive: true})
+	if took := time.Since(began); took > 2*time.Second || s.Complete == 0 || s.Complete > 50000 {
+		t.Errorf("-t 0.3s took %s with %d requests", took, s.Complete)
+	}
+}
+
+// TestRateExposesStall serves fast except for one 500 ms stall. An open
+// model counts the stall against every request scheduled during it, so it
+// shows in p99; a closed model would only see it in the few requests in
+// flight.
+func TestRateExposesStall(t *testing.T) {
+	var stallUntil atomic.Int64
+	fs := startFake(t, func(i int64) ([]byte, bool) {
+		if i == 100 {
+			stallUntil.Store(time.Now().Add(500 * time.Millisecond).UnixNano())
+		}
+		if d := time.Until(time.Unix(0, stallUntil.Load())); d > 0 {
+			time.Sleep(d)
+		}
+		return []byte(okKeep), false
+	})
+	const rate, n = 400.0, 600
+	began := time.Now()
+	s := mustRun(t, Work{URL: fs.url, Requests: n, Concurrency: 1, KeepAlive: true, Rate: rate})
+	took := time.Since(began)
+	want := time.Duration(n / rate * float64(time.Second))
+	if took < want-100*time.Millisecond || took > want+time.Second {
+		t.Errorf("%d requests at %g/s took %s, want about %s", n, rate, took, want)
+	}
+	if s.Total.P99 < 300 {
+		t.Errorf("p99 %.1f ms hides a 500 ms stall", s.Total.P99)
+	}
+	if s.Total.Median > 50 {
+		t.Errorf("median %.1f ms: the stall should touch only a fifth of the requests", s.Total.Median)
+	}
+}
+
+func TestWarmupNotCounted(t *testing.T) {
+	fs := startFake(t, fixed(okClose, true))
+	s := mustRun(t, Work{URL: fs.url, Requests: 50, Concurrency: 5, Warmup: 20})
+	if s.Complete != 50 || fs.requests.Load() != 70 {
+		t.Errorf("complete %d, server saw %d; want 50 and 70", s.Complete, fs.requests.Load())
+	}
+}
+
+func TestRequestBytes(t *testing.T) {
+	w := Work{URL: "http://example.test:8080/a?b=c", KeepAlive: true, Headers: []string{"X-A: 1", "Accept: text/plain"},
+		Cookies: []string{"s=1", "t=2"}, BasicAuth: "u:p", Body: []byte("hi"), ContentType: "text/x"}
+	w.normalize()
+	tg, _ := parseTarget(w.URL)
+	got := string(w.buildRequest(tg))
+	want := "POST /a?b=c HTTP/1.0\r\nConnection: Keep-Alive\r\nCookie: s=1; t=2\r\nAuthorization: Basic dTpw\r\n" +
+		"Content-length: 2\r\nContent-type: text/x\r\nX-A: 1\r\nAccept: text/plain\r\nHost: example.test:8080\r\n" +
+		"User-Agent: loadlab/0.1.0\r\n\r\nhi"
+	if got != want {
+		t.Errorf("request:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestParserInPieces(t *testing.T) {
+	resp := []byte("HTTP/1.1 200 OK\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	for size := 1; size <= len(resp); size++ {
+		var p parser
+		p.reset(false, true)
+		var done bool
+		for i := 0; i < len(resp); i += size {
+			var err error
+			if done, err = p.feed(resp[i:min(i+size, len(resp))]); err != nil {
+				t.Fatalf("pieces of %d: %v", size, err)
+			}
+		}
+		if !done || p.res.body != int64(len("3\r\nabc\r\n0\r\n\r\n")) || p.res.server != "s" || !p.res.keepAlive {
+			t.Fatalf("pieces of %d: done %v %+v", size, done, p.res)
+		}
+	}
+	var p parser
+	p.reset(false, false)
+	if _, err := p.feed([]byte("SMTP ready\r\n\r\n")); !errors.Is(err, errMalformed) {
+		t.Errorf("garbage status line: %v", err)
+	}
+}
+
+func TestLabTableFormat(t *testing.T) {
+	s := &Summary{Concurrency: 1, TimeTaken: 23.710, Complete: 1000, TotalTransferred: 122000, RequestsPerSecond: 42.18,
+		TimePerRequestAll: 23.710, TransferRate: 5.02}
+	var b bytes.Buffer
+	WriteLabTable(&b, [][]string{LabRow(1, s), BlankLabRow(2, 5)})
+	want := `| No test | Concurrency level | Time taken for test (seconds) | Complete request | Failed request | Total transferred (bytes) | Request per second | Time per request (ms) | Transfer rate (Kbytes/sec) |
+|:-------:|:-----------------:|:-----------------------------:|:----------------:|:--------------:|:-------------------------:|:------------------:|:---------------------:|:--------------------------:|
+|    1    |         1         |             23.710            |       1000       |        0       |           122000          |        42.18       |         23.710        |            5.02            |
+|    2    |         5         |               -               |         -        |        -       |             -             |          -         |           -           |              -             |
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
