@@ -131,7 +131,9 @@ func TestBenchCommandLine(t *testing.T) {
 		Runs []struct {
 			Complete    int64
 			Concurrency int
-			Total       struct{ P99 float64 `json:"p99_ms"` }
+			Total       struct {
+				P99 float64 `json:"p99_ms"`
+			}
 		}
 	}
 	if err != nil || json.Unmarshal(out, &doc) != nil || len(doc.Runs) != 2 || doc.Runs[1].Complete != 100 || doc.Runs[1].Concurrency != 2 {
