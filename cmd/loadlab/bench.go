@@ -95,7 +95,7 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.BoolVarP(&f.continueErr, "continue-on-error", "r", false, "don't exit on socket receive errors")
 	fl.BoolVarP(&f.varLength, "variable-length", "l", false, "accept responses of varying length")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress output")
-	fl.IntVarP(&f.verbosity, "verbosity", "v", 0, "how much to tell: 2 prints the request, 4 each response's status")
+	fl.IntVarP(&f.verbosity, "verbosity", "v", 0, "how much to tell: 2 or more prints the request as sent")
 	fl.StringVarP(&f.percentCSV, "percentile-csv", "e", "", "write ab's CSV of the percentage served within each time")
 	fl.StringVarP(&f.gnuplot, "gnuplot", "g", "", "write ab's gnuplot TSV of every request")
 	fl.BoolVarP(&f.html, "html", "w", false, "print the results as an HTML table")
@@ -217,8 +217,8 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 			fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
 			fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
 		}
-		if f.verbosity >= 2 {
-			fmt.Fprintf(os.Stderr, "INFO: %s request for %s, concurrency %d\n", w.Method, w.URL, c)
+		if req, err := w.RequestBytes(); err == nil && f.verbosity >= 2 {
+			fmt.Fprintf(out, "INFO: %s header == \n---\n%s\n---\n", w.Method, req) // as ab -v 2 prints it
 		}
 		progress, finish := newProgress(f.quiet, w.Requests, w.TimeLimit > 0)
 		s, err := bench.Run(ctx, w, progress)

@@ -123,6 +123,18 @@ func (w Work) Check() error {
 	return err
 }
 
+// RequestBytes is the request exactly as the run sends it.
+func (w Work) RequestBytes() ([]byte, error) {
+	if err := w.normalize(); err != nil {
+		return nil, err
+	}
+	t, err := parseTarget(w.URL)
+	if err != nil {
+		return nil, err
+	}
+	return w.buildRequest(t), nil
+}
+
 // normalize fills ab's defaults and checks the combination.
 func (w *Work) normalize() error {
 	if w.TimeLimit > 0 && w.Requests == 0 {
