@@ -218,7 +218,7 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 			fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
 		}
 		if req, err := w.RequestBytes(); err == nil && f.verbosity >= 2 {
-			fmt.Fprintf(out, "INFO: %s header == \n---\n%s\n---\n", w.Method, req) // as ab -v 2 prints it
+			fmt.Fprintf(out, "INFO: %s header == \n---\n%s\n---\n", strings.Fields(string(req))[0], req) // as ab -v 2 prints it
 		}
 		progress, finish := newProgress(f.quiet, w.Requests, w.TimeLimit > 0)
 		s, err := bench.Run(ctx, w, progress)
