@@ -1,5 +1,7 @@
 package httpx
 
+import "net"
+
 // Header is one header field as it arrived; both slices point into the
 // connection's input.
 type Header struct {
@@ -28,6 +30,10 @@ type Request struct {
 	KeepAlive bool
 
 	Body []byte
+
+	// Remote is the client's address, set by the server, for handlers that
+	// need it (a proxy's X-Forwarded-For).
+	Remote net.Addr
 }
 
 // IsHead reports whether the response must have no body.

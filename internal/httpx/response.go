@@ -1,7 +1,7 @@
 package httpx
 
 import (
-	"io/fs"
+	"io"
 	"strconv"
 )
 
@@ -16,11 +16,20 @@ type Response struct {
 	RetryAfter   string
 	LastModified string // already in IMF-fixdate
 
-	// Body is the whole body in memory; or File, of ContentLength bytes, is
-	// streamed from disk and closed by the server.
+	// Body is the whole body in memory; or Stream, of ContentLength bytes
+	// (-1: unknown until it ends), is copied out and closed by the server.
 	Body          []byte
-	File          fs.File
+	Stream        io.ReadCloser
 	ContentLength int64
+	// Chunked is set by the server when it sends a Stream of unknown
+	// length to an HTTP/1.1 client.
+	Chunked bool
+
+	// Fields are more header lines, each "Name: value\r\n", sent as they
+	// are: a proxy passes a backend's headers here. With NoDefaults the
+	// server adds no Server and Date of its own, since Fields carry them.
+	Fields     []byte
+	NoDefaults bool
 
 	// Close asks the server to close the connection after this response.
 	Close bool
@@ -50,7 +59,7 @@ func (r *Response) SetError(e *Error) {
 
 // Length is the body's length as sent in Content-Length.
 func (r *Response) Length() int64 {
-	if r.File != nil {
+	if r.Stream != nil {
 		return r.ContentLength
 	}
 	return int64(len(r.Body))
@@ -79,16 +88,24 @@ func AppendHead(dst []byte, r *Response, keepAlive bool, o *HeadOptions) []byte 
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	dst = append(dst, ' ')
 	dst = append(dst, StatusText(r.Status)...)
-	dst = append(dst, "\r\nServer: "...)
-	dst = append(dst, o.Server...)
-	dst = append(dst, "\r\nDate: "...)
-	dst = AppendDate(dst)
+	dst = append(dst, "\r\n"...)
+	if !r.NoDefaults {
+		dst = appendField(dst, "Server", o.Server)
+		dst = append(dst, "Date: "...)
+		dst = AppendDate(dst)
+		dst = append(dst, "\r\n"...)
+	}
 	if r.ContentType != "" {
 		dst = appendField(dst, "Content-Type", r.ContentType)
 	}
 	if bodyAllowed(r.Status) {
-		dst = append(dst, "\r\nContent-Length: "...)
-		dst = strconv.AppendInt(dst, r.Length(), 10)
+		if r.Chunked {
+			dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+		} else if n := r.Length(); n >= 0 {
+			dst = append(dst, "Content-Length: "...)
+			dst = strconv.AppendInt(dst, n, 10)
+			dst = append(dst, "\r\n"...)
+		}
 	}
 	if r.LastModified != "" {
 		dst = appendField(dst, "Last-Modified", r.LastModified)
@@ -102,22 +119,21 @@ func AppendHead(dst []byte, r *Response, keepAlive bool, o *HeadOptions) []byte 
 	if r.RetryAfter != "" {
 		dst = appendField(dst, "Retry-After", r.RetryAfter)
 	}
+	dst = append(dst, r.Fields...)
 	if o.ServedBy != "" {
 		dst = appendField(dst, "X-Served-By", o.ServedBy)
 	}
 	if keepAlive {
-		dst = append(dst, "\r\nConnection: keep-alive\r\n\r\n"...)
-	} else {
-		dst = append(dst, "\r\nConnection: close\r\n\r\n"...)
+		return append(dst, "Connection: keep-alive\r\n\r\n"...)
 	}
-	return dst
+	return append(dst, "Connection: close\r\n\r\n"...)
 }
 
 func appendField(dst []byte, name, value string) []byte {
-	dst = append(dst, "\r\n"...)
 	dst = append(dst, name...)
 	dst = append(dst, ": "...)
-	return append(dst, value...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
 }
 
 // Continue is the interim response to "Expect: 100-continue".

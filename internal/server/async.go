@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -193,7 +194,7 @@ func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
 		ac.served++
 		rep := sess.respond(req, draining)
 		switch {
-		case rep.file != nil:
+		case rep.stream != nil:
 			c.Discard(consumed) // consumed > 0: a request was just taken
 			s.streamFile(ac, rep)
 			return gnet.None
@@ -344,13 +345,19 @@ func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
 	head := append([]byte(nil), ac.sess.out...)
 	ac.sess.out = ac.sess.out[:0]
 	go func() {
-		defer rep.file.Close()
+		defer rep.stream.Close()
 		held, ok := s.asyncWrite(ac, head)
 		piece := make([]byte, 256<<10)
-		for left := rep.size; ok && left > 0; {
-			n, err := io.ReadFull(rep.file, piece[:min(int64(len(piece)), left)])
-			if err != nil {
-				ok = false
+		// A stream of unknown length (never a file) is sent to its end and
+		// the connection closed; the session chose that already.
+		left := rep.size
+		if left < 0 {
+			left = math.MaxInt64
+		}
+		for ok && left > 0 {
+			n, err := io.ReadFull(rep.stream, piece[:min(int64(len(piece)), left)])
+			if n == 0 && err != nil {
+				ok = rep.size < 0 && (err == io.EOF || err == io.ErrUnexpectedEOF)
 				break
 			}
 			left -= int64(n)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http/httputil"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,12 @@ type blockingServer struct {
 }
 
 func startBlocking(c *core) (Server, error) {
-	ln, err := listen(c.cfg.Listen, c.cfg.ReusePort)
-	if err != nil {
-		return nil, err
+	ln := c.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = listen(c.cfg.Listen, c.cfg.ReusePort); err != nil {
+			return nil, err
+		}
 	}
 	s := &blockingServer{core: c, ln: ln, conns: connSet{m: map[*trackedConn]struct{}{}}, done: make(chan struct{})}
 	if c.cfg.Model == "pool" {
@@ -217,7 +221,7 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 // send writes a response. When more pipelined input is waiting and the
 // response is small, it waits so that the answers go out in one write.
 func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) bool {
-	if rep.file == nil && rep.body == nil {
+	if rep.stream == nil && rep.body == nil {
 		if more && len(sess.out) < 64<<10 {
 			return true
 		}
@@ -230,12 +234,25 @@ func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) 
 		sess.out = sess.out[:0]
 		return err == nil
 	}
-	defer rep.file.Close()
+	defer rep.stream.Close()
 	if !s.writeOut(nc, sess) {
 		return false
 	}
+	switch {
+	case rep.chunked:
+		cw := httputil.NewChunkedWriter(nc)
+		if _, err := io.Copy(cw, rep.stream); err != nil {
+			return false
+		}
+		cw.Close()
+		_, err := io.WriteString(nc, "\r\n")
+		return err == nil
+	case rep.size < 0:
+		_, err := io.Copy(nc, rep.stream) // to its end; the connection closes after
+		return err == nil
+	}
 	// io.Copy from an *os.File to a *net.TCPConn is sendfile(2).
-	n, err := io.Copy(nc, io.LimitReader(rep.file, rep.size))
+	n, err := io.Copy(nc, io.LimitReader(rep.stream, rep.size))
 	return err == nil && n == rep.size
 }
 

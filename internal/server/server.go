@@ -49,6 +49,9 @@ type Config struct {
 	MaxConns      int           // open connections; more are answered 503; 0 means no limit
 	Limits        httpx.Limits
 	ReusePort     bool // bind with SO_REUSEPORT (prefork children)
+	// Listener, when set, is used instead of binding Listen (thread and
+	// pool models): the balancer's http mode hands over its own.
+	Listener net.Listener
 
 	Log *slog.Logger // access log, a line per request; nil for none
 }

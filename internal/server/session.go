@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"io/fs"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -51,8 +51,9 @@ const inlineBody = 16 << 10
 // reply is the part of a response that respond did not put into out.
 type reply struct {
 	body      []byte  // a large in-memory body
-	file      fs.File // a file to stream, of size bytes; the model closes it
+	stream    io.ReadCloser // to copy out after out: size bytes, or to its end when size < 0
 	size      int64
+	chunked   bool // send stream in chunked encoding
 	keepAlive bool
 }
 
@@ -65,17 +66,27 @@ func (s *session) respond(req *httpx.Request, draining bool) reply {
 	}
 	r := &s.resp
 	r.Reset()
+	req.Remote = s.remote
 	s.serve(req)
 	rep := reply{keepAlive: req.KeepAlive && !r.Close && !draining}
+	if r.Stream != nil && r.ContentLength < 0 && r.HasBody(req) {
+		// A body of unknown length: chunked to HTTP/1.1, ended by the close
+		// for HTTP/1.0.
+		if req.Minor >= 1 {
+			r.Chunked, rep.chunked = true, true
+		} else {
+			rep.keepAlive = false
+		}
+	}
 	s.out = httpx.AppendHead(s.out, r, rep.keepAlive, &s.core.head)
 	var sent int64
 	switch {
 	case !r.HasBody(req):
-		if r.File != nil {
-			r.File.Close()
+		if r.Stream != nil {
+			r.Stream.Close()
 		}
-	case r.File != nil:
-		rep.file, rep.size, sent = r.File, r.ContentLength, r.ContentLength
+	case r.Stream != nil:
+		rep.stream, rep.size, sent = r.Stream, r.ContentLength, max(r.ContentLength, 0)
 	case len(r.Body) > inlineBody:
 		rep.body, sent = r.Body, int64(len(r.Body))
 	default:

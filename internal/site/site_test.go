@@ -20,9 +20,9 @@ func ask(t *testing.T, s *Site, raw string) (*httpx.Response, string) {
 	resp := &httpx.Response{}
 	s.Serve(req, resp)
 	body := string(resp.Body)
-	if resp.File != nil {
-		b, _ := io.ReadAll(resp.File)
-		resp.File.Close()
+	if resp.Stream != nil {
+		b, _ := io.ReadAll(resp.Stream)
+		resp.Stream.Close()
 		body = string(b)
 	}
 	return resp, body
@@ -136,8 +136,8 @@ func TestDiskSite(t *testing.T) {
 	} {
 		check(t, s, r.raw, r.w)
 	}
-	if resp, _ := ask(t, s, "GET /payload-1m.bin HTTP/1.0\r\n\r\n"); resp.File == nil || resp.ContentLength != 1<<20 {
-		t.Errorf("a 1 MiB file on disk should be streamed, got File=%v length %d", resp.File, resp.ContentLength)
+	if resp, _ := ask(t, s, "GET /payload-1m.bin HTTP/1.0\r\n\r\n"); resp.Stream == nil || resp.ContentLength != 1<<20 {
+		t.Errorf("a 1 MiB file on disk should be streamed, got %v length %d", resp.Stream, resp.ContentLength)
 	}
 }
 

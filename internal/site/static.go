@@ -150,9 +150,9 @@ func (d *diskFiles) serve(p []byte, req *httpx.Request, resp *httpx.Response) {
 		f.Close()
 	case !resp.HasBody(req):
 		f.Close()
-		resp.File, resp.ContentLength = emptyFile{}, info.Size() // HEAD and 304 announce the length
+		resp.Stream, resp.ContentLength = emptyFile{}, info.Size() // HEAD and 304 announce the length
 	case info.Size() > streamAbove:
-		resp.File, resp.ContentLength = f, info.Size()
+		resp.Stream, resp.ContentLength = f, info.Size()
 	default:
 		defer f.Close()
 		buf := resp.Scratch[:0]
@@ -190,6 +190,5 @@ func (d *diskFiles) isFile(name string) bool {
 // not sent (HEAD, 304); the server never reads it.
 type emptyFile struct{}
 
-func (emptyFile) Stat() (fs.FileInfo, error) { return nil, fs.ErrInvalid }
-func (emptyFile) Read([]byte) (int, error)   { return 0, io.EOF }
-func (emptyFile) Close() error               { return nil }
+func (emptyFile) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyFile) Close() error             { return nil }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"loadlab/internal/accesslog"
+	"loadlab/internal/balancer"
+)
+
+type balanceFlags struct {
+	cfg        balancer.Config
+	backends   []string
+	configFile string
+	admin      string
+	adminToken string
+	grace      time.Duration
+	logFormat  string
+	quiet      bool
+}
+
+func newBalanceCommand() *cobra.Command {
+	f := &balanceFlags{}
+	cmd := &cobra.Command{
+		Use:   "balance",
+		Short: "Run a TCP (L4) or HTTP (L7) load balancer with health checks",
+		Long: `Balance connections (--mode tcp, the lab's) or requests (--mode http) over
+backends, with health checks, several algorithms, an access log, and an
+admin listener with a stats page, a JSON API and Prometheus metrics.
+
+SIGHUP reloads --config without dropping a connection; an invalid file is
+refused with one line and the running configuration stays. SIGINT or
+SIGTERM stops accepting and lets connections finish within --grace.`,
+		Example: `  loadlab balance --listen :44444 --backend 127.0.0.1:9002 --backend 127.0.0.1:9003 \
+      --backend 127.0.0.1:9004 --backend 127.0.0.1:9005
+  loadlab balance --mode http --algo leastconn --check http --check-path /santai \
+      --backend 127.0.0.1:9002 --backend 127.0.0.1:9003,weight=3 --admin :9000
+  loadlab balance --config lab-balancer.yaml --admin 127.0.0.1:9000`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBalance(cmd, f) },
+	}
+	fl := cmd.Flags()
+	c := &f.cfg
+	fl.StringVar(&c.Listen, "listen", ":44444", "address to listen on")
+	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N] or srv://name (repeatable)")
+	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (splice); http: per request")
+	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
+	fl.StringVar(&c.Check.Kind, "check", "tcp", "health check: tcp, http or none")
+	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
+	fl.DurationVar(&c.Check.Interval, "check-interval", 2*time.Second, "time between checks")
+	fl.DurationVar(&c.Check.Timeout, "check-timeout", time.Second, "time a check may take")
+	fl.IntVar(&c.Check.Rise, "rise", 2, "passing checks in a row that bring a backend back")
+	fl.IntVar(&c.Check.Fall, "fall", 3, "failing checks in a row that take a backend out")
+	fl.IntVar(&c.Retries, "retries", balancer.DefaultRetries, "other backends tried after a failed connect")
+	fl.DurationVar(&c.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "time to connect to a backend")
+	fl.DurationVar(&c.ClientIdle, "client-idle", balancer.DefaultClientIdle, "idle time after which a client connection closes")
+	fl.DurationVar(&c.ServerIdle, "server-idle", balancer.DefaultServerIdle, "idle time after which a backend connection closes (http: time to answer)")
+	fl.DurationVar(&c.HeadTimeout, "head-timeout", balancer.DefaultHeadTimeout, "http: time to receive a request head")
+	fl.IntVar(&c.MaxConns, "max-conns", 0, "client connections at once (0 = no limit); more wait --queue-timeout, then are refused")
+	fl.DurationVar(&c.QueueTimeout, "queue-timeout", balancer.DefaultQueueTimeout, "time a connection over --max-conns may wait")
+	fl.StringVar(&c.SendProxy, "send-proxy", "", "send a PROXY protocol header to backends: v1 or v2")
+	fl.DurationVar(&c.ResolveEvery, "resolve-every", 0, "look backend host names (and srv:// records) up again this often")
+	fl.StringVar(&f.configFile, "config", "", "YAML configuration file; flags given as well override it")
+	fl.StringVar(&f.admin, "admin", "", "admin listener (stats page, /metrics, /api/backends); host-less binds loopback")
+	fl.StringVar(&f.adminToken, "admin-token", "", "require 'Authorization: Bearer TOKEN' on the admin listener")
+	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time for connections to finish")
+	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
+	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
+	return cmd
+}
+
+// load builds the configuration: the file if there is one, with the flags
+// the user gave on top.
+func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
+	cfg := f.cfg
+	if f.configFile != "" {
+		fileCfg, err := balancer.LoadConfig(f.configFile)
+		if err != nil {
+			return cfg, err
+		}
+		overlay := cfg
+		cfg = fileCfg
+		flags.Visit(func(fl *pflag.Flag) {
+			switch fl.Name {
+			case "listen":
+				cfg.Listen = overlay.Listen
+			case "mode":
+				cfg.Mode = overlay.Mode
+			case "algo":
+				cfg.Algo = overlay.Algo
+			case "check":
+				cfg.Check.Kind = overlay.Check.Kind
+			case "check-path":
+				cfg.Check.Path = overlay.Check.Path
+			case "check-interval":
+				cfg.Check.Interval = overlay.Check.Interval
+			case "check-timeout":
+				cfg.Check.Timeout = overlay.Check.Timeout
+			case "rise":
+				cfg.Check.Rise = overlay.Check.Rise
+			case "fall":
+				cfg.Check.Fall = overlay.Check.Fall
+			case "retries":
+				cfg.Retries = overlay.Retries
+			case "connect-timeout":
+				cfg.ConnectTimeout = overlay.ConnectTimeout
+			case "client-idle":
+				cfg.ClientIdle = overlay.ClientIdle
+			case "server-idle":
+				cfg.ServerIdle = overlay.ServerIdle
+			case "head-timeout":
+				cfg.HeadTimeout = overlay.HeadTimeout
+			case "max-conns":
+				cfg.MaxConns = overlay.MaxConns
+			case "queue-timeout":
+				cfg.QueueTimeout = overlay.QueueTimeout
+			case "send-proxy":
+				cfg.SendProxy = overlay.SendProxy
+			case "resolve-every":
+				cfg.ResolveEvery = overlay.ResolveEvery
+			}
+		})
+		if cfg.Listen == "" {
+			cfg.Listen = overlay.Listen
+		}
+	}
+	for _, spec := range f.backends {
+		addr, weight, err := balancer.ParseBackend(spec)
+		if err != nil {
+			return cfg, usagef("--backend: %v", err)
+		}
+		cfg.Backends = append(cfg.Backends, balancer.BackendConfig{Addr: addr, Weight: weight})
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usagef("%v", err)
+	}
+	return cfg, nil
+}
+
+func runBalance(cmd *cobra.Command, f *balanceFlags) error {
+	if f.logFormat != accesslog.FormatText && f.logFormat != accesslog.FormatJSON {
+		return usagef("--log-format %q is not a format (use text or json)", f.logFormat)
+	}
+	cfg, err := f.load(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	if !f.quiet {
+		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
+		if err != nil {
+			return err
+		}
+		defer buf.Close()
+		cfg.Log = log
+	}
+	b, err := balancer.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "loadlab balance: ready on %s (mode %s, algo %s, %d backends, pid %d)\n",
+		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid())
+	if f.admin != "" {
+		a, err := balancer.StartAdmin(b, f.admin, f.adminToken)
+		if err != nil {
+			b.Shutdown(context.Background())
+			return err
+		}
+		defer a.Close()
+		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", a.Addr())
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for {
+		select {
+		case <-hup:
+			next, err := f.load(cmd.Flags())
+			if err == nil {
+				err = b.Reload(next)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "loadlab balance: reload refused, the running configuration stays: %v\n", err)
+			} else {
+				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%d backends)\n", len(b.Pool().All()))
+			}
+		case <-ctx.Done():
+			stop()
+			grace, cancel := context.WithTimeout(context.Background(), f.grace)
+			defer cancel()
+			if err := b.Shutdown(grace); err != nil {
+				fmt.Fprintln(os.Stderr, "loadlab balance: grace period over, closed connections still open")
+			}
+			return nil
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package balancer
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Admin is the balancer's admin listener: GET / a stats page that
+// refreshes itself, /metrics for Prometheus, /api/backends to list, add,
+// remove and drain backends, /healthz.
+type Admin struct {
+	b     *Balancer
+	token string
+	srv   *http.Server
+	ln    net.Listener
+}
+
+// StartAdmin serves the admin endpoints on addr. A host-less address
+// (":9000") binds loopback only: exposing the admin takes saying so. With
+// a token, every request must carry "Authorization: Bearer TOKEN".
+func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, listenError(addr, err)
+	}
+	a := &Admin{b: b, token: token, ln: ln}
+	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&metrics{b: b})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /api/backends", a.list)
+	mux.HandleFunc("POST /api/backends", a.add)
+	mux.HandleFunc("DELETE /api/backends/{name}", a.remove)
+	mux.HandleFunc("PUT /api/backends/{name}", a.update)
+	mux.HandleFunc("GET /{$}", a.page)
+	a.srv = &http.Server{Handler: a.guard(mux), ReadHeaderTimeout: 5 * time.Second}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+// Addr is where the admin listens.
+func (a *Admin) Addr() net.Addr { return a.ln.Addr() }
+
+// Close stops the admin listener.
+func (a *Admin) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return a.srv.Shutdown(ctx)
+}
+
+// guard checks the token and keeps other origins out: the admin sends no
+// CORS headers, refuses cross-site requests that carry an Origin, and
+// forbids framing.
+func (a *Admin) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if a.token != "" {
+			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="loadlab admin"`)
+				http.Error(w, "401 Unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
+				return
+			}
+		}
+		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+			http.Error(w, "403 Forbidden: cross-origin requests are not served", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *Admin) healthz(w http.ResponseWriter, _ *http.Request) {
+	for _, be := range a.b.pool.All() {
+		if be.State() == Ready {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+	}
+	http.Error(w, "no backend is ready", http.StatusServiceUnavailable)
+}
+
+// BackendStatus is one backend as the API and the stats page show it.
+type BackendStatus struct {
+	Name      string       `json:"name"`
+	Addr      string       `json:"addr"`
+	State     string       `json:"state"`
+	Weight    int64        `json:"weight"`
+	Active    int64        `json:"active"`
+	Total     int64        `json:"total"`
+	Requests  int64        `json:"requests"`
+	BytesIn   int64        `json:"bytes_in"`
+	BytesOut  int64        `json:"bytes_out"`
+	Errors    int64        `json:"errors"`
+	LastCheck *CheckResult `json:"last_check,omitempty"`
+	P50ms     float64      `json:"latency_p50_ms"`
+	P99ms     float64      `json:"latency_p99_ms"`
+}
+
+// Status lists the backends with their counters.
+func (b *Balancer) Status() []BackendStatus {
+	var out []BackendStatus
+	for _, be := range b.pool.All() {
+		p50, p99 := be.Latency()
+		out = append(out, BackendStatus{
+			Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
+			Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
+			BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
+			LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99,
+		})
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (a *Admin) list(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.b.Status())
+}
+
+type backendChange struct {
+	Addr   string `json:"addr"`
+	Weight int    `json:"weight"`
+	State  string `json:"state"`
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		http.Error(w, "400 Bad Request: body is not the expected JSON: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (a *Admin) add(w http.ResponseWriter, r *http.Request) {
+	var c backendChange
+	if !decode(w, r, &c) {
+		return
+	}
+	spec := c.Addr
+	if c.Weight > 0 {
+		spec = fmt.Sprintf("%s,weight=%d", c.Addr, c.Weight)
+	}
+	addr, weight, err := ParseBackend(spec)
+	if err != nil {
+		http.Error(w, "400 Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !a.b.pool.Add(NewBackend(addr, weight)) {
+		http.Error(w, "409 Conflict: backend "+addr+" exists", http.StatusConflict)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a.b.Status())
+}
+
+func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
+	if !a.b.pool.Remove(r.PathValue("name")) {
+		http.Error(w, "404 Not Found: no backend "+r.PathValue("name"), http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
+	be := a.b.pool.Find(r.PathValue("name"))
+	if be == nil {
+		http.Error(w, "404 Not Found: no backend "+r.PathValue("name"), http.StatusNotFound)
+		return
+	}
+	var c backendChange
+	if !decode(w, r, &c) {
+		return
+	}
+	switch c.State {
+	case "drain":
+		be.SetState(Drain)
+	case "ready":
+		be.SetState(Ready)
+		be.suspectUntil.Store(0)
+	case "":
+	default:
+		http.Error(w, `400 Bad Request: state must be "drain" or "ready"`, http.StatusBadRequest)
+		return
+	}
+	if c.Weight < 0 || c.Weight > 1000 {
+		http.Error(w, "400 Bad Request: weight must be from 1 to 1000", http.StatusBadRequest)
+		return
+	}
+	if c.Weight > 0 {
+		be.weight.Store(int64(c.Weight))
+	}
+	writeJSON(w, http.StatusOK, a.b.Status())
+}
+
+var pageTemplate = template.Must(template.New("stats").Funcs(template.FuncMap{
+	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" },
+}).Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>loadlab balance — {{.Listen}}</title>
+<style>
+body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#eee}
+td.l{text-align:left}.ready{background:#d8f5d8}.drain{background:#fff3c4}.down{background:#f8d0d0}
+</style></head><body>
+<h1>loadlab balance</h1>
+<p>Listening on <b>{{.Listen}}</b>, mode <b>{{.Mode}}</b>, algorithm <b>{{.Algo}}</b>; refreshed every 2 s.</p>
+<table id="backends">
+<tr><th>backend</th><th>state</th><th>weight</th><th>active</th><th>total</th><th>requests</th>
+<th>bytes in</th><th>bytes out</th><th>errors</th><th>last check</th><th>p50 (ms)</th><th>p99 (ms)</th></tr>
+{{range .Backends}}<tr class="{{.State}}"><td class="l">{{.Name}}</td><td class="l">{{.State}}</td><td>{{.Weight}}</td>
+<td>{{.Active}}</td><td>{{.Total}}</td><td>{{.Requests}}</td><td>{{.BytesIn}}</td><td>{{.BytesOut}}</td><td>{{.Errors}}</td>
+<td class="l">{{with .LastCheck}}{{if .OK}}ok{{else}}failed: {{.Detail}}{{end}}, {{ago .At}}{{else}}-{{end}}</td>
+<td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td></tr>
+{{end}}</table>
+</body></html>
+`))
+
+func (a *Admin) page(w http.ResponseWriter, _ *http.Request) {
+	cfg := a.b.Config()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	pageTemplate.Execute(w, struct {
+		Listen, Mode, Algo string
+		Backends           []BackendStatus
+	}{a.b.Addr().String(), cfg.Mode, cfg.Algo, a.b.Status()})
+}
+
+// metrics exports the backends' counters as they are at scrape time.
+type metrics struct{ b *Balancer }
+
+var (
+	descUp       = prometheus.NewDesc("loadlab_backend_up", "1 when the backend takes new traffic (ready), else 0.", []string{"backend", "state"}, nil)
+	descWeight   = prometheus.NewDesc("loadlab_backend_weight", "The backend's weight.", []string{"backend"}, nil)
+	descActive   = prometheus.NewDesc("loadlab_backend_active_connections", "Connections (tcp) or requests (http) open to the backend now.", []string{"backend"}, nil)
+	descTotal    = prometheus.NewDesc("loadlab_backend_connections_total", "Connections opened to the backend.", []string{"backend"}, nil)
+	descRequests = prometheus.NewDesc("loadlab_backend_requests_total", "Requests (http) or connections (tcp) served by the backend.", []string{"backend"}, nil)
+	descBytesIn  = prometheus.NewDesc("loadlab_backend_bytes_in_total", "Bytes from clients to the backend.", []string{"backend"}, nil)
+	descBytesOut = prometheus.NewDesc("loadlab_backend_bytes_out_total", "Bytes from the backend to clients.", []string{"backend"}, nil)
+	descErrors   = prometheus.NewDesc("loadlab_backend_errors_total", "Failed connects and broken exchanges.", []string{"backend"}, nil)
+	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect (tcp) or response-head (http) latency.", []string{"backend", "quantile"}, nil)
+	descDropped  = prometheus.NewDesc("loadlab_access_log_dropped_total", "Access log lines dropped because the writer fell behind.", nil, nil)
+)
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range m.b.Status() {
+		up := 0.0
+		if s.State == "ready" {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.Name, s.State)
+		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(s.Weight), s.Name)
+		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.Active), s.Name)
+		for _, c := range []struct {
+			d *prometheus.Desc
+			v int64
+		}{{descTotal, s.Total}, {descRequests, s.Requests}, {descBytesIn, s.BytesIn}, {descBytesOut, s.BytesOut}, {descErrors, s.Errors}} {
+			ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v), s.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, s.P50ms/1000, s.Name, "0.5")
+		ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, s.P99ms/1000, s.Name, "0.99")
+	}
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.b.log.dropped.Load()))
+}

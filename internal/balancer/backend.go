@@ -1,0 +1,241 @@
+// Package balancer is loadlab's load balancer: a pool of backends with
+// health checks, several ways to choose one, a TCP (L4) and an HTTP (L7)
+// proxy, and an admin listener with a stats page, a JSON API and
+// Prometheus metrics.
+package balancer
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// State is a backend's standing in the pool.
+type State int32
+
+const (
+	Ready State = iota // gets new traffic
+	Drain              // finishes what it has, gets nothing new
+	Down               // failed its health checks
+)
+
+func (s State) String() string {
+	switch s {
+	case Ready:
+		return "ready"
+	case Drain:
+		return "drain"
+	}
+	return "down"
+}
+
+// Backend is one server behind the balancer and everything known of it.
+// Counters are atomics: every connection touches them.
+type Backend struct {
+	Name string // as given, e.g. 127.0.0.1:9002 or srv-name
+	addr atomic.Pointer[string]
+
+	weight atomic.Int64
+	state  atomic.Int32
+	// suspectUntil keeps a backend whose connect just failed out of the
+	// choice until then, or until a health check passes.
+	suspectUntil atomic.Int64
+
+	Active    atomic.Int64 // connections open now
+	Total     atomic.Int64 // connections ever
+	Requests  atomic.Int64 // requests (http mode) or connections (tcp mode) served
+	BytesIn   atomic.Int64 // from clients to the backend
+	BytesOut  atomic.Int64 // from the backend to clients
+	Errors    atomic.Int64 // failed connects and broken exchanges
+	lastCheck atomic.Pointer[CheckResult]
+
+	// rise and fall streaks belong to the health checker.
+	okStreak, failStreak int
+
+	// current is smooth weighted round robin's running weight, guarded by
+	// the weighted picker's lock.
+	current int64
+
+	latMu   sync.Mutex
+	latency *hdrhistogram.Histogram // microseconds: connect (tcp) or response head (http)
+}
+
+// CheckResult is what the last health check found.
+type CheckResult struct {
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	Detail string    `json:"detail"`
+}
+
+// NewBackend makes a ready backend for addr with a weight of at least 1.
+func NewBackend(addr string, weight int) *Backend {
+	b := &Backend{Name: addr, latency: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 2)}
+	b.addr.Store(&addr)
+	b.weight.Store(int64(max(weight, 1)))
+	return b
+}
+
+// Addr is where to connect now; re-resolution may change it.
+func (b *Backend) Addr() string { return *b.addr.Load() }
+
+// State reports the backend's state.
+func (b *Backend) State() State { return State(b.state.Load()) }
+
+// SetState changes the backend's state.
+func (b *Backend) SetState(s State) { b.state.Store(int32(s)) }
+
+// Weight is the backend's share in weighted round robin.
+func (b *Backend) Weight() int64 { return b.weight.Load() }
+
+// available reports whether new traffic may go to b now.
+func (b *Backend) available(now time.Time) bool {
+	return b.State() == Ready && now.UnixNano() >= b.suspectUntil.Load()
+}
+
+// suspect takes b out of the choice for a while after a failed connect.
+func (b *Backend) suspect(d time.Duration) {
+	b.Errors.Add(1)
+	b.suspectUntil.Store(time.Now().Add(d).UnixNano())
+}
+
+func (b *Backend) observe(d time.Duration) {
+	b.latMu.Lock()
+	b.latency.RecordValue(max(d.Microseconds(), 1))
+	b.latMu.Unlock()
+}
+
+// Latency returns p50 and p99 of what observe recorded, in milliseconds.
+func (b *Backend) Latency() (p50, p99 float64) {
+	b.latMu.Lock()
+	defer b.latMu.Unlock()
+	return float64(b.latency.ValueAtQuantile(50)) / 1000, float64(b.latency.ValueAtQuantile(99)) / 1000
+}
+
+// LastCheck is the last health check's result, or nil before the first.
+func (b *Backend) LastCheck() *CheckResult { return b.lastCheck.Load() }
+
+// ParseBackend reads --backend's form: "host:port", "host:port,weight=N",
+// or "srv://_service._proto.name" for a DNS SRV record.
+func ParseBackend(spec string) (addr string, weight int, err error) {
+	parts := strings.Split(spec, ",")
+	addr, weight = strings.TrimSpace(parts[0]), 1
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if k != "weight" {
+			return "", 0, fmt.Errorf("backend %q: unknown option %q (only weight=N)", spec, k)
+		}
+		if weight, err = strconv.Atoi(v); err != nil || weight < 1 || weight > 1000 {
+			return "", 0, fmt.Errorf("backend %q: weight must be a whole number from 1 to 1000", spec)
+		}
+	}
+	if strings.HasPrefix(addr, "srv://") {
+		if len(addr) == len("srv://") {
+			return "", 0, fmt.Errorf("backend %q: srv:// needs a name", spec)
+		}
+		return addr, weight, nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return "", 0, fmt.Errorf("backend %q is not host:port (for example 127.0.0.1:9002)", spec)
+	}
+	return addr, weight, nil
+}
+
+// Pool is the set of backends. Readers take a snapshot without locking;
+// changes replace the whole slice.
+type Pool struct {
+	mu       sync.Mutex
+	backends atomic.Pointer[[]*Backend]
+}
+
+// NewPool makes a pool of the given backends.
+func NewPool(bs []*Backend) *Pool {
+	p := &Pool{}
+	p.backends.Store(&bs)
+	return p
+}
+
+// All is the current backends, in their configured order.
+func (p *Pool) All() []*Backend { return *p.backends.Load() }
+
+// Find returns the backend with the given name, or nil.
+func (p *Pool) Find(name string) *Backend {
+	for _, b := range p.All() {
+		if b.Name == name {
+			return b
+		}
+	}
+	return nil
+}
+
+// Add appends b unless a backend of that name is there; it reports whether it did.
+func (p *Pool) Add(b *Backend) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Find(b.Name) != nil {
+		return false
+	}
+	next := append(append([]*Backend(nil), p.All()...), b)
+	p.backends.Store(&next)
+	return true
+}
+
+// Remove takes the named backend out; connections it has go on.
+func (p *Pool) Remove(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var next []*Backend
+	for _, b := range p.All() {
+		if b.Name != name {
+			next = append(next, b)
+		}
+	}
+	if len(next) == len(p.All()) {
+		return false
+	}
+	p.backends.Store(&next)
+	return true
+}
+
+// Replace sets the pool to bs, keeping the existing Backend (and its
+// counters and health) for every name that stays.
+func (p *Pool) Replace(bs []*Backend) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := make([]*Backend, len(bs))
+	for i, b := range bs {
+		if old := p.Find(b.Name); old != nil {
+			old.weight.Store(b.Weight())
+			b = old
+		}
+		next[i] = b
+	}
+	p.backends.Store(&next)
+}
+
+// candidates lists the backends new traffic may go to, leaving out those
+// in skip (already tried for this connection).
+func (p *Pool) candidates(skip []*Backend) []*Backend {
+	now := time.Now()
+	var out []*Backend
+	for _, b := range p.All() {
+		if b.available(now) && !contains(skip, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func contains(bs []*Backend, b *Backend) bool {
+	for _, x := range bs {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}

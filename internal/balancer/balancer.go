@@ -1,0 +1,303 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config is one balancer: what it listens on, where it sends traffic and
+// how. Zero durations and limits mean the defaults below.
+type Config struct {
+	Listen   string          `yaml:"listen"`
+	Mode     string          `yaml:"mode"` // tcp or http
+	Algo     string          `yaml:"algo"`
+	Backends []BackendConfig `yaml:"backends"`
+	Check    CheckConfig     `yaml:"check"`
+
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	ClientIdle     time.Duration `yaml:"client_idle"`
+	ServerIdle     time.Duration `yaml:"server_idle"`
+	HeadTimeout    time.Duration `yaml:"head_timeout"` // http mode: to receive a request head
+	Retries        int           `yaml:"retries"`      // other backends tried after a failed connect; -1 for none
+	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
+	QueueTimeout   time.Duration `yaml:"queue_timeout"`
+	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
+	ResolveEvery   time.Duration `yaml:"resolve_every"`
+
+	Log *slog.Logger `yaml:"-"` // access log; nil for none
+}
+
+// BackendConfig is one backend of a Config.
+type BackendConfig struct {
+	Addr   string `yaml:"addr"`
+	Weight int    `yaml:"weight"`
+}
+
+// Defaults, as an HAProxy user would set them.
+const (
+	DefaultConnectTimeout = 2 * time.Second
+	DefaultClientIdle     = 60 * time.Second
+	DefaultServerIdle     = 60 * time.Second
+	DefaultHeadTimeout    = 10 * time.Second
+	DefaultRetries        = 3
+	DefaultQueueTimeout   = 100 * time.Millisecond
+)
+
+func (c *Config) fillDefaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&c.ConnectTimeout, DefaultConnectTimeout)
+	set(&c.ClientIdle, DefaultClientIdle)
+	set(&c.ServerIdle, DefaultServerIdle)
+	set(&c.HeadTimeout, DefaultHeadTimeout)
+	set(&c.QueueTimeout, DefaultQueueTimeout)
+	if c.Mode == "" {
+		c.Mode = "tcp"
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.Algo == "" {
+		c.Algo = "roundrobin"
+	}
+	c.Check.fillDefaults()
+}
+
+// Validate reports the first problem with c in one line.
+func (c *Config) Validate() error {
+	c.fillDefaults()
+	if c.Mode != "tcp" && c.Mode != "http" {
+		return fmt.Errorf("mode %q: use tcp or http", c.Mode)
+	}
+	if _, err := NewPicker(c.Algo); err != nil {
+		return err
+	}
+	if len(c.Backends) == 0 {
+		return errors.New("no backends (give at least one --backend host:port)")
+	}
+	seen := map[string]bool{}
+	for _, b := range c.Backends {
+		if _, _, err := ParseBackend(b.Addr); err != nil {
+			return err
+		}
+		if seen[b.Addr] {
+			return fmt.Errorf("backend %s is listed twice", b.Addr)
+		}
+		seen[b.Addr] = true
+		if b.Weight < 0 || b.Weight > 1000 {
+			return fmt.Errorf("backend %s: weight must be from 1 to 1000", b.Addr)
+		}
+	}
+	if c.SendProxy != "" && c.SendProxy != "v1" && c.SendProxy != "v2" {
+		return fmt.Errorf("send_proxy %q: use v1 or v2", c.SendProxy)
+	}
+	if c.Retries < -1 || c.MaxConns < 0 {
+		return errors.New("retries must be -1 (none) or more, max_conns 0 (no limit) or more")
+	}
+	return c.Check.validate()
+}
+
+// Balancer is a running balancer.
+type Balancer struct {
+	cfg    atomic.Pointer[Config]
+	picker atomic.Pointer[pickerBox]
+	pool   *Pool
+	ln     net.Listener
+
+	slots    chan struct{} // max-conns tokens; nil without a limit
+	conns    sync.Map      // *proxied → struct{}: open client connections
+	wg       sync.WaitGroup
+	draining atomic.Bool
+	done     chan struct{}
+	checker  *checker
+	resolver *resolver
+	http     *httpProxy
+	log      *accessLog
+}
+
+// pickerBox lets the picker be swapped atomically on reload.
+type pickerBox struct{ Picker }
+
+// Start binds cfg.Listen and begins balancing.
+func Start(cfg Config) (*Balancer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// No TCP keep-alive probes on either side: idle timeouts end dead
+	// connections, and each probe setting is four setsockopt calls.
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", cfg.Listen)
+	if err != nil {
+		return nil, listenError(cfg.Listen, err)
+	}
+	b := &Balancer{ln: ln, done: make(chan struct{}), log: newAccessLog(cfg.Log)}
+	b.pool = NewPool(backendsOf(cfg.Backends))
+	b.apply(cfg)
+	if cfg.MaxConns > 0 && cfg.Mode == "tcp" { // http mode: the server answers 503 past the limit
+		b.slots = make(chan struct{}, cfg.MaxConns)
+	}
+	b.resolver = startResolver(b)
+	b.checker = startChecker(b)
+	b.http = newHTTPProxy(b)
+	if cfg.Mode == "http" {
+		if err := b.http.start(); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	} else {
+		b.wg.Add(1)
+		go b.acceptLoop()
+	}
+	go b.reapIdle()
+	return b, nil
+}
+
+func backendsOf(cs []BackendConfig) []*Backend {
+	bs := make([]*Backend, len(cs))
+	for i, c := range cs {
+		bs[i] = NewBackend(c.Addr, c.Weight)
+	}
+	return bs
+}
+
+func (b *Balancer) apply(cfg Config) {
+	p, _ := NewPicker(cfg.Algo)
+	b.picker.Store(&pickerBox{p})
+	b.cfg.Store(&cfg)
+}
+
+// Reload replaces the configuration without dropping a connection: the
+// listener stays, backends that remain keep their counters and health.
+// An invalid cfg is refused and the running one stays.
+func (b *Balancer) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if old := b.Config(); cfg.Listen != old.Listen || cfg.Mode != old.Mode || cfg.MaxConns != old.MaxConns {
+		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
+	}
+	cfg.Log = b.Config().Log
+	b.pool.Replace(backendsOf(cfg.Backends))
+	b.apply(cfg)
+	return nil
+}
+
+// Config is the running configuration.
+func (b *Balancer) Config() *Config { return b.cfg.Load() }
+
+// Pool is the balancer's backends.
+func (b *Balancer) Pool() *Pool { return b.pool }
+
+// Addr is the address the balancer listens on.
+func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
+
+// Done is closed once the balancer has stopped.
+func (b *Balancer) Done() <-chan struct{} { return b.done }
+
+func (b *Balancer) acceptLoop() {
+	defer b.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if !b.admit() {
+				c.Close() // over --max-conns and the queue wait: refused
+				return
+			}
+			defer b.release()
+			b.proxyTCP(c.(*net.TCPConn))
+		}()
+	}
+}
+
+// admit takes a connection slot, waiting up to the queue timeout for one.
+func (b *Balancer) admit() bool {
+	if b.slots == nil {
+		return true
+	}
+	select {
+	case b.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(b.Config().QueueTimeout)
+	defer t.Stop()
+	select {
+	case b.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (b *Balancer) release() {
+	if b.slots != nil {
+		<-b.slots
+	}
+}
+
+// pick chooses a backend for a client, leaving out those already tried.
+func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
+	key := ""
+	if a, ok := client.(*net.TCPAddr); ok {
+		key = a.IP.String()
+	}
+	return b.picker.Load().Pick(b.pool.candidates(tried), key)
+}
+
+// Shutdown stops accepting, lets connections finish until ctx ends, then
+// closes what is left.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	if b.draining.Swap(true) {
+		<-b.done
+		return nil
+	}
+	b.checker.stop()
+	b.resolver.stop()
+	var err error
+	if b.Config().Mode == "http" {
+		err = b.http.shutdown(ctx)
+	} else {
+		b.ln.Close()
+		finished := make(chan struct{})
+		go func() { b.wg.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			err = ctx.Err()
+			b.conns.Range(func(k, _ any) bool { k.(*proxied).close(); return true })
+			<-finished
+		}
+	}
+	b.http.closeIdle()
+	b.log.close()
+	close(b.done)
+	return err
+}
+
+func listenError(addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen %s: address already in use (another server is on it; pick another --listen port)", addr)
+	}
+	return fmt.Errorf("listen %s: %w", addr, err)
+}

@@ -1,0 +1,421 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"loadlab/internal/bench"
+	"loadlab/internal/server"
+	"loadlab/internal/site"
+)
+
+// backendServer is a `loadlab serve` backend named by its X-Served-By.
+type backendServer struct {
+	addr string
+	srv  server.Server
+}
+
+func startServe(t *testing.T, name string) *backendServer {
+	t.Helper()
+	h, _ := site.New("")
+	srv, err := server.Start(server.Config{Model: "thread", Listen: "127.0.0.1:0", Name: name}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := &backendServer{addr: srv.Addr().String(), srv: srv}
+	t.Cleanup(bs.stop)
+	return bs
+}
+
+func (bs *backendServer) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	bs.srv.Shutdown(ctx)
+}
+
+func startBalancer(t *testing.T, cfg Config) *Balancer {
+	t.Helper()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	b, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+	})
+	return b
+}
+
+func fourBackends(t *testing.T) ([]*backendServer, []BackendConfig) {
+	var bss []*backendServer
+	var cfgs []BackendConfig
+	for i := range 4 {
+		bs := startServe(t, fmt.Sprintf("b%d", i+1))
+		bss = append(bss, bs)
+		cfgs = append(cfgs, BackendConfig{Addr: bs.addr})
+	}
+	return bss, cfgs
+}
+
+// fetch sends one HTTP/1.0 request on a new connection.
+func fetch(addr, path string) (status int, servedBy, body string, err error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, "", "", err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Served-By"), string(b), nil
+}
+
+func TestRoundRobinOverFourBackends(t *testing.T) {
+	_, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+	for i := range 4000 {
+		_, by, _, err := fetch(b.Addr().String(), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("b%d", i%4+1); by != want {
+			t.Fatalf("connection %d served by %q, want %q", i, by, want)
+		}
+	}
+	for _, s := range b.Status() {
+		if s.Total != 1000 {
+			t.Errorf("%s took %d connections, want 1000", s.Name, s.Total)
+		}
+	}
+}
+
+func TestKilledBackendCostsNothing(t *testing.T) {
+	for _, mode := range []string{"tcp", "http"} {
+		bss, cfgs := fourBackends(t)
+		b := startBalancer(t, Config{Mode: mode, Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+		bss[1].stop() // dead before the run; only redispatch can save its share
+		s, err := bench.Run(context.Background(), bench.Work{URL: "http://" + b.Addr().String() + "/", Requests: 400, Concurrency: 8}, nil)
+		if err != nil || s.Failed != 0 || s.Complete != 400 || s.Non2xx != 0 {
+			t.Errorf("%s: %v, failed %d, non-2xx %d", mode, err, s.Failed, s.Non2xx)
+		}
+	}
+}
+
+// flakyBackend accepts connections only while up; it answers health checks
+// and requests with the lab's text.
+type flakyBackend struct {
+	addr string
+	up   atomic.Bool
+	ln   net.Listener
+	mu   sync.Mutex
+}
+
+func startFlaky(t *testing.T) *flakyBackend {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	f := &flakyBackend{addr: ln.Addr().String(), ln: ln}
+	f.up.Store(true)
+	t.Cleanup(func() { f.mu.Lock(); f.ln.Close(); f.mu.Unlock() })
+	go f.serve(ln)
+	return f
+}
+
+func (f *flakyBackend) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			bufio.NewReader(c).ReadString('\n')
+			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}()
+	}
+}
+
+// setUp stops or restarts listening on the same port.
+func (f *flakyBackend) setUp(t *testing.T, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if up {
+		ln, err := net.Listen("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ln = ln
+		go f.serve(ln)
+	} else {
+		f.ln.Close()
+	}
+}
+
+func waitState(t *testing.T, be *Backend, want State, within time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for be.State() != want {
+		if time.Since(began) > within {
+			t.Fatalf("%s not %s within %s", be.Name, want, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(began)
+}
+
+func TestHealthRiseAndFall(t *testing.T) {
+	f := startFlaky(t)
+	other := startFlaky(t)
+	const interval = 50 * time.Millisecond
+	b := startBalancer(t, Config{
+		Backends: []BackendConfig{{Addr: f.addr}, {Addr: other.addr}},
+		Check:    CheckConfig{Kind: "http", Interval: interval, Timeout: 40 * time.Millisecond, Rise: 2, Fall: 3},
+	})
+	be := b.Pool().Find(f.addr)
+	f.setUp(t, false)
+	took := waitState(t, be, Down, 2*time.Second)
+	if took > 3*interval+200*time.Millisecond {
+		t.Errorf("out after %s, want within fall × interval (%s) and a check's time", took, 3*interval)
+	}
+	for range 20 { // nothing goes to a down backend
+		if _, _, body, err := fetch(b.Addr().String(), "/"); err != nil || body != "ok" {
+			t.Fatalf("while one is down: %q %v", body, err)
+		}
+	}
+	if n := be.Total.Load(); n != 0 {
+		t.Errorf("down backend got %d connections", n)
+	}
+	f.setUp(t, true)
+	waitState(t, be, Ready, 2*time.Second)
+	if r := be.LastCheck(); r == nil || !r.OK {
+		t.Errorf("last check %+v", r)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+	// A connection open before the drain keeps working.
+	c, _ := net.Dial("tcp", b.Addr().String())
+	defer c.Close()
+	b.Pool().Find(bss[0].addr).SetState(Drain)
+	for range 40 {
+		if _, by, _, _ := fetch(b.Addr().String(), "/"); by == "b1" {
+			t.Fatal("a draining backend got a new connection")
+		}
+	}
+	fmt.Fprintf(c, "GET /santai HTTP/1.0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.Header.Get("X-Served-By") != "b1" {
+		t.Errorf("the connection open on the drained backend: %v %v", resp, err)
+	}
+}
+
+func TestReloadKeepsCountersAndRefusesBadConfig(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	cfg := Config{Backends: cfgs, Check: CheckConfig{Kind: "none"}}
+	b := startBalancer(t, cfg)
+	fetch(b.Addr().String(), "/")
+	cfg = *b.Config()
+	bad := cfg
+	bad.Algo = "fastest"
+	if err := b.Reload(bad); err == nil {
+		t.Error("a bad algorithm was accepted")
+	}
+	next := cfg
+	next.Backends = cfgs[:2]
+	next.Algo = "leastconn"
+	if err := b.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Pool().All()) != 2 || b.Pool().Find(bss[0].addr).Total.Load() != 1 || b.Config().Algo != "leastconn" {
+		t.Errorf("after reload: %v", b.Status())
+	}
+}
+
+func TestHalfClosePassesThrough(t *testing.T) {
+	// An echo backend that answers only after the client's FIN.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				got, _ := io.ReadAll(c) // until the client's half-close arrives
+				fmt.Fprintf(c, "got %d bytes", len(got))
+			}()
+		}
+	}()
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: ln.Addr().String()}}, Check: CheckConfig{Kind: "none"}})
+	c, _ := net.Dial("tcp", b.Addr().String())
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "hello, backend")
+	c.(*net.TCPConn).CloseWrite()
+	reply, err := io.ReadAll(c)
+	if err != nil || string(reply) != "got 14 bytes" {
+		t.Errorf("reply %q, %v", reply, err)
+	}
+}
+
+func TestSendProxyHeader(t *testing.T) {
+	for _, v := range []string{"v1", "v2"} {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		got := make(chan []byte, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			all, _ := io.ReadAll(c) // the header and the client's "X", to its close
+			got <- all
+		}()
+		b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: ln.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
+		c, _ := net.Dial("tcp", b.Addr().String())
+		local := c.LocalAddr().(*net.TCPAddr)
+		io.WriteString(c, "X")
+		c.(*net.TCPConn).CloseWrite()
+		hdr := <-got
+		c.Close()
+		ln.Close()
+		port := b.Addr().(*net.TCPAddr).Port
+		want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\nX", local.Port, port)
+		if v == "v2" {
+			want = "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\x7f\x00\x00\x01\x7f\x00\x00\x01" +
+				string([]byte{byte(local.Port >> 8), byte(local.Port), byte(port >> 8), byte(port)}) + "X"
+		}
+		if string(hdr) != want {
+			t.Errorf("%s header %q, want %q", v, hdr, want)
+		}
+	}
+}
+
+func TestAllDownRefusesFastAndRecovers(t *testing.T) {
+	f := startFlaky(t)
+	for _, mode := range []string{"tcp", "http"} {
+		b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: f.addr}},
+			Check: CheckConfig{Kind: "tcp", Interval: 30 * time.Millisecond, Rise: 1, Fall: 1}})
+		f.setUp(t, false)
+		waitState(t, b.Pool().Find(f.addr), Down, 2*time.Second)
+		began := time.Now()
+		status, _, _, err := fetch(b.Addr().String(), "/")
+		if mode == "tcp" && err == nil || mode == "http" && status != 503 {
+			t.Errorf("%s with every backend down: status %d, err %v", mode, status, err)
+		}
+		if time.Since(began) > 500*time.Millisecond {
+			t.Errorf("%s took %s to refuse", mode, time.Since(began))
+		}
+		f.setUp(t, true)
+		waitState(t, b.Pool().Find(f.addr), Ready, 2*time.Second)
+		if _, _, body, err := fetch(b.Addr().String(), "/"); body != "ok" {
+			t.Errorf("%s after recovery: %q %v", mode, body, err)
+		}
+	}
+}
+
+func TestAdminAPIAndMetrics(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs[:3], Check: CheckConfig{Kind: "none"}})
+	a, err := StartAdmin(b, "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	base := "http://" + a.Addr().String()
+	fetch(b.Addr().String(), "/")
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := do("GET", "/api/backends", "")
+	var list []BackendStatus
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 3 || list[0].Total != 1 {
+		t.Errorf("list: %d %s", code, body)
+	}
+	if code, _ := do("POST", "/api/backends", `{"addr":"`+bss[3].addr+`","weight":2}`); code != 201 || len(b.Pool().All()) != 4 {
+		t.Errorf("add: %d", code)
+	}
+	if code, _ := do("POST", "/api/backends", `{"addr":"nonsense"}`); code != 400 {
+		t.Errorf("bad add: %d", code)
+	}
+	if code, _ := do("PUT", "/api/backends/"+bss[0].addr, `{"state":"drain"}`); code != 200 || b.Pool().Find(bss[0].addr).State() != Drain {
+		t.Errorf("drain: %d", code)
+	}
+	if code, _ := do("PUT", "/api/backends/"+bss[0].addr, `{"state":"asleep"}`); code != 400 {
+		t.Errorf("bad state: %d", code)
+	}
+	if code, _ := do("DELETE", "/api/backends/"+bss[1].addr, ""); code != 204 || len(b.Pool().All()) != 3 {
+		t.Errorf("delete: %d", code)
+	}
+	code, body = do("GET", "/metrics", "")
+	for _, name := range []string{"loadlab_backend_up", "loadlab_backend_active_connections", "loadlab_backend_connections_total",
+		"loadlab_backend_requests_total", "loadlab_backend_bytes_in_total", "loadlab_backend_bytes_out_total",
+		"loadlab_backend_errors_total", "loadlab_backend_latency_seconds", "loadlab_backend_weight"} {
+		if !strings.Contains(body, name+"{") {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+	if code, body = do("GET", "/", ""); code != 200 || !strings.Contains(body, `<table id="backends">`) || !strings.Contains(body, "drain") {
+		t.Errorf("stats page: %d", code)
+	}
+	if code, _ = do("GET", "/healthz", ""); code != 200 {
+		t.Errorf("healthz: %d", code)
+	}
+	// Another origin gets nothing; with a token, nobody without it does.
+	req, _ := http.NewRequest("GET", base+"/api/backends", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("cross-origin: %d", resp.StatusCode)
+	}
+	a2, _ := StartAdmin(b, "127.0.0.1:0", "s3cret")
+	defer a2.Close()
+	if resp, _ := http.Get("http://" + a2.Addr().String() + "/api/backends"); resp.StatusCode != 401 {
+		t.Errorf("without the token: %d", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("GET", "http://"+a2.Addr().String()+"/api/backends", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != 200 {
+		t.Errorf("with the token: %d", resp.StatusCode)
+	}
+}
+
+func TestAdminBindsLoopbackByDefault(t *testing.T) {
+	_, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+	a, err := StartAdmin(b, ":0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if ip := a.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Errorf("admin bound %s", ip)
+	}
+}

@@ -1,0 +1,43 @@
+package balancer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadConfig reads a balancer configuration from a YAML file:
+//
+//	listen: ":44444"
+//	mode: tcp
+//	algo: roundrobin
+//	backends:
+//	  - addr: 127.0.0.1:9002
+//	  - addr: 127.0.0.1:9003
+//	    weight: 2
+//	check: {kind: http, path: /, interval: 2s, rise: 2, fall: 3}
+//	connect_timeout: 2s
+//
+// Unknown keys are errors, so a typo is not silently ignored.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %v", path, errors.Unwrap(err))
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig reads YAML configuration; name is used in errors.
+func ParseConfig(data []byte, name string) (Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config %s: %v", name, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,148 @@
+package balancer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CheckConfig sets the active health checks, as HAProxy's check, inter,
+// rise and fall.
+type CheckConfig struct {
+	Kind     string        `yaml:"kind"` // none, tcp or http
+	Path     string        `yaml:"path"` // http: the path to GET; 2xx and 3xx pass
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	Rise     int           `yaml:"rise"` // passes in a row that bring a down backend back
+	Fall     int           `yaml:"fall"` // failures in a row that take a backend down
+}
+
+func (c *CheckConfig) fillDefaults() {
+	if c.Kind == "" {
+		c.Kind = "tcp"
+	}
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if c.Interval <= 0 {
+		c.Interval = 2 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = min(c.Interval, time.Second)
+	}
+	if c.Rise <= 0 {
+		c.Rise = 2
+	}
+	if c.Fall <= 0 {
+		c.Fall = 3
+	}
+}
+
+func (c *CheckConfig) validate() error {
+	switch c.Kind {
+	case "none", "tcp", "http":
+	default:
+		return fmt.Errorf("check kind %q: use none, tcp or http", c.Kind)
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("check path %q must start with /", c.Path)
+	}
+	return nil
+}
+
+// checker runs the active health checks of a balancer's pool.
+type checker struct {
+	b    *Balancer
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startChecker(b *Balancer) *checker {
+	c := &checker{b: b, quit: make(chan struct{})}
+	c.wg.Go(c.loop)
+	return c
+}
+
+func (c *checker) stop() {
+	close(c.quit)
+	c.wg.Wait()
+}
+
+func (c *checker) loop() {
+	for {
+		cfg := c.b.Config().Check
+		if cfg.Kind != "none" {
+			var wg sync.WaitGroup
+			for _, be := range c.b.pool.All() {
+				if be.State() == Drain {
+					continue
+				}
+				wg.Go(func() { c.record(be, probe(be.Addr(), cfg), cfg) })
+			}
+			wg.Wait()
+		}
+		select {
+		case <-c.quit:
+			return
+		case <-time.After(cfg.Interval):
+		}
+	}
+}
+
+// record applies one result with HAProxy's rise and fall.
+func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
+	res := &CheckResult{At: time.Now(), OK: err == nil, Detail: "ok"}
+	if err != nil {
+		res.Detail = err.Error()
+	}
+	be.lastCheck.Store(res)
+	if err == nil {
+		be.okStreak++
+		be.failStreak = 0
+		be.suspectUntil.Store(0) // a passing check clears a failed connect
+		if be.State() == Down && be.okStreak >= cfg.Rise {
+			be.SetState(Ready)
+			c.b.log.event("backend up", be, res.Detail)
+		}
+		return
+	}
+	be.failStreak++
+	be.okStreak = 0
+	if be.State() == Ready && be.failStreak >= cfg.Fall {
+		be.SetState(Down)
+		c.b.log.event("backend down", be, res.Detail)
+	}
+}
+
+// probe checks one backend: a TCP connect, or an HTTP GET expecting 2xx or 3xx.
+func probe(addr string, cfg CheckConfig) error {
+	conn, err := net.DialTimeout("tcp", addr, cfg.Timeout)
+	if err != nil {
+		return errors.New(shortErr(err))
+	}
+	defer conn.Close()
+	if cfg.Kind != "http" {
+		return nil
+	}
+	conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, addr); err != nil {
+		return errors.New(shortErr(err))
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return errors.New("no response: " + shortErr(err))
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
+		return fmt.Errorf("not HTTP: %.40q", line)
+	}
+	if code, err := strconv.Atoi(f[1]); err != nil || code < 200 || code > 399 {
+		return fmt.Errorf("status %s", f[1])
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package balancer
+
+import (
+	"fmt"
+	"testing"
+)
+
+func backends(n int) []*Backend {
+	var bs []*Backend
+	for i := range n {
+		bs = append(bs, NewBackend(fmt.Sprintf("127.0.0.1:%d", 9002+i), 1))
+	}
+	return bs
+}
+
+// counts picks n times and counts the picks per backend.
+func counts(p Picker, bs []*Backend, n int, key func(i int) string) map[string]int {
+	got := map[string]int{}
+	for i := range n {
+		got[p.Pick(bs, key(i)).Name]++
+	}
+	return got
+}
+
+func noKey(int) string { return "" }
+
+// TestEveryAlgorithm is one table for every picker: what it must do with
+// the same pool.
+func TestEveryAlgorithm(t *testing.T) {
+	for _, algo := range Algorithms {
+		p, err := NewPicker(algo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Pick(nil, "1.2.3.4") != nil {
+			t.Errorf("%s: picked from an empty pool", algo)
+		}
+		one := backends(1)
+		if p.Pick(one, "1.2.3.4") != one[0] {
+			t.Errorf("%s: did not pick the only backend", algo)
+		}
+	}
+	if _, err := NewPicker("random"); err == nil {
+		t.Error("unknown algorithm accepted")
+	}
+}
+
+func TestRoundRobinInOrder(t *testing.T) {
+	bs := backends(4)
+	p := &RoundRobin{}
+	for i := range 4000 {
+		if got := p.Pick(bs, ""); got != bs[i%4] {
+			t.Fatalf("pick %d went to %s, want %s", i, got.Name, bs[i%4].Name)
+		}
+	}
+}
+
+func TestWeightedIsSmoothAndProportional(t *testing.T) {
+	bs := backends(3)
+	bs[0].weight.Store(5)
+	bs[1].weight.Store(1)
+	bs[2].weight.Store(1)
+	p := &Weighted{}
+	var seq string
+	for range 7 {
+		seq += p.Pick(bs, "").Name[len("127.0.0.1:900"):]
+	}
+	if seq != "2232422" { // nginx's smooth order for weights 5, 1, 1: a a b a c a a
+		t.Errorf("order %s, want nginx's smooth 2232422", seq)
+	}
+	got := counts(p, bs, 7000, noKey)
+	if got[bs[0].Name] != 5000 || got[bs[1].Name] != 1000 || got[bs[2].Name] != 1000 {
+		t.Errorf("weights 5:1:1 gave %v", got)
+	}
+}
+
+func TestLeastConnAndP2CAvoidTheBusy(t *testing.T) {
+	for _, p := range []Picker{&LeastConn{}, PowerOfTwo{}} {
+		bs := backends(4)
+		bs[1].Active.Store(50) // one backend held busy
+		got := counts(p, bs, 4000, noKey)
+		if got[bs[1].Name] > 40 {
+			t.Errorf("%T sent %d of 4000 to the busy backend", p, got[bs[1].Name])
+		}
+		for _, b := range []*Backend{bs[0], bs[2], bs[3]} {
+			if got[b.Name] < 900 {
+				t.Errorf("%T: idle backend %s got only %d", p, b.Name, got[b.Name])
+			}
+		}
+	}
+}
+
+func TestSourceHashMovesOnlyTheLeaversClients(t *testing.T) {
+	bs := backends(4)
+	p := SourceHash{}
+	before := map[string]*Backend{}
+	spread := map[*Backend]int{}
+	for i := range 4000 {
+		client := fmt.Sprintf("10.0.%d.%d", i/250, i%250)
+		before[client] = p.Pick(bs, client)
+		spread[before[client]]++
+	}
+	for _, b := range bs {
+		if spread[b] < 800 || spread[b] > 1200 {
+			t.Errorf("backend %s got %d of 4000 clients: hash is lopsided", b.Name, spread[b])
+		}
+	}
+	gone := bs[2]
+	rest := []*Backend{bs[0], bs[1], bs[3]}
+	for client, was := range before {
+		now := p.Pick(rest, client)
+		if was != gone && now != was {
+			t.Fatalf("client %s moved from %s to %s though its backend stayed", client, was.Name, now.Name)
+		}
+	}
+}
+
+func TestFirstPicksTheFirst(t *testing.T) {
+	bs := backends(3)
+	if got := counts(First{}, bs, 10, noKey); got[bs[0].Name] != 10 {
+		t.Errorf("first: %v", got)
+	}
+}
