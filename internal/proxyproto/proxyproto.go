@@ -112,4 +112,3 @@ func readV2(r *bufio.Reader) (net.Addr, error) {
 	}
 	return nil, nil // other families: keep the connection's address
 }
-

@@ -50,7 +50,7 @@ const inlineBody = 16 << 10
 
 // reply is the part of a response that respond did not put into out.
 type reply struct {
-	body      []byte  // a large in-memory body
+	body      []byte        // a large in-memory body
 	stream    io.ReadCloser // to copy out after out: size bytes, or to its end when size < 0
 	size      int64
 	chunked   bool // send stream in chunked encoding
