@@ -76,6 +76,7 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.Int64Var(&f.maxBody, "max-body", httpx.DefaultLimits().MaxBody, "largest request body in bytes; larger is 413")
 	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
+	fl.BoolVar(&c.AcceptProxy, "accept-proxy", false, "expect a PROXY protocol header (v1 or v2) on every connection, from loadlab balance --send-proxy or HAProxy")
 	fl.BoolVar(&c.ReusePort, "reuseport", false, "bind with SO_REUSEPORT (used by prefork children)")
 	fl.MarkHidden("reuseport")
 	return cmd

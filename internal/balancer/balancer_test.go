@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -417,5 +418,57 @@ func TestAdminBindsLoopbackByDefault(t *testing.T) {
 	defer a.Close()
 	if ip := a.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
 		t.Errorf("admin bound %s", ip)
+	}
+}
+
+// lockedLog collects log output from the server's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
+	for _, model := range []string{"async", "thread"} {
+		for _, v := range []string{"v1", "v2"} {
+			var log lockedLog
+			h, _ := site.New("")
+			srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true,
+				Log: slog.New(slog.NewTextHandler(&log, nil))}, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
+			c, _ := net.Dial("tcp", b.Addr().String())
+			client := c.LocalAddr().String()
+			fmt.Fprintf(c, "GET /santai HTTP/1.0\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s %s: %v %v", model, v, resp, err)
+			}
+			srv.Shutdown(context.Background())
+			if !strings.Contains(log.String(), "client="+client) {
+				t.Errorf("%s %s: the access log does not name the client %s:\n%s", model, v, client, log.String())
+			}
+		}
+	}
+	// Without a header the connection is closed unanswered.
+	h, _ := site.New("")
+	srv, _ := server.Start(server.Config{Model: "thread", Listen: "127.0.0.1:0", AcceptProxy: true}, h)
+	defer srv.Shutdown(context.Background())
+	if status, _, _, err := fetch(srv.Addr().String(), "/"); err == nil {
+		t.Errorf("a plain request got %d", status)
 	}
 }

@@ -4,12 +4,10 @@
 package proxyproto
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -53,62 +51,74 @@ func Append(dst []byte, version string, src, dstAddr net.Addr) []byte {
 	return fmt.Appendf(dst, "PROXY %s %s %s %d %d\r\n", family, s.IP, d.IP, s.Port, d.Port)
 }
 
-// Read reads a v1 or v2 header from r and returns the client address it
-// names (nil for UNKNOWN or LOCAL, meaning: use the connection's own).
-func Read(r *bufio.Reader) (net.Addr, error) {
-	peek, err := r.Peek(len(sigV2))
-	if err == nil && bytes.Equal(peek, sigV2) {
-		return readV2(r)
+// ErrNotProxy says the input does not start with a PROXY header.
+var ErrNotProxy = errors.New("proxy protocol: connection did not start with a PROXY header")
+
+// Parse reads a v1 or v2 header at the start of b. It returns the client
+// address it names (nil for UNKNOWN or LOCAL: use the connection's own)
+// and the header's length; a length of 0 with no error means more input
+// is needed.
+func Parse(b []byte) (net.Addr, int, error) {
+	switch {
+	case len(b) >= len(sigV2) && bytes.Equal(b[:len(sigV2)], sigV2):
+		return parseV2(b)
+	case len(b) < len(sigV2) && bytes.HasPrefix(sigV2, b):
+		return nil, 0, nil // the start of a v2 signature
+	case !bytes.HasPrefix(b, []byte("PROXY ")[:min(len(b), 6)]):
+		return nil, 0, ErrNotProxy
 	}
-	line, err := r.ReadSlice('\n')
-	if err != nil {
-		return nil, errors.New("proxy protocol: no header line")
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 {
+		if len(b) > 107 {
+			return nil, 0, errors.New("proxy protocol: v1 header longer than 107 bytes")
+		}
+		return nil, 0, nil
 	}
+	line := b[:nl+1]
 	if len(line) > 107 || !bytes.HasSuffix(line, []byte("\r\n")) || !bytes.HasPrefix(line, []byte("PROXY ")) {
-		return nil, errors.New("proxy protocol: malformed v1 header")
+		return nil, 0, errors.New("proxy protocol: malformed v1 header")
 	}
 	f := strings.Fields(string(line[:len(line)-2]))
 	if len(f) >= 2 && f[1] == "UNKNOWN" {
-		return nil, nil
+		return nil, len(line), nil
 	}
 	if len(f) != 6 || (f[1] != "TCP4" && f[1] != "TCP6") {
-		return nil, errors.New("proxy protocol: malformed v1 header")
+		return nil, 0, errors.New("proxy protocol: malformed v1 header")
 	}
 	ip := net.ParseIP(f[2])
 	port, err := strconv.Atoi(f[4])
 	if ip == nil || err != nil || port < 0 || port > 65535 {
-		return nil, errors.New("proxy protocol: bad address in v1 header")
+		return nil, 0, errors.New("proxy protocol: bad address in v1 header")
 	}
-	return &net.TCPAddr{IP: ip, Port: port}, nil
+	return &net.TCPAddr{IP: ip, Port: port}, len(line), nil
 }
 
-func readV2(r *bufio.Reader) (net.Addr, error) {
-	head := make([]byte, 16)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, errors.New("proxy protocol: short v2 header")
+func parseV2(b []byte) (net.Addr, int, error) {
+	if len(b) < 16 {
+		return nil, 0, nil
 	}
-	if head[12]>>4 != 2 {
-		return nil, errors.New("proxy protocol: unknown v2 version")
+	if b[12]>>4 != 2 {
+		return nil, 0, errors.New("proxy protocol: unknown v2 version")
 	}
-	n := int(binary.BigEndian.Uint16(head[14:16]))
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, errors.New("proxy protocol: short v2 addresses")
+	n := 16 + int(binary.BigEndian.Uint16(b[14:16]))
+	if len(b) < n {
+		return nil, 0, nil
 	}
-	if head[12]&0x0f == 0 { // LOCAL
-		return nil, nil
+	body := b[16:n]
+	if b[12]&0x0f == 0 { // LOCAL
+		return nil, n, nil
 	}
-	switch head[13] {
+	switch b[13] {
 	case 0x11:
-		if n < 12 {
-			return nil, errors.New("proxy protocol: short v2 IPv4 addresses")
+		if len(body) < 12 {
+			return nil, 0, errors.New("proxy protocol: short v2 IPv4 addresses")
 		}
-		return &net.TCPAddr{IP: net.IP(body[0:4]), Port: int(binary.BigEndian.Uint16(body[8:10]))}, nil
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), body[0:4]...)), Port: int(binary.BigEndian.Uint16(body[8:10]))}, n, nil
 	case 0x21:
-		if n < 36 {
-			return nil, errors.New("proxy protocol: short v2 IPv6 addresses")
+		if len(body) < 36 {
+			return nil, 0, errors.New("proxy protocol: short v2 IPv6 addresses")
 		}
-		return &net.TCPAddr{IP: net.IP(body[0:16]), Port: int(binary.BigEndian.Uint16(body[32:34]))}, nil
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), body[0:16]...)), Port: int(binary.BigEndian.Uint16(body[32:34]))}, n, nil
 	}
-	return nil, nil // other families: keep the connection's address
+	return nil, n, nil // other families: keep the connection's address
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab/internal/httpx"
+	"loadlab/internal/proxyproto"
 )
 
 // asyncServer is the event-loop model: gnet's epoll loops call OnTraffic
@@ -49,6 +50,7 @@ type asyncConn struct {
 	closed chan struct{}
 
 	busy      bool // a file or a final flush is being handled off the loop
+	proxied   bool // the PROXY header is read, or none is expected
 	buffered  int  // input left unparsed after the last OnTraffic
 	served    int
 	headStart time.Time
@@ -139,7 +141,7 @@ func (s *asyncServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.core.serviceUnavailable("too many open connections"), gnet.Close
 	}
 	s.open.Add(1)
-	ac := &asyncConn{c: c, sess: s.core.getSession(c.RemoteAddr()), headStart: time.Now()}
+	ac := &asyncConn{c: c, sess: s.core.getSession(c.RemoteAddr()), headStart: time.Now(), proxied: !s.core.cfg.AcceptProxy}
 	ac.deadline.Store(ac.headStart.Add(s.core.cfg.HeaderTimeout).UnixNano())
 	ac.idle.Store(true)
 	c.SetContext(ac)
@@ -180,6 +182,20 @@ func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
 	sess := ac.sess
 	draining := s.draining.Load()
 	consumed := 0
+	if !ac.proxied {
+		addr, n, err := proxyproto.Parse(buf)
+		switch {
+		case err != nil:
+			return gnet.Close // not from a proxy that speaks the protocol
+		case n == 0:
+			ac.buffered = len(buf)
+			return s.arm(ac, now)
+		}
+		ac.proxied, consumed = true, n
+		if addr != nil {
+			sess.remote = addr
+		}
+	}
 	for {
 		req, n, err := sess.parser.Parse(buf[consumed:])
 		if err != nil {

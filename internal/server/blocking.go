@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab/internal/httpx"
+	"loadlab/internal/proxyproto"
 )
 
 // blockingServer is the home of the two models that serve a connection with
@@ -142,8 +143,22 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 	start, end := 0, 0 // unconsumed input is buf[start:end]
 	headStart := time.Now()
 	served := 0
+	proxied := !cfg.AcceptProxy
 	for {
-		req, n, err := sess.parser.Parse(buf[start:end])
+		var req *httpx.Request
+		var n int
+		var err error
+		if proxied {
+			req, n, err = sess.parser.Parse(buf[start:end])
+		} else if addr, hn, perr := proxyproto.Parse(buf[start:end]); perr != nil {
+			return // not from a proxy that speaks the protocol: nothing to answer
+		} else if hn > 0 {
+			proxied, start = true, start+hn
+			if addr != nil {
+				sess.remote = addr
+			}
+			continue
+		}
 		if err != nil {
 			sess.refuse(err.(*httpx.Error))
 			s.writeOut(nc, sess)

@@ -49,6 +49,10 @@ type Config struct {
 	MaxConns      int           // open connections; more are answered 503; 0 means no limit
 	Limits        httpx.Limits
 	ReusePort     bool // bind with SO_REUSEPORT (prefork children)
+	// AcceptProxy expects a PROXY protocol header (v1 or v2) first on every
+	// connection and logs the client it names; without one the connection
+	// is closed.
+	AcceptProxy bool
 	// Listener, when set, is used instead of binding Listen (thread and
 	// pool models): the balancer's http mode hands over its own.
 	Listener net.Listener
