@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httputil"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -233,6 +234,10 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 	}
 }
 
+// inlineStream is the largest streamed body read into the output buffer
+// to share a write with its head.
+const inlineStream = 64 << 10
+
 // send writes a response. When more pipelined input is waiting and the
 // response is small, it waits so that the answers go out in one write.
 func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) bool {
@@ -250,6 +255,17 @@ func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) 
 		return err == nil
 	}
 	defer rep.stream.Close()
+	if !rep.chunked && rep.size >= 0 && rep.size <= inlineStream {
+		// A small body of known length (a proxied response, typically)
+		// goes out with its head in one write.
+		n := len(sess.out)
+		sess.out = slices.Grow(sess.out, int(rep.size))[:n+int(rep.size)]
+		if _, err := io.ReadFull(rep.stream, sess.out[n:]); err != nil {
+			sess.out = sess.out[:0]
+			return false
+		}
+		return s.writeOut(nc, sess)
+	}
 	if !s.writeOut(nc, sess) {
 		return false
 	}

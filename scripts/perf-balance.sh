@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# loadlab balance against HAProxy, in front of the same four
+# `loadlab serve --model async` backends, alternating the two; wrk -t2
+# -c100 for each run. Prints every run with p99, the median ratio per
+# mode, and the cost of each balancer: req/s through it over req/s
+# straight to one backend.
+#
+#   scripts/perf-balance.sh [pairs] [seconds]
+#
+# Needs haproxy and wrk (apt-get install haproxy wrk).
+set -euo pipefail
+pairs=${1:-3}; secs=${2:-10}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+cd "$(dirname "$0")/.."
+go build -o "$work/loadlab" ./cmd/loadlab
+lb="$work/loadlab"
+for p in 19002 19003 19004 19005; do
+  "$lb" serve --model async --listen 127.0.0.1:$p --quiet 2>/dev/null &
+done
+backends=(--backend 127.0.0.1:19002 --backend 127.0.0.1:19003 --backend 127.0.0.1:19004 --backend 127.0.0.1:19005)
+"$lb" balance --quiet --mode tcp --listen 127.0.0.1:14444 "${backends[@]}" 2>/dev/null &
+"$lb" balance --quiet --mode http --listen 127.0.0.1:14445 "${backends[@]}" 2>/dev/null &
+cat >"$work/haproxy.cfg" <<CONF
+global
+    maxconn 8000
+defaults
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend tcp_in
+    mode tcp
+    bind 127.0.0.1:14446
+    default_backend tcp_out
+backend tcp_out
+    mode tcp
+    balance roundrobin
+    server s1 127.0.0.1:19002 check
+    server s2 127.0.0.1:19003 check
+    server s3 127.0.0.1:19004 check
+    server s4 127.0.0.1:19005 check
+frontend http_in
+    mode http
+    bind 127.0.0.1:14447
+    default_backend http_out
+backend http_out
+    mode http
+    balance roundrobin
+    http-reuse always
+    server s1 127.0.0.1:19002 check
+    server s2 127.0.0.1:19003 check
+    server s3 127.0.0.1:19004 check
+    server s4 127.0.0.1:19005 check
+CONF
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
+sleep 1
+
+run() { # url, extra wrk args: prints "req/s p99_ms"
+  local url=$1; shift
+  wrk -t2 -c100 -d"${secs}s" --latency "$@" "$url" | awk '
+    /Requests\/sec/ {r=$2}
+    / 99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p=v}
+    END {printf "%s %.2f\n", r, p}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+for test in "tcp close 14444 14446" "tcp keepalive 14444 14446" "http keepalive 14445 14447" "http close 14445 14447"; do
+  set -- $test
+  hdr=(); [ "$2" = close ] && hdr=(-H 'Connection: close')
+  ratios=()
+  for p in $(seq "$pairs"); do
+    read -r h hp < <(run "http://127.0.0.1:$4/" "${hdr[@]}")
+    read -r l lp < <(run "http://127.0.0.1:$3/" "${hdr[@]}")
+    r=$(awk -v a="$l" -v b="$h" 'BEGIN {printf "%.2f", a/b}'); ratios+=("$r")
+    echo "$1 $2 pair $p: haproxy $h req/s (p99 $hp ms)  loadlab $l req/s (p99 $lp ms)  ratio $r"
+  done
+  echo "$1 $2 MEDIAN loadlab/haproxy $(printf '%s\n' "${ratios[@]}" | median)"
+done
+
+echo "== cost: req/s through the balancer / req/s straight to one backend (keep-alive)"
+read -r d _ < <(run http://127.0.0.1:19002/)
+for t in "loadlab-tcp 14444" "loadlab-http 14445" "haproxy-tcp 14446" "haproxy-http 14447"; do
+  set -- $t
+  read -r v _ < <(run "http://127.0.0.1:$2/")
+  echo "$1: $v req/s, direct $d req/s, ratio $(awk -v a="$v" -v b="$d" 'BEGIN {printf "%.2f", a/b}')"
+done
