@@ -51,7 +51,7 @@ func main() {
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err, 2} })
-	root.AddCommand(newServeCommand(), newBenchCommand(), newBalanceCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newBenchCommand(), newBalanceCommand(), newLabCommand(), newVersionCommand())
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return

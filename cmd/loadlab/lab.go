@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"loadlab/internal/lab"
+	"loadlab/internal/report"
+)
+
+type labFlags struct {
+	config      string
+	out         string
+	quick       bool
+	ports       string
+	printConfig bool
+}
+
+func newLabCommand() *cobra.Command {
+	f := &labFlags{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run the lab's whole experiment and write a report",
+		Long: `Run the network-programming lab's experiment: four async servers behind a
+round-robin balancer, and a thread-per-connection server, each under
+ab -n 1000 -c 1..100; then every other model, the balancer's http mode, a
+keep-alive series, and nginx and HAProxy as peers when installed. Writes
+REPORT.md (the lab's tables filled, the seed's figures beside them),
+charts, index.html, every run's text, results.json and results.csv.`,
+		Example: `  loadlab lab
+  loadlab lab --quick --ports auto --out /tmp/report
+  loadlab lab --print-config > my-lab.yaml && loadlab lab --config my-lab.yaml`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runLab(f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "experiment in YAML (default: the embedded lab experiment; see --print-config)")
+	fl.StringVar(&f.out, "out", "report", "directory to write the report into")
+	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5")
+	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
+	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
+	return cmd
+}
+
+func runLab(f *labFlags) error {
+	if f.ports != "fixed" && f.ports != "auto" {
+		return usagef("--ports %q: use fixed or auto", f.ports)
+	}
+	if f.printConfig && f.config == "" {
+		os.Stdout.Write(lab.DefaultYAML)
+		return nil
+	}
+	cfg, err := lab.Load(f.config)
+	if err != nil {
+		return err
+	}
+	if f.printConfig {
+		fmt.Print(cfg.YAML())
+		return nil
+	}
+	if f.quick {
+		cfg.Quick()
+	}
+	fmt.Fprintf(os.Stderr, "loadlab lab: %d requests at c = %v on %d systems:\n", cfg.Requests, cfg.Levels, len(cfg.Systems))
+	for _, line := range lab.Plan(cfg) {
+		fmt.Fprintln(os.Stderr, "  "+line)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	opts := lab.Options{Config: cfg, PortsAuto: f.ports == "auto", Log: os.Stderr}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		var mu sync.Mutex
+		var bar *progressbar.ProgressBar
+		var current string
+		opts.Progress = func(system string, level int, done, total int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if key := fmt.Sprintf("%s c=%d", system, level); key != current {
+				current = key
+				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(key),
+					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(50*time.Millisecond))
+			}
+			bar.Set64(done)
+		}
+	}
+	res, err := lab.Run(ctx, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted; every process it started is stopped")
+		}
+		return err
+	}
+	if err := report.Write(f.out, res); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(f.out)
+	fmt.Fprintf(os.Stderr, "loadlab lab: done in %s; report in %s (REPORT.md, index.html)\n", res.Duration.Round(time.Second), abs)
+	return nil
+}

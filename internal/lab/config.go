@@ -1,0 +1,148 @@
+// Package lab runs an experiment: it starts each system's processes (this
+// same binary's serve and balance, or peers like nginx and HAProxy),
+// checks them ready, measures them with the bench engine at every
+// concurrency level, stops them, and hands the results to report.
+package lab
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultYAML is the lab's own experiment, run by `loadlab lab`.
+//
+//go:embed default.yaml
+var DefaultYAML []byte
+
+// Config is an experiment: the matrix and the systems to run it on.
+type Config struct {
+	Requests int      `yaml:"requests"`
+	Levels   []int    `yaml:"levels"`
+	Path     string   `yaml:"path"`
+	Systems  []System `yaml:"systems"`
+}
+
+// System is one thing measured: its processes and which one takes the load.
+type System struct {
+	Name      string    `yaml:"name"`
+	Title     string    `yaml:"title"`
+	LabTable  string    `yaml:"lab_table"` // async_lb or thread: the seed's table this system fills
+	Peer      bool      `yaml:"peer"`      // not loadlab: skipped with a note when not installed
+	KeepAlive bool      `yaml:"keep_alive"`
+	Processes []Process `yaml:"processes"`
+	Target    string    `yaml:"target"` // the process the load goes to
+}
+
+// Process is one program of a system. Run is serve or balance (this
+// binary), nginx or haproxy. In Args, {name} is the address of the
+// process called name.
+type Process struct {
+	Name string   `yaml:"name"`
+	Run  string   `yaml:"run"`
+	Port int      `yaml:"port"`
+	Args []string `yaml:"args"`
+}
+
+// Parse reads and checks an experiment.
+func Parse(data []byte, name string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %v", name, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %v", name, err)
+	}
+	return &c, nil
+}
+
+// Load reads an experiment from a file, or the default one for "".
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(DefaultYAML, "(embedded default)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %v", path, errors.Unwrap(err))
+	}
+	return Parse(data, path)
+}
+
+var placeholder = regexp.MustCompile(`\{([a-z0-9_-]+)\}`)
+
+func (c *Config) check() error {
+	if c.Requests < 1 {
+		return errors.New("requests must be at least 1")
+	}
+	if len(c.Levels) == 0 {
+		return errors.New("levels: give at least one concurrency level")
+	}
+	for _, l := range c.Levels {
+		if l < 1 {
+			return fmt.Errorf("level %d: concurrency must be at least 1", l)
+		}
+	}
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("path %q must start with /", c.Path)
+	}
+	if len(c.Systems) == 0 {
+		return errors.New("no systems")
+	}
+	names := map[string]bool{}
+	for _, s := range c.Systems {
+		if s.Name == "" || names[s.Name] {
+			return fmt.Errorf("system %q: every system needs a name of its own", s.Name)
+		}
+		names[s.Name] = true
+		procs := map[string]bool{}
+		for _, p := range s.Processes {
+			switch p.Run {
+			case "serve", "balance", "nginx", "haproxy":
+			default:
+				return fmt.Errorf("system %s, process %s: run %q (use serve, balance, nginx or haproxy)", s.Name, p.Name, p.Run)
+			}
+			if p.Port < 1 || p.Port > 65535 {
+				return fmt.Errorf("system %s, process %s: port %d", s.Name, p.Name, p.Port)
+			}
+			procs[p.Name] = true
+		}
+		for _, p := range s.Processes {
+			for _, a := range p.Args {
+				for _, m := range placeholder.FindAllStringSubmatch(a, -1) {
+					if !procs[m[1]] {
+						return fmt.Errorf("system %s, process %s: {%s} names no process", s.Name, p.Name, m[1])
+					}
+				}
+			}
+		}
+		if !procs[s.Target] {
+			return fmt.Errorf("system %s: target %q names no process", s.Name, s.Target)
+		}
+		if s.LabTable != "" && s.LabTable != "async_lb" && s.LabTable != "thread" {
+			return fmt.Errorf("system %s: lab_table %q (use async_lb or thread)", s.Name, s.LabTable)
+		}
+	}
+	return nil
+}
+
+// Quick cuts an experiment to a smoke run: 50 requests at c = 1 and 5.
+func (c *Config) Quick() {
+	c.Requests = 50
+	c.Levels = []int{1, 5}
+}
+
+// YAML is the experiment as it ran, for the report.
+func (c *Config) YAML() string {
+	b, _ := yaml.Marshal(c)
+	return string(b)
+}

@@ -1,0 +1,197 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"loadlab/internal/report"
+)
+
+var binary string
+
+// TestMain builds loadlab: the lab starts its servers and balancers as
+// child processes of that binary, as a user's run does.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loadlab-lab-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "loadlab")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/loadlab").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// childrenOf lists running processes started from the test's binary.
+func childrenOf(bin string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+			found = append(found, e.Name())
+		}
+	}
+	return found
+}
+
+func TestQuickLabEndToEnd(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Quick()
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	if left := childrenOf(binary); len(left) > 0 {
+		t.Errorf("processes left behind: %v", left)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	text := string(md)
+	for _, heading := range []string{"## Tabel Hasil Benchmark async_server.py dengan Load-Balancer", "## Tabel Hasil Benchmark server_thread_http.py"} {
+		i := strings.Index(text, heading)
+		if i < 0 {
+			t.Fatalf("REPORT.md lacks %q", heading)
+		}
+		rows := labRows(text[i:])
+		if len(rows) != 7 {
+			t.Fatalf("%s: %d rows, want the seed's 7", heading, len(rows))
+		}
+		for _, r := range rows[:2] { // c = 1 and 5 ran
+			if r[3] != "50" || r[4] != "0" || r[6] == "-" {
+				t.Errorf("%s: row %v, want 50 complete and 0 failed", heading, r)
+			}
+		}
+		for _, r := range rows[2:] {
+			if r[3] != "-" {
+				t.Errorf("%s: row %v should be blank: that level did not run", heading, r)
+			}
+		}
+	}
+	var back report.Results
+	data, _ := os.ReadFile(filepath.Join(out, "results.json"))
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	lb := back.Systems[0]
+	if lb.Name != "async-balancer" || len(lb.Runs) != 2 || !strings.Contains(text, fmt.Sprintf("%.2f", lb.Runs[0].RequestsPerSecond)) {
+		t.Errorf("results.json does not agree with the table: %+v", lb.Runs)
+	}
+	var served int64
+	for _, b := range lb.Backends {
+		served += b.Requests
+	}
+	if len(lb.Backends) != 4 || served != 100 {
+		t.Errorf("backend shares %v, want four adding up to 100", lb.Backends)
+	}
+	for _, name := range []string{"rps", "p50", "p99"} {
+		f, err := os.Open(filepath.Join(out, "charts", name+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.DecodeConfig(f); err != nil {
+			t.Errorf("%s.png: %v", name, err)
+		}
+		f.Close()
+		svg, _ := os.ReadFile(filepath.Join(out, "charts", name+".svg"))
+		if !strings.Contains(string(svg), "<svg") || !strings.Contains(string(svg), "</svg>") {
+			t.Errorf("%s.svg is not SVG", name)
+		}
+	}
+	page, _ := os.ReadFile(filepath.Join(out, "index.html"))
+	if !strings.Contains(string(page), "<svg") || strings.Contains(string(page), "http://") && strings.Contains(string(page), "<script") {
+		t.Errorf("index.html is not the self-contained page")
+	}
+	for _, s := range res.Systems {
+		for _, r := range s.Runs {
+			if _, err := os.Stat(filepath.Join(out, "runs", fmt.Sprintf("%s-c%d.txt", s.Name, r.Concurrency))); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// labRows reads the rows of the first markdown table after a heading.
+func labRows(md string) [][]string {
+	var rows [][]string
+	lines := strings.Split(md, "\n")
+	inTable := false
+	for _, line := range lines[1:] {
+		if !strings.HasPrefix(line, "|") {
+			if inTable {
+				break
+			}
+			continue
+		}
+		inTable = true
+		if strings.Contains(line, "No test") || strings.Contains(line, ":---") {
+			continue
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+func TestPortInUseIsOneClearError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cfg, err := Parse([]byte(fmt.Sprintf(`requests: 10
+levels: [1]
+systems:
+  - name: thread
+    processes:
+      - {name: s, run: serve, port: %d, args: [--model, thread]}
+    target: s
+`, port)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), Options{Config: cfg, Binary: binary})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (system thread, process s) is in use", port)) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, bad := range []string{
+		"requests: 0\nlevels: [1]\nsystems: []\n",
+		"requests: 10\nlevels: []\nsystems: []\n",
+		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: apache, port: 80}]}\n",
+		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: t, processes: [{name: s, run: serve, port: 80}]}\n",
+		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: balance, port: 80, args: ['{b9}']}]}\n",
+		"requests: 10\nlevels: [1]\nunknown_key: 1\n",
+	} {
+		if _, err := Parse([]byte(bad), "bad.yaml"); err == nil || !strings.HasPrefix(err.Error(), "config bad.yaml: ") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

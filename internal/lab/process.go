@@ -1,0 +1,242 @@
+package lab
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// running is a started process.
+type running struct {
+	proc  Process
+	addr  string
+	cmd   *exec.Cmd
+	admin string        // balance: its admin address
+	done  chan struct{} // closed when the process has exited
+	err   error         // how it exited, once done is closed
+}
+
+// readyTimeout bounds a process's start.
+const readyTimeout = 15 * time.Second
+
+// start launches every process of s in order (backends before the
+// balancer that names them) and waits for each to be ready.
+func (r *runner) start(s System, ports map[string]int) ([]*running, error) {
+	addrs := map[string]string{}
+	for _, p := range s.Processes {
+		addrs[p.Name] = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[p.Name]))
+	}
+	var started []*running
+	for _, p := range s.Processes {
+		rp, err := r.launch(s, p, addrs)
+		if err != nil {
+			stopAll(started)
+			return nil, err
+		}
+		started = append(started, rp)
+	}
+	return started, nil
+}
+
+func (r *runner) launch(s System, p Process, addrs map[string]string) (*running, error) {
+	args := make([]string, len(p.Args))
+	for i, a := range p.Args {
+		args[i] = placeholder.ReplaceAllStringFunc(a, func(m string) string { return addrs[m[1:len(m)-1]] })
+	}
+	rp := &running{proc: p, addr: addrs[p.Name], done: make(chan struct{})}
+	var cmd *exec.Cmd
+	switch p.Run {
+	case "serve", "balance":
+		full := append([]string{p.Run, "--listen", rp.addr}, args...)
+		if p.Run == "balance" {
+			full = append(full, "--admin", "127.0.0.1:0")
+		}
+		cmd = exec.Command(r.binary, full...)
+	case "nginx":
+		conf, err := r.writeNginx(s, rp.addr)
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(r.peers["nginx"], "-c", conf)
+	case "haproxy":
+		conf, err := r.writeHAProxy(s, rp.addr, args)
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(r.peers["haproxy"], "-f", conf, "-db")
+	}
+	// Its own process group, so that a stop reaches a prefork server's
+	// children too; and killed with us, so nothing outlives the lab.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("system %s, process %s: %v", s.Name, p.Name, err)
+	}
+	rp.cmd = cmd
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // nobody listens once it is ready
+			}
+		}
+		close(lines)
+		rp.err = cmd.Wait()
+		close(rp.done)
+	}()
+	if err := r.waitReady(rp, lines); err != nil {
+		stopAll([]*running{rp})
+		return nil, fmt.Errorf("system %s, process %s (%s on %s): %v", s.Name, p.Name, p.Run, rp.addr, err)
+	}
+	return rp, nil
+}
+
+// waitReady waits for loadlab's ready line (and a balancer's admin line),
+// or for a peer's port to accept connections.
+func (r *runner) waitReady(rp *running, lines <-chan string) error {
+	deadline := time.After(readyTimeout)
+	var last string
+	if rp.proc.Run == "nginx" || rp.proc.Run == "haproxy" {
+		for {
+			if c, err := net.DialTimeout("tcp", rp.addr, 100*time.Millisecond); err == nil {
+				c.Close()
+				return nil
+			}
+			// A peer may close its stderr once it logs to a file: only its
+			// exit counts as failing to start.
+			select {
+			case line, ok := <-lines:
+				if ok {
+					last = line
+				} else {
+					lines = nil
+				}
+			case <-rp.done:
+				return fmt.Errorf("exited before it was ready (%v): %s", rp.err, last)
+			case <-deadline:
+				return fmt.Errorf("not ready within %s", readyTimeout)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	ready := false
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				return fmt.Errorf("exited before it was ready: %s", last)
+			}
+			last = line
+			if strings.Contains(line, ": ready on ") {
+				ready = true
+			}
+			if a, ok := strings.CutPrefix(line, "loadlab balance: admin on http://"); ok {
+				rp.admin = strings.TrimSuffix(a, "/")
+			}
+			if ready && (rp.proc.Run != "balance" || rp.admin != "") {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("no ready line within %s", readyTimeout)
+		}
+	}
+}
+
+// stopAll stops processes in reverse order: the balancer before its backends.
+func stopAll(ps []*running) {
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].stop()
+	}
+}
+
+// stop sends SIGTERM to the process group and SIGKILL if it lingers.
+func (rp *running) stop() {
+	if rp.cmd == nil || rp.cmd.Process == nil {
+		return
+	}
+	pgid := -rp.cmd.Process.Pid
+	syscall.Kill(pgid, syscall.SIGTERM)
+	select {
+	case <-rp.done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(pgid, syscall.SIGKILL)
+		<-rp.done
+	}
+	syscall.Kill(pgid, syscall.SIGKILL) // any child left behind in the group
+}
+
+// portsFor gives each process of s its port: the configured one, checked
+// free, or with auto any free one.
+func portsFor(s System, auto bool) (map[string]int, error) {
+	ports := map[string]int{}
+	for _, p := range s.Processes {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
+		if auto {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				if c, derr := net.DialTimeout("tcp", addr, time.Second); derr == nil {
+					c.Close()
+					return nil, fmt.Errorf("port %d (system %s, process %s) is in use: another server is on it; stop it or run with --ports auto", p.Port, s.Name, p.Name)
+				}
+				return nil, fmt.Errorf("port %d (system %s, process %s) is held by closed connections of an earlier run (TIME_WAIT); wait a minute or run with --ports auto", p.Port, s.Name, p.Name)
+			}
+			return nil, fmt.Errorf("port %d (system %s, process %s): %v", p.Port, s.Name, p.Name, err)
+		}
+		ports[p.Name] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	return ports, nil
+}
+
+func (r *runner) writeNginx(s System, addr string) (string, error) {
+	dir := filepath.Join(r.tmp, s.Name)
+	os.MkdirAll(dir, 0o755)
+	conf := filepath.Join(dir, "nginx.conf")
+	return conf, os.WriteFile(conf, fmt.Appendf(nil, `worker_processes 1;
+daemon off;
+error_log %s/error.log;
+pid %s/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %s;
+    proxy_temp_path %s;
+    fastcgi_temp_path %s;
+    uwsgi_temp_path %s;
+    scgi_temp_path %s;
+    server {
+        listen %s backlog=4096;
+        location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }
+    }
+}
+`, dir, dir, dir, dir, dir, dir, dir, addr), 0o644)
+}
+
+func (r *runner) writeHAProxy(s System, addr string, backends []string) (string, error) {
+	dir := filepath.Join(r.tmp, s.Name)
+	os.MkdirAll(dir, 0o755)
+	var b strings.Builder
+	fmt.Fprintf(&b, "global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n")
+	fmt.Fprintf(&b, "frontend in\n    bind %s\n    default_backend out\nbackend out\n    balance roundrobin\n", addr)
+	for i, be := range backends {
+		fmt.Fprintf(&b, "    server s%d %s check\n", i+1, be)
+	}
+	conf := filepath.Join(dir, "haproxy.cfg")
+	return conf, os.WriteFile(conf, []byte(b.String()), 0o644)
+}
