@@ -78,60 +78,30 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 }
 
 // load builds the configuration: the file if there is one, with the flags
-// the user gave on top.
+// the user gave on top. The flags write into f.cfg, so the file is loaded
+// into f.cfg and the given flags are set again over it.
 func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
-	cfg := f.cfg
 	if f.configFile != "" {
-		fileCfg, err := balancer.LoadConfig(f.configFile)
-		if err != nil {
-			return cfg, err
-		}
-		overlay := cfg
-		cfg = fileCfg
+		given := map[string]string{}
 		flags.Visit(func(fl *pflag.Flag) {
-			switch fl.Name {
-			case "listen":
-				cfg.Listen = overlay.Listen
-			case "mode":
-				cfg.Mode = overlay.Mode
-			case "algo":
-				cfg.Algo = overlay.Algo
-			case "check":
-				cfg.Check.Kind = overlay.Check.Kind
-			case "check-path":
-				cfg.Check.Path = overlay.Check.Path
-			case "check-interval":
-				cfg.Check.Interval = overlay.Check.Interval
-			case "check-timeout":
-				cfg.Check.Timeout = overlay.Check.Timeout
-			case "rise":
-				cfg.Check.Rise = overlay.Check.Rise
-			case "fall":
-				cfg.Check.Fall = overlay.Check.Fall
-			case "retries":
-				cfg.Retries = overlay.Retries
-			case "connect-timeout":
-				cfg.ConnectTimeout = overlay.ConnectTimeout
-			case "client-idle":
-				cfg.ClientIdle = overlay.ClientIdle
-			case "server-idle":
-				cfg.ServerIdle = overlay.ServerIdle
-			case "head-timeout":
-				cfg.HeadTimeout = overlay.HeadTimeout
-			case "max-conns":
-				cfg.MaxConns = overlay.MaxConns
-			case "queue-timeout":
-				cfg.QueueTimeout = overlay.QueueTimeout
-			case "send-proxy":
-				cfg.SendProxy = overlay.SendProxy
-			case "resolve-every":
-				cfg.ResolveEvery = overlay.ResolveEvery
+			if fl.Name != "backend" { // a string array: setting it again would repeat it
+				given[fl.Name] = fl.Value.String()
 			}
 		})
-		if cfg.Listen == "" {
-			cfg.Listen = overlay.Listen
+		fileCfg, err := balancer.LoadConfig(f.configFile)
+		if err != nil {
+			return f.cfg, err
+		}
+		listen := f.cfg.Listen
+		f.cfg = fileCfg
+		if f.cfg.Listen == "" {
+			f.cfg.Listen = listen
+		}
+		for name, v := range given {
+			flags.Lookup(name).Value.Set(v)
 		}
 	}
+	cfg := f.cfg
 	for _, spec := range f.backends {
 		addr, weight, err := balancer.ParseBackend(spec)
 		if err != nil {

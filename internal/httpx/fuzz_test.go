@@ -47,5 +47,8 @@ func parseAllQuiet(input []byte, piece int) ([]string, *Error) {
 			buf = buf[n:]
 		}
 	}
+	if len(buf) > 0 {
+		got = append(got, "incomplete:"+string(buf))
+	}
 	return got, nil
 }

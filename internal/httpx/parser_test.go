@@ -9,29 +9,7 @@ import (
 // would hand it over, and returns the requests' summaries or the error.
 func parseAll(t *testing.T, input string, piece int) ([]string, *Error) {
 	t.Helper()
-	p := NewParser(DefaultLimits())
-	var got []string
-	var buf []byte
-	for i := 0; i < len(input); {
-		end := min(i+piece, len(input))
-		buf = append(buf, input[i:end]...)
-		i = end
-		for {
-			req, n, err := p.Parse(buf)
-			if err != nil {
-				return got, err.(*Error)
-			}
-			if req == nil {
-				break
-			}
-			got = append(got, summary(req))
-			buf = buf[n:]
-		}
-	}
-	if len(buf) > 0 {
-		got = append(got, "incomplete:"+string(buf))
-	}
-	return got, nil
+	return parseAllQuiet([]byte(input), piece)
 }
 
 func summary(r *Request) string {
