@@ -472,3 +472,39 @@ func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 		t.Errorf("a plain request got %d", status)
 	}
 }
+
+func TestMaxConnsQueuesThenRefuses(t *testing.T) {
+	_, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs, MaxConns: 1, QueueTimeout: 100 * time.Millisecond, Check: CheckConfig{Kind: "none"}})
+	held, _ := net.Dial("tcp", b.Addr().String()) // takes the only slot
+	defer held.Close()
+	fmt.Fprintf(held, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	held.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, _, _, err := fetch(b.Addr().String(), "/"); err == nil {
+		t.Error("a connection over --max-conns was served")
+	}
+	if waited := time.Since(began); waited < 90*time.Millisecond || waited > time.Second {
+		t.Errorf("refused after %s, want after the 100 ms queue wait", waited)
+	}
+	// A connection queued while the slot frees is served.
+	go func() { time.Sleep(30 * time.Millisecond); held.Close() }()
+	if _, _, body, err := fetch(b.Addr().String(), "/santai"); err != nil || body != "santai saja" {
+		t.Errorf("queued connection: %q %v", body, err)
+	}
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	_, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs, ClientIdle: 500 * time.Millisecond, Check: CheckConfig{Kind: "none"}})
+	c, _ := net.Dial("tcp", b.Addr().String())
+	defer c.Close()
+	began := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(began) > 3*time.Second {
+		t.Errorf("idle connection: %v after %s", err, time.Since(began))
+	}
+}
