@@ -24,6 +24,7 @@ type labFlags struct {
 	quick       bool
 	ports       string
 	printConfig bool
+	compare     string
 }
 
 func newLabCommand() *cobra.Command {
@@ -49,6 +50,7 @@ charts, index.html, every run's text, results.json and results.csv.`,
 	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5")
 	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
+	fl.StringVar(&f.compare, "compare", "", "an earlier run's results.json: add the change against it to the report")
 	return cmd
 }
 
@@ -70,6 +72,12 @@ func runLab(f *labFlags) error {
 	}
 	if f.quick {
 		cfg.Quick()
+	}
+	var baseline *report.Results
+	if f.compare != "" {
+		if baseline, err = report.LoadResults(f.compare); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "loadlab lab: %d requests at c = %v on %d systems:\n", cfg.Requests, cfg.Levels, len(cfg.Systems))
 	for _, line := range lab.Plan(cfg) {
@@ -100,6 +108,7 @@ func runLab(f *labFlags) error {
 		}
 		return err
 	}
+	res.Baseline, res.BaselineName = baseline, f.compare
 	if err := report.Write(f.out, res); err != nil {
 		return err
 	}

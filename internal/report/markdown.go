@@ -82,6 +82,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("\n")
 		}
 	}
+	if res.Baseline != nil {
+		writeComparison(w, res)
+	}
 	p("## Charts\n\n")
 	for _, c := range charts {
 		p("### %s\n\n![%s](charts/%s.png)\n\n(SVG: [charts/%s.svg](charts/%s.svg))\n\n", c.title, c.title, c.name, c.name, c.name)
@@ -147,4 +150,28 @@ func joinInts(xs []int) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// writeComparison adds, for every system and level in both runs, the
+// change in requests per second and p99 against the baseline run.
+func writeComparison(w io.Writer, res *Results) {
+	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | p99 then (ms) | p99 now (ms) | failed then → now |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
+	for _, s := range res.Systems {
+		old := res.Baseline.system(s.Name)
+		if old == nil {
+			continue
+		}
+		for _, run := range s.Runs {
+			then := old.run(run.Concurrency)
+			if then == nil || then.RequestsPerSecond == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %d | %.2f | %.2f | %+.1f%% | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
+				then.RequestsPerSecond, run.RequestsPerSecond, (run.RequestsPerSecond/then.RequestsPerSecond-1)*100,
+				then.Total.P99, run.Total.P99, then.Failed, run.Failed)
+		}
+	}
+	fmt.Fprintln(w)
 }

@@ -24,6 +24,34 @@ type Results struct {
 	Machine    Machine       `json:"machine"`
 	ConfigYAML string        `json:"config_yaml"`
 	Systems    []*System     `json:"systems"`
+
+	// Baseline, when set, is an earlier run to compare with, and
+	// BaselineName where it came from.
+	Baseline     *Results `json:"-"`
+	BaselineName string   `json:"-"`
+}
+
+// LoadResults reads a results.json an earlier run wrote.
+func LoadResults(path string) (*Results, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--compare: %v", err)
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("--compare %s: not a loadlab results.json: %v", path, err)
+	}
+	return &r, nil
+}
+
+// system returns the named system of r, or nil.
+func (r *Results) system(name string) *System {
+	for _, s := range r.Systems {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // System is one system's runs, level by level.
