@@ -25,6 +25,7 @@ type labFlags struct {
 	ports       string
 	printConfig bool
 	compare     string
+	screenshots bool
 }
 
 func newLabCommand() *cobra.Command {
@@ -50,6 +51,7 @@ charts, index.html, every run's text, results.json and results.csv.`,
 	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5")
 	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
+	fl.BoolVar(&f.screenshots, "screenshots", lab.Chromium() != "", "save screenshots of the page, the stats page and the report (needs chromium; on when it is installed)")
 	fl.StringVar(&f.compare, "compare", "", "an earlier run's results.json: add the change against it to the report")
 	return cmd
 }
@@ -86,6 +88,12 @@ func runLab(f *labFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	opts := lab.Options{Config: cfg, PortsAuto: f.ports == "auto", Log: os.Stderr}
+	if f.screenshots {
+		if lab.Chromium() == "" {
+			return usagef("--screenshots needs chromium (apt-get install chromium)")
+		}
+		opts.Screenshots = filepath.Join(f.out, "screenshots")
+	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		var mu sync.Mutex
 		var bar *progressbar.ProgressBar
@@ -109,8 +117,16 @@ func runLab(f *labFlags) error {
 		return err
 	}
 	res.Baseline, res.BaselineName = baseline, f.compare
+	if f.screenshots {
+		res.Screenshots = append(res.Screenshots, "index.png")
+	}
 	if err := report.Write(f.out, res); err != nil {
 		return err
+	}
+	if f.screenshots {
+		if err := lab.ShootReport(f.out, opts.Screenshots); err != nil {
+			fmt.Fprintf(os.Stderr, "loadlab lab: %v\n", err)
+		}
 	}
 	abs, _ := filepath.Abs(f.out)
 	fmt.Fprintf(os.Stderr, "loadlab lab: done in %s; report in %s (REPORT.md, index.html)\n", res.Duration.Round(time.Second), abs)

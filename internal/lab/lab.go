@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ type Options struct {
 	Log       io.Writer // what runs, system by system and level by level
 	// Progress is told each run's completed requests, for a progress bar.
 	Progress func(system string, level int, done, total int64)
+	// Screenshots, when set, is a directory for PNGs of the page through
+	// the lab's balancer and of its stats page, taken with Chromium.
+	Screenshots string
 }
 
 // runner holds what one experiment needs while it runs.
@@ -33,6 +37,7 @@ type runner struct {
 	binary string
 	peers  map[string]string // nginx, haproxy: their paths, when installed
 	tmp    string
+	shots  []string // screenshots taken, file names
 }
 
 // Plan describes what Run will do, one line per system, before it starts.
@@ -93,6 +98,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 		res.Systems = append(res.Systems, sr)
 	}
 	res.Duration = time.Since(res.Started)
+	res.Screenshots = r.shots
 	return res, nil
 }
 
@@ -144,9 +150,21 @@ func (r *runner) system(ctx context.Context, s System) (*report.System, error) {
 		}
 	}
 	for _, p := range procs {
-		if p.admin != "" {
-			sr.Backends = backendShares(p.admin)
+		if p.admin == "" {
+			continue
 		}
+		if r.opts.Screenshots != "" && s.LabTable != "" {
+			pages := []page{
+				{s.Name + "-page", "http://" + target.addr + "/page.html", "#jaringan"},
+				{s.Name + "-stats", "http://" + p.admin + "/", "#backends"},
+			}
+			if err := shoot(r.opts.Screenshots, pages); err != nil {
+				r.logf("screenshots: %v\n", err)
+			} else {
+				r.shots = append(r.shots, pages[0].name+".png", pages[1].name+".png")
+			}
+		}
+		sr.Backends = backendShares(p.admin) // after the screenshots: they count too
 	}
 	return sr, nil
 }
@@ -199,4 +217,14 @@ func machine() report.Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// ShootReport saves a screenshot of a written report's index.html as
+// index.png in dir.
+func ShootReport(reportDir, dir string) error {
+	abs, err := filepath.Abs(filepath.Join(reportDir, "index.html"))
+	if err != nil {
+		return err
+	}
+	return shoot(dir, []page{{"index", "file://" + abs, "table.results"}})
 }

@@ -89,6 +89,12 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	for _, c := range charts {
 		p("### %s\n\n![%s](charts/%s.png)\n\n(SVG: [charts/%s.svg](charts/%s.svg))\n\n", c.title, c.title, c.name, c.name, c.name)
 	}
+	if len(res.Screenshots) > 0 {
+		p("## Screenshots\n\nTaken with headless Chromium during the run: the lab's page through the balancer, the balancer's stats page, and this report's index.html.\n\n")
+		for _, name := range res.Screenshots {
+			p("![%s](screenshots/%s)\n\n", name, name)
+		}
+	}
 	m := res.Machine
 	p("## The machine\n\n| | |\n|---|---|\n| CPU | %s |\n| cores | %d |\n| kernel | %s |\n| OS | %s |\n| Go | %s |\n| loadlab | %s |\n\n",
 		m.CPU, m.Cores, m.Kernel, m.OS, m.Go, m.Loadlab)

@@ -24,6 +24,8 @@ type Results struct {
 	Machine    Machine       `json:"machine"`
 	ConfigYAML string        `json:"config_yaml"`
 	Systems    []*System     `json:"systems"`
+	// Screenshots are PNG files in screenshots/, as the seed's write-up had.
+	Screenshots []string `json:"screenshots,omitempty"`
 
 	// Baseline, when set, is an earlier run to compare with, and
 	// BaselineName where it came from.
