@@ -35,6 +35,8 @@ type System struct {
 	LabTable  string    `yaml:"lab_table"` // async_lb or thread: the seed's table this system fills
 	Peer      bool      `yaml:"peer"`      // not loadlab: skipped with a note when not installed
 	KeepAlive bool      `yaml:"keep_alive"`
+	Rate      float64   `yaml:"rate,omitempty"` // requests/s: an open-model run (bench --rate); 0 for ab's closed model
+	Path      string    `yaml:"path,omitempty"` // this system's path, instead of the experiment's
 	Processes []Process `yaml:"processes"`
 	Target    string    `yaml:"target"` // the process the load goes to
 }
@@ -124,6 +126,12 @@ func (c *Config) check() error {
 					}
 				}
 			}
+		}
+		if s.Rate < 0 {
+			return fmt.Errorf("system %s: rate must not be negative", s.Name)
+		}
+		if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+			return fmt.Errorf("system %s: path %q must start with /", s.Name, s.Path)
 		}
 		if !procs[s.Target] {
 			return fmt.Errorf("system %s: target %q names no process", s.Name, s.Target)

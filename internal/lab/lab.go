@@ -127,10 +127,14 @@ func (r *runner) system(ctx context.Context, s System) (*report.System, error) {
 			target = p
 		}
 	}
-	url := "http://" + target.addr + r.opts.Config.Path
 	cfg := r.opts.Config
+	path := cfg.Path
+	if s.Path != "" {
+		path = s.Path
+	}
+	url := "http://" + target.addr + path
 	for _, c := range cfg.Levels {
-		if c > cfg.Requests {
+		if c > cfg.Requests && s.Rate == 0 {
 			r.logf("%-22s c=%-4d skipped: more than the %d requests\n", s.Name, c, cfg.Requests)
 			continue
 		}
@@ -138,7 +142,7 @@ func (r *runner) system(ctx context.Context, s System) (*report.System, error) {
 		if r.opts.Progress != nil {
 			progress = func(done int64) { r.opts.Progress(s.Name, c, done, int64(cfg.Requests)) }
 		}
-		sum, err := bench.Run(ctx, bench.Work{URL: url, Requests: cfg.Requests, Concurrency: c, KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}, progress)
+		sum, err := bench.Run(ctx, bench.Work{URL: url, Requests: cfg.Requests, Concurrency: c, KeepAlive: s.KeepAlive, Rate: s.Rate, Timeout: 10 * time.Second}, progress)
 		if sum == nil {
 			return nil, fmt.Errorf("system %s at c=%d: %v", s.Name, c, err)
 		}

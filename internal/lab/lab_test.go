@@ -195,3 +195,27 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRateAndPathPerSystem(t *testing.T) {
+	cfg, err := Parse([]byte(`requests: 40
+levels: [2]
+systems:
+  - name: paced
+    rate: 200
+    path: /santai
+    processes:
+      - {name: s, run: serve, port: 8000, args: [--model, thread, --quiet]}
+    target: s
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := res.Systems[0].Runs[0]
+	if run.Complete != 40 || run.Rate != 200 || run.DocumentLength != int64(len("santai saja")) || run.TimeTaken < 0.15 {
+		t.Errorf("paced run: complete %d, rate %g, doclen %d, %.3fs", run.Complete, run.Rate, run.DocumentLength, run.TimeTaken)
+	}
+}
