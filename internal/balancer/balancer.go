@@ -32,6 +32,8 @@ type Config struct {
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
 
 	Log *slog.Logger `yaml:"-"` // access log; nil for none
+	// Resolver looks up host names and srv:// records; nil for the system's.
+	Resolver *net.Resolver `yaml:"-"`
 }
 
 // BackendConfig is one backend of a Config.
@@ -185,7 +187,7 @@ func (b *Balancer) Reload(cfg Config) error {
 	if old := b.Config(); cfg.Listen != old.Listen || cfg.Mode != old.Mode || cfg.MaxConns != old.MaxConns {
 		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
 	}
-	cfg.Log = b.Config().Log
+	cfg.Log, cfg.Resolver = b.Config().Log, b.Config().Resolver
 	b.pool.Replace(backendsOf(cfg.Backends))
 	b.apply(cfg)
 	return nil

@@ -22,7 +22,10 @@ type resolver struct {
 }
 
 func startResolver(b *Balancer) *resolver {
-	r := &resolver{b: b, quit: make(chan struct{}), dns: net.DefaultResolver}
+	r := &resolver{b: b, quit: make(chan struct{}), dns: b.Config().Resolver}
+	if r.dns == nil {
+		r.dns = net.DefaultResolver
+	}
 	for _, bc := range b.Config().Backends {
 		if strings.HasPrefix(bc.Addr, "srv://") {
 			r.refresh() // SRV backends have no address until looked up
