@@ -110,4 +110,3 @@ func TestSRVBackendsFollowDNS(t *testing.T) {
 		t.Errorf("new backend %s at %s", a.Name, a.Addr())
 	}
 }
-
