@@ -117,7 +117,7 @@ type Balancer struct {
 	ln     net.Listener
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
-	conns    sync.Map      // *proxied → struct{}: open client connections
+	conns    proxiedSet    // open client connections (tcp mode)
 	wg       sync.WaitGroup
 	draining atomic.Bool
 	done     chan struct{}
@@ -287,7 +287,9 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		case <-finished:
 		case <-ctx.Done():
 			err = ctx.Err()
-			b.conns.Range(func(k, _ any) bool { k.(*proxied).close(); return true })
+			for _, p := range b.conns.list() {
+				p.close()
+			}
 			<-finished
 		}
 	}

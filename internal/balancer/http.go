@@ -321,7 +321,8 @@ func (h *httpProxy) get(be *Backend) (*backendConn, bool, error) {
 		bc.c.Close()
 	}
 	h.mu.Unlock()
-	c, err := h.b.dialer(h.b.Config()).Dial("tcp", be.Addr())
+	d := h.b.dialer(h.b.Config())
+	c, err := d.Dial("tcp", be.Addr())
 	if err != nil {
 		return nil, false, err
 	}

@@ -30,6 +30,39 @@ func (p *proxied) close() {
 	}
 }
 
+// proxiedSet tracks open proxied connections. A mutex and a map: a
+// sync.Map is slow when, as here, every entry is added and removed once.
+type proxiedSet struct {
+	mu sync.Mutex
+	m  map[*proxied]struct{}
+}
+
+func (s *proxiedSet) add(p *proxied) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*proxied]struct{}{}
+	}
+	s.m[p] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *proxiedSet) remove(p *proxied) {
+	s.mu.Lock()
+	delete(s.m, p)
+	s.mu.Unlock()
+}
+
+// list is a snapshot, to act on without holding the lock.
+func (s *proxiedSet) list() []*proxied {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*proxied, 0, len(s.m))
+	for p := range s.m {
+		out = append(out, p)
+	}
+	return out
+}
+
 // suspectFor is how long a backend whose connect failed is passed over
 // when no health check clears it sooner.
 const suspectFor = 2 * time.Second
@@ -48,7 +81,8 @@ func (b *Balancer) dialBackend(client net.Addr) (*Backend, *net.TCPConn, []strin
 		}
 		tried = append(tried, be)
 		began := time.Now()
-		c, err := b.dialer(cfg).Dial("tcp", be.Addr())
+		d := b.dialer(cfg)
+		c, err := d.Dial("tcp", be.Addr())
 		if err != nil {
 			be.suspect(suspectFor)
 			skipped = append(skipped, be.Name+": "+shortErr(err))
@@ -64,8 +98,8 @@ func (b *Balancer) dialBackend(client net.Addr) (*Backend, *net.TCPConn, []strin
 }
 
 // dialer connects to backends without TCP keep-alive probes.
-func (b *Balancer) dialer(cfg *Config) *net.Dialer {
-	return &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}
+func (b *Balancer) dialer(cfg *Config) net.Dialer {
+	return net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}
 }
 
 // proxyTCP joins a client to a backend and copies bytes both ways until
@@ -94,7 +128,7 @@ func (b *Balancer) proxyTCP(client *net.TCPConn) {
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	p := &proxied{client: client, server: server, idleAfter: min(cfg.ClientIdle, cfg.ServerIdle)}
-	b.conns.Store(p, struct{}{})
+	b.conns.add(p)
 
 	var up int64
 	var upErr error
@@ -115,7 +149,7 @@ func (b *Balancer) proxyTCP(client *net.TCPConn) {
 	}
 	wg.Wait()
 	p.close()
-	b.conns.Delete(p)
+	b.conns.remove(p)
 	be.Active.Add(-1)
 	be.BytesIn.Add(up)
 	be.BytesOut.Add(down)
@@ -141,12 +175,11 @@ func (b *Balancer) reapIdle() {
 		case <-b.done:
 			return
 		case <-t.C:
-			b.conns.Range(func(k, _ any) bool {
-				if p := k.(*proxied); p.server != nil && min(idleFor(p.client), idleFor(p.server)) > p.idleAfter {
+			for _, p := range b.conns.list() {
+				if min(idleFor(p.client), idleFor(p.server)) > p.idleAfter {
 					p.close()
 				}
-				return true
-			})
+			}
 		}
 	}
 }
