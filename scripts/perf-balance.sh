@@ -10,11 +10,7 @@
 # Needs haproxy and wrk (apt-get install haproxy wrk).
 set -euo pipefail
 pairs=${1:-3}; secs=${2:-10}
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-cd "$(dirname "$0")/.."
-go build -o "$work/loadlab" ./cmd/loadlab
-lb="$work/loadlab"
+. "$(dirname "$0")/lib.sh"
 for p in 19002 19003 19004 19005; do
   "$lb" serve --model async --listen 127.0.0.1:$p --quiet 2>/dev/null &
 done
@@ -62,7 +58,6 @@ run() { # url, extra wrk args: prints "req/s p99_ms"
     / 99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p=v}
     END {printf "%s %.2f\n", r, p}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 for test in "tcp close 14444 14446" "tcp keepalive 14444 14446" "http keepalive 14445 14447" "http close 14445 14447"; do
   set -- $test

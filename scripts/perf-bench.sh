@@ -8,30 +8,10 @@
 # Needs nginx, wrk and ab (apt-get install nginx wrk apache2-utils).
 set -euo pipefail
 pairs=${1:-3}; secs=${2:-10}
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-cd "$(dirname "$0")/.."
-go build -o "$work/loadlab" ./cmd/loadlab
-lb="$work/loadlab"
+. "$(dirname "$0")/lib.sh"
 url=http://127.0.0.1:18081/
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $work/nginx-error.log;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:18081 backlog=4096;
-        location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }
-    }
-}
-CONF
-nginx -c "$work/nginx.conf" & sleep 0.5
+start_nginx 18081
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-field() { awk -v k="$1" 'index($0, k) == 1 {print $(NF-n)}' n="${2:-0}"; }
 rps_ab() { awk '/^Requests per second/ {print $4}'; }
 rps_wrk() { awk '/^Requests\/sec/ {print $2}'; }
 cpu() { /usr/bin/time -f "%U %S" -o "$work/cpu" "$@" >"$work/out" 2>/dev/null; awk '{print $1+$2}' "$work/cpu"; }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"loadlab/internal/server"
 )
 
 // Config is one balancer: what it listens on, where it sends traffic and
@@ -207,18 +209,7 @@ func (b *Balancer) Done() <-chan struct{} { return b.done }
 
 func (b *Balancer) acceptLoop() {
 	defer b.wg.Done()
-	var backoff time.Duration
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	server.AcceptLoop(b.ln, func(c net.Conn) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
@@ -229,7 +220,7 @@ func (b *Balancer) acceptLoop() {
 			defer b.release()
 			b.proxyTCP(c.(*net.TCPConn))
 		}()
-	}
+	})
 }
 
 // admit takes a connection slot, waiting up to the queue timeout for one.

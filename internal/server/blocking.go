@@ -59,40 +59,48 @@ func startBlocking(c *core) (Server, error) {
 func (s *blockingServer) Addr() net.Addr        { return s.ln.Addr() }
 func (s *blockingServer) Done() <-chan struct{} { return s.done }
 
+// AcceptLoop accepts connections on ln and hands each to handle until ln
+// is closed. Errors such as running out of file descriptors are waited
+// out with a growing pause, as net/http does, rather than spun on or
+// taken as the end.
+func AcceptLoop(ln net.Listener, handle func(net.Conn)) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		handle(nc)
+	}
+}
+
 func (s *blockingServer) acceptLoop() {
 	defer func() {
 		if s.queue != nil {
 			close(s.queue)
 		}
 	}()
-	var backoff time.Duration
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait and try again, as
-			// net/http does, rather than spin or stop serving.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	AcceptLoop(s.ln, func(nc net.Conn) {
 		if max := s.core.cfg.MaxConns; max > 0 && s.conns.count() >= max {
 			go reject(nc, s.core.serviceUnavailable("too many open connections"))
-			continue
+			return
 		}
 		if s.queue == nil {
 			go s.serve(nc)
-			continue
+			return
 		}
 		select {
 		case s.queue <- nc:
 		default:
 			go reject(nc, s.core.serviceUnavailable("all workers are busy and the queue is full"))
 		}
-	}
+	})
 }
 
 // reject answers a connection the server has no room for and closes it

@@ -1,0 +1,32 @@
+# Shared by the perf scripts: a work directory cleaned up on exit, the
+# loadlab binary built into it, nginx with the lab's body, and a median.
+# Source it: . "$(dirname "$0")/lib.sh"
+
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+cd "$(dirname "$0")/.."
+go build -o "$work/loadlab" ./cmd/loadlab
+lb="$work/loadlab"
+
+# start_nginx PORT: one worker answering the lab's 31-byte body.
+start_nginx() {
+  cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+error_log $work/nginx-error.log;
+pid $work/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$1 backlog=4096;
+        location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }
+    }
+}
+CONF
+  nginx -c "$work/nginx.conf" &
+  sleep 0.5
+}
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
