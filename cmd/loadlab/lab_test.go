@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// processesOf lists running processes started from the given executable.
+func processesOf(bin string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+			found = append(found, e.Name())
+		}
+	}
+	return found
+}
+
+func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(binary, "lab", "--ports", "auto", "--screenshots=false", "--out", out)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var log []string
+	for sc.Scan() { // wait until the first measurement is under way
+		log = append(log, sc.Text())
+		if strings.Contains(sc.Text(), "c=1 ") {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	for sc.Scan() {
+		log = append(log, sc.Text())
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("after Ctrl-C: %v\n%s", err, strings.Join(log, "\n"))
+	}
+	if !strings.Contains(strings.Join(log, "\n"), "interrupted; every process it started is stopped") {
+		t.Errorf("no word of the interruption:\n%s", strings.Join(log, "\n"))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(processesOf(binary)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := processesOf(binary); len(left) > 0 {
+		t.Errorf("processes left after Ctrl-C: %v", left)
+	}
+}
+
+func TestLabPrintConfigAndBadFlags(t *testing.T) {
+	out, err := exec.Command(binary, "lab", "--print-config").Output()
+	if err != nil || !strings.Contains(string(out), "name: async-balancer") || !strings.Contains(string(out), "port: 44444") {
+		t.Errorf("--print-config: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"lab", "--ports", "random"}, {"lab", "--config", "/no/such.yaml"}, {"lab", "--compare", "/no/such.json"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.HasPrefix(string(out), "loadlab: ") {
+			t.Errorf("%v: %v %q", args, err, out)
+		}
+	}
+}
