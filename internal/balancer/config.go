@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -37,7 +38,15 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("config %s: %v", name, err)
+		return Config{}, fmt.Errorf("config %s: %s", name, oneLine(err))
 	}
 	return cfg, nil
+}
+
+// oneLine folds yaml's multi-line error ("unmarshal errors:\n  line 1: …")
+// into one line, as every error loadlab prints is.
+func oneLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.Replace(msg, "unmarshal errors:\n", "", 1)
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", ";")), " ")
 }

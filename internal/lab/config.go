@@ -57,7 +57,9 @@ func Parse(data []byte, name string) (*Config, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %v", name, err)
+		// yaml's errors span lines ("unmarshal errors:\n  line 3: …"): fold them.
+		msg := strings.Replace(strings.TrimPrefix(err.Error(), "yaml: "), "unmarshal errors:\n", "", 1)
+		return nil, fmt.Errorf("config %s: %s", name, strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", ";")), " "))
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %v", name, err)
