@@ -2,13 +2,12 @@ package balancer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"net"
-	"net/http"
-	"slices"
+	"net/http/httputil"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +35,7 @@ type backendConn struct {
 	be     *Backend
 	c      net.Conn
 	r      *bufio.Reader
+	head   []byte // the last response head, kept for its memory
 	idleAt time.Time
 }
 
@@ -126,9 +126,17 @@ func isIdempotent(method string) bool {
 	return false
 }
 
+// backendResponse is a backend's answer: its head, and its body as it
+// comes off the connection.
+type backendResponse struct {
+	head     httpx.ResponseHead
+	body     io.Reader // nil: no body
+	reusable bool      // the body is framed, so the connection can carry another request
+}
+
 // exchange sends req to be and reads the response head. A pooled
 // connection that turns out closed is replaced once, transparently.
-func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*http.Response, *backendConn, error) {
+func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*backendResponse, *backendConn, error) {
 	out := h.requestBytes(req)
 	for try := 0; ; try++ {
 		bc, reused, err := h.get(be)
@@ -136,12 +144,11 @@ func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*http.Response, *
 			return nil, nil, errors.Join(errConnect, err)
 		}
 		began := time.Now()
-		deadline := began.Add(h.b.Config().ServerIdle)
-		bc.c.SetDeadline(deadline)
+		bc.c.SetDeadline(began.Add(h.b.Config().ServerIdle))
 		_, err = bc.c.Write(out)
-		var res *http.Response
+		var res *backendResponse
 		if err == nil {
-			res, err = http.ReadResponse(bc.r, &http.Request{Method: string(req.Method)})
+			res, err = readResponse(bc, req.IsHead())
 		}
 		if err != nil {
 			bc.c.Close()
@@ -149,7 +156,7 @@ func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*http.Response, *
 			if errors.As(err, &ne) && ne.Timeout() {
 				return nil, nil, err
 			}
-			if reused && try == 0 {
+			if reused && try == 0 && !errors.Is(err, httpx.ErrMalformedResponse) {
 				continue // the backend had closed the idle connection
 			}
 			return nil, nil, errors.Join(errNoResponse, err)
@@ -157,6 +164,42 @@ func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*http.Response, *
 		be.observe(time.Since(began))
 		return res, bc, nil
 	}
+}
+
+// maxResponseHead bounds a backend's response head.
+const maxResponseHead = 64 << 10
+
+// readResponse reads a response head from bc and frames its body.
+func readResponse(bc *backendConn, head bool) (*backendResponse, error) {
+	bc.head = bc.head[:0]
+	for {
+		line, err := bc.r.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		bc.head = append(bc.head, line...)
+		if len(bc.head) > maxResponseHead {
+			return nil, httpx.ErrMalformedResponse
+		}
+		if err == nil && (len(line) == 2 && line[0] == '\r' || len(line) == 1) && len(bc.head) > len(line) {
+			break // the blank line that ends the head
+		}
+	}
+	rh, err := httpx.ParseResponseHead(bc.head)
+	if err != nil {
+		return nil, err
+	}
+	res := &backendResponse{head: rh, reusable: rh.KeepAlive}
+	switch {
+	case head || rh.Status < 200 || rh.Status == 204 || rh.Status == 304:
+	case rh.Chunked:
+		res.body = httputil.NewChunkedReader(bc.r)
+	case rh.ContentLength >= 0:
+		res.body = io.LimitReader(bc.r, rh.ContentLength)
+	default:
+		res.body, res.reusable = bc.r, false // to the close
+	}
+	return res, nil
 }
 
 // hopByHop are the headers that belong to one connection, not the message.
@@ -231,38 +274,55 @@ func appendList(b []byte, name, came, value string) []byte {
 
 // answer fills resp from the backend's response; the body streams through
 // and the backend connection goes back to the pool when it is read.
-func (h *httpProxy) answer(req *httpx.Request, resp *httpx.Response, be *Backend, bc *backendConn, res *http.Response, start time.Time, skipped []string) {
-	resp.Status = res.StatusCode
+func (h *httpProxy) answer(req *httpx.Request, resp *httpx.Response, be *Backend, bc *backendConn, res *backendResponse, start time.Time, skipped []string) {
+	rh := &res.head
+	resp.Status = rh.Status
 	resp.NoDefaults = true
+	var connection, via []byte
+	httpx.EachField(fieldsOf(rh.Head), func(name, value []byte) error {
+		switch {
+		case bytes.EqualFold(name, []byte("connection")):
+			connection = value
+		case bytes.EqualFold(name, []byte("via")):
+			via = value
+		}
+		return nil
+	})
 	fields := resp.Scratch[:0]
-	connTokens := map[string]bool{}
-	for _, v := range res.Header.Values("Connection") {
-		for t := range strings.SplitSeq(v, ",") {
-			connTokens[strings.ToLower(strings.TrimSpace(t))] = true
+	httpx.EachField(fieldsOf(rh.Head), func(name, value []byte) error {
+		lower := strings.ToLower(string(name))
+		if !hopByHop[lower] && lower != "via" && !httpx.IsConnectionToken(connection, name) {
+			fields = append(append(append(append(fields, name...), ": "...), value...), "\r\n"...)
 		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(res.Header)) { // a stable order, response after response
-		lower := strings.ToLower(name)
-		if hopByHop[lower] || connTokens[lower] || lower == "via" {
-			continue
-		}
-		for _, v := range res.Header[name] {
-			fields = append(append(append(append(fields, name...), ": "...), v...), "\r\n"...)
-		}
-	}
-	fields = appendList(fields, "Via", res.Header.Get("Via"), strconv.Itoa(res.ProtoMajor)+"."+strconv.Itoa(res.ProtoMinor)+" loadlab")
+		return nil
+	})
+	fields = appendList(fields, "Via", string(via), "1."+strconv.Itoa(rh.Minor)+" loadlab")
 	resp.Scratch, resp.Fields = fields, fields
 	be.Requests.Add(1)
 	be.BytesIn.Add(int64(len(req.Body)))
 	be.Active.Add(1)
-	body := &backendBody{h: h, bc: bc, res: res, be: be, keep: !res.Close}
-	resp.Stream, resp.ContentLength = body, res.ContentLength
-	if req.IsHead() || res.StatusCode == 204 || res.StatusCode == 304 {
-		resp.ContentLength = max(res.ContentLength, 0)
+	body := &backendBody{h: h, bc: bc, res: res, be: be}
+	resp.Stream, resp.ContentLength = body, rh.ContentLength
+	switch {
+	case res.body == nil:
+		resp.ContentLength = max(rh.ContentLength, 0) // HEAD, 204, 304: the length, no body
+		if rh.Status == 204 || rh.Status == 304 {
+			resp.ContentLength = 0
+		}
+	case rh.Chunked:
+		resp.ContentLength = -1 // re-framed by the server: chunked to HTTP/1.1, to the close for 1.0
 	}
 	body.logged = func(n int64) {
-		h.b.log.request(req.Remote, be, string(req.Method), string(req.Target), res.StatusCode, int64(len(req.Body)), n, time.Since(start), skipped)
+		h.b.log.request(req.Remote, be, string(req.Method), string(req.Target), rh.Status, int64(len(req.Body)), n, time.Since(start), skipped)
 	}
+}
+
+// fieldsOf is the part of a head after its start line.
+func fieldsOf(head []byte) []byte {
+	if i := bytes.IndexByte(head, '\n'); i >= 0 {
+		return head[i+1:]
+	}
+	return nil
 }
 
 // backendBody is a response body on its way to the client; closing it
@@ -270,17 +330,20 @@ func (h *httpProxy) answer(req *httpx.Request, resp *httpx.Response, be *Backend
 type backendBody struct {
 	h      *httpProxy
 	bc     *backendConn
-	res    *http.Response
+	res    *backendResponse
 	be     *Backend
 	n      int64
 	eof    bool
-	keep   bool
 	logged func(int64)
 	once   sync.Once
 }
 
 func (b *backendBody) Read(p []byte) (int, error) {
-	n, err := b.res.Body.Read(p)
+	if b.res.body == nil {
+		b.eof = true
+		return 0, io.EOF
+	}
+	n, err := b.res.body.Read(p)
 	b.n += int64(n)
 	if err == io.EOF {
 		b.eof = true
@@ -290,15 +353,17 @@ func (b *backendBody) Read(p []byte) (int, error) {
 
 func (b *backendBody) Close() error {
 	b.once.Do(func() {
-		if !b.eof { // not read to the end (HEAD, or the client went away): drain a little, else drop
-			if n, err := io.CopyN(io.Discard, b.res.Body, 64<<10); err == io.EOF || n == 0 && err == nil {
-				b.eof = err == io.EOF
+		if !b.eof && b.res.body != nil { // not read to its end (the client went away): drain a little
+			if _, err := io.CopyN(io.Discard, b.res.body, 64<<10); err == io.EOF {
+				b.eof = true
 			}
 		}
-		b.res.Body.Close()
+		if b.res.body == nil {
+			b.eof = true
+		}
 		b.be.Active.Add(-1)
 		b.be.BytesOut.Add(b.n)
-		if b.eof && b.keep {
+		if b.eof && b.res.reusable {
 			b.h.put(b.bc)
 		} else {
 			b.bc.c.Close()

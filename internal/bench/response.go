@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+
+	"loadlab/internal/httpx"
 )
 
 // response is what the engine needs of one answer: enough to frame it,
@@ -180,68 +182,13 @@ func (p *parser) eof() bool {
 
 // parseHead reads the status line and the headers that frame the body.
 func parseHead(head []byte, res *response, wantServer bool) error {
-	nl := bytes.IndexByte(head, '\n')
-	line := bytes.TrimRight(head[:nl], "\r")
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	h, err := httpx.ParseResponseHead(head)
+	if err != nil {
 		return errMalformed
 	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 || status > 999 {
-		return errMalformed
+	res.status, res.length, res.chunked, res.keepAlive = h.Status, h.ContentLength, h.Chunked, h.KeepAlive
+	if wantServer {
+		res.server = string(h.Server)
 	}
-	res.status = status
-	http11 := line[7] == '1'
-	res.length = -1
-	var closeConn, keepAlive bool
-	for rest := head[nl+1:]; len(rest) > 2; {
-		nl := bytes.IndexByte(rest, '\n')
-		if nl < 0 {
-			return errMalformed
-		}
-		field := bytes.TrimRight(rest[:nl], "\r")
-		rest = rest[nl+1:]
-		name, value, ok := bytes.Cut(field, []byte(":"))
-		if !ok {
-			return errMalformed
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case asciiEqualFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
-				return errMalformed
-			}
-			res.length = n
-		case asciiEqualFold(name, "transfer-encoding"):
-			res.chunked = bytes.Contains(bytes.ToLower(value), []byte("chunked"))
-		case asciiEqualFold(name, "connection"):
-			for len(value) > 0 {
-				t, more, _ := bytes.Cut(value, []byte(","))
-				t = bytes.TrimSpace(t)
-				closeConn = closeConn || asciiEqualFold(t, "close")
-				keepAlive = keepAlive || asciiEqualFold(t, "keep-alive")
-				value = more
-			}
-		case wantServer && asciiEqualFold(name, "server"):
-			res.server = string(value)
-		}
-	}
-	res.keepAlive = !closeConn && (http11 || keepAlive)
 	return nil
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
