@@ -390,6 +390,9 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 		t.Errorf("delete: %d", code)
 	}
 	code, body = do("GET", "/metrics", "")
+	if code != 200 {
+		t.Errorf("metrics: %d", code)
+	}
 	for _, name := range []string{"loadlab_backend_up", "loadlab_backend_active_connections", "loadlab_backend_connections_total",
 		"loadlab_backend_requests_total", "loadlab_backend_bytes_in_total", "loadlab_backend_bytes_out_total",
 		"loadlab_backend_errors_total", "loadlab_backend_latency_seconds", "loadlab_backend_weight"} {

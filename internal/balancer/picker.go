@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,14 +157,4 @@ func (First) Pick(c []*Backend, _ string) *Backend {
 		return nil
 	}
 	return c[0]
-}
-
-// sortedNames lists backend names, for stable output.
-func sortedNames(bs []*Backend) []string {
-	names := make([]string, len(bs))
-	for i, b := range bs {
-		names[i] = b.Name
-	}
-	sort.Strings(names)
-	return names
 }

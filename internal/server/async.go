@@ -362,7 +362,7 @@ func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
 	ac.sess.out = ac.sess.out[:0]
 	go func() {
 		defer rep.stream.Close()
-		held, ok := s.asyncWrite(ac, head)
+		_, ok := s.asyncWrite(ac, head)
 		piece := make([]byte, 256<<10)
 		// A stream of unknown length (never a file) is sent to its end and
 		// the connection closed; the session chose that already.
@@ -377,6 +377,7 @@ func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
 				break
 			}
 			left -= int64(n)
+			var held int
 			held, ok = s.asyncWrite(ac, piece[:n])
 			for ok && held > 1<<20 {
 				time.Sleep(time.Millisecond)
