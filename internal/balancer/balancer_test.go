@@ -44,6 +44,30 @@ func (bs *backendServer) stop() {
 	bs.srv.Shutdown(ctx)
 }
 
+// serveEach listens on a free loopback port and runs handle for every
+// connection, closing it after; it stops with the test.
+func serveEach(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func startBalancer(t *testing.T, cfg Config) *Balancer {
 	t.Helper()
 	if cfg.Listen == "" {
@@ -265,22 +289,11 @@ func TestReloadKeepsCountersAndRefusesBadConfig(t *testing.T) {
 
 func TestHalfClosePassesThrough(t *testing.T) {
 	// An echo backend that answers only after the client's FIN.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				got, _ := io.ReadAll(c) // until the client's half-close arrives
-				fmt.Fprintf(c, "got %d bytes", len(got))
-			}()
-		}
-	}()
-	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: ln.Addr().String()}}, Check: CheckConfig{Kind: "none"}})
+	addr := serveEach(t, func(c net.Conn) {
+		got, _ := io.ReadAll(c) // until the client's half-close arrives
+		fmt.Fprintf(c, "got %d bytes", len(got))
+	})
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: addr}}, Check: CheckConfig{Kind: "none"}})
 	c, _ := net.Dial("tcp", b.Addr().String())
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))

@@ -25,24 +25,15 @@ type echoBackend struct {
 }
 
 func startEcho(t *testing.T) *echoBackend {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	e := &echoBackend{addr: ln.Addr().String()}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			e.conns.Add(1)
-			go e.serve(c)
-		}
-	}()
+	e := &echoBackend{}
+	e.addr = serveEach(t, func(c net.Conn) {
+		e.conns.Add(1)
+		e.serve(c)
+	})
 	return e
 }
 
 func (e *echoBackend) serve(c net.Conn) {
-	defer c.Close()
 	r := bufio.NewReader(c)
 	for {
 		req, err := http.ReadRequest(r)

@@ -162,9 +162,10 @@ const (
 	writeFailed
 )
 
-func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response) {
+// complete counts a response that ended at end.
+func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, end time.Time) {
 	ws.complete++
-	ws.last = time.Now()
+	ws.last = end
 	ws.totalRead += res.head + res.body
 	ws.htmlRead += res.body
 	ws.bodySent += int64(len(r.w.Body))

@@ -288,7 +288,7 @@ func (l *loop) done(c *conn) {
 		connect: c.connected.Sub(c.begin).Microseconds(),
 		waiting: c.firstByte.Sub(c.written).Microseconds(),
 		total:   end.Sub(c.begin).Microseconds(),
-	}, res)
+	}, res, end)
 	c.state = idle
 	l.next(c)
 }
