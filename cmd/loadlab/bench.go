@@ -51,6 +51,7 @@ type benchFlags struct {
 	format      string
 	out         string
 	warmup      int
+	timeline    time.Duration
 }
 
 func newBenchCommand() *cobra.Command {
@@ -105,6 +106,7 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.StringVar(&f.format, "format", "text", "output: text, json, csv or markdown")
 	fl.StringVar(&f.out, "out", "", "write the output to this file instead of stdout")
 	fl.IntVar(&f.warmup, "warmup", 0, "requests sent first and not counted")
+	fl.DurationVar(&f.timeline, "timeline", 0, "count completed, failed and non-2xx requests per interval of this length (e.g. 100ms)")
 	return cmd
 }
 
@@ -130,7 +132,8 @@ func (f *benchFlags) work(url string) (bench.Work, []int, error) {
 		URL: url, Requests: f.requests, KeepAlive: f.keepAlive, HTTP11: f.http11, Headers: f.headers,
 		Cookies: f.cookies, BasicAuth: f.auth, ContentType: f.contentType, ContinueOnError: f.continueErr,
 		VariableLength: f.varLength, Rate: f.rate, Warmup: f.warmup, KeepSamples: f.gnuplot != "",
-		Method: strings.ToUpper(f.method),
+		Interval: f.timeline,
+		Method:   strings.ToUpper(f.method),
 	}
 	var err error
 	if w.TimeLimit, err = seconds("-t", f.timelimit); err != nil {

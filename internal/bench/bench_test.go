@@ -410,3 +410,40 @@ func TestLabTableFormat(t *testing.T) {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+func TestTimelineLocatesFailures(t *testing.T) {
+	// Requests 200-299 are closed unanswered, 400-449 answered 503; at
+	// 1000/s they end about 200 ms and 400 ms into the run.
+	fs := startFake(t, func(i int64) ([]byte, bool) {
+		switch {
+		case i >= 200 && i < 300:
+			return []byte{}, true
+		case i >= 400 && i < 450:
+			return []byte("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nhello"), true
+		}
+		return []byte(okClose), true
+	})
+	s := mustRun(t, Work{URL: fs.url, Requests: 600, Concurrency: 10, Rate: 1000, ContinueOnError: true, Interval: 50 * time.Millisecond})
+	var completed, failed, non2xx int64
+	for i, sl := range s.Timeline {
+		if sl.AtMs != int64(i)*50 {
+			t.Fatalf("slice %d starts at %d ms, want %d", i, sl.AtMs, i*50)
+		}
+		completed += sl.Completed
+		failed += sl.Failed
+		non2xx += sl.Non2xx
+		if sl.Failed > 0 && (sl.AtMs < 100 || sl.AtMs > 400) {
+			t.Errorf("failures in the slice at %d ms, want them near 200-300 ms: %+v", sl.AtMs, s.Timeline)
+		}
+		if sl.Non2xx > 0 && (sl.AtMs < 300 || sl.AtMs > 550) {
+			t.Errorf("503s in the slice at %d ms, want them near 400-450 ms: %+v", sl.AtMs, s.Timeline)
+		}
+	}
+	if completed != s.Complete || failed != s.Failed || non2xx != s.Non2xx || failed != 100 || non2xx != 50 {
+		t.Errorf("timeline sums: completed %d/%d, failed %d/%d, non-2xx %d/%d; want 100 failed, 50 non-2xx",
+			completed, s.Complete, failed, s.Failed, non2xx, s.Non2xx)
+	}
+	if s.Start.IsZero() {
+		t.Error("summary has no start time")
+	}
+}

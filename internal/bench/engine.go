@@ -107,6 +107,9 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 		loops[i] = l
 	}
 	r.start = time.Now()
+	if w.Interval > 0 {
+		r.coll.timeline = &timeline{origin: r.start, every: w.Interval}
+	}
 	if w.TimeLimit > 0 {
 		r.deadline = r.start.Add(w.TimeLimit)
 	}
@@ -171,6 +174,7 @@ func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, 
 	ws.bodySent += int64(len(r.w.Body))
 	if res.status < 200 || res.status > 299 {
 		ws.non2xx++
+		s.non2xx = true
 	}
 	if r.w.KeepAlive && res.keepAlive {
 		ws.keepAlive++
@@ -195,6 +199,7 @@ func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, 
 // (ab's "Test aborted after 10 failures").
 func (r *run) fail(ws *workerStats, out outcome, err error) {
 	failed := r.failed.Add(1)
+	r.coll.failedAt(time.Now())
 	switch out {
 	case connectFailed:
 		ws.connectErr++

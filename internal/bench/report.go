@@ -92,4 +92,18 @@ func WriteText(out io.Writer, s *Summary) {
 		}
 	}
 	p("\nTail (HDR histogram, µs resolution): 99.9%% %.3f ms, 99.99%% %.3f ms\n", s.Total.P999, s.Total.P9999)
+	writeTimeline(out, s.Timeline)
+}
+
+// writeTimeline prints the timeline, one line per interval, when the run
+// kept one (--timeline).
+func writeTimeline(out io.Writer, slices []Slice) {
+	if len(slices) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nTimeline (what ended in each interval)\n")
+	fmt.Fprintf(out, "%10s %10s %8s %8s\n", "at [ms]", "completed", "failed", "non-2xx")
+	for _, sl := range slices {
+		fmt.Fprintf(out, "%10d %10d %8d %8d\n", sl.AtMs, sl.Completed, sl.Failed, sl.Non2xx)
+	}
 }

@@ -16,6 +16,7 @@ type sample struct {
 	connect int64
 	waiting int64
 	total   int64
+	non2xx  bool
 }
 
 // series folds one timing: exact sums for mean and deviation, an HDR
@@ -48,6 +49,7 @@ type collector struct {
 	connect, processing, waiting, total *series
 	keep                                bool // keep every sample, for ab's -g
 	samples                             []sample
+	timeline                            *timeline // nil unless asked for
 }
 
 func newCollector(keep bool) *collector {
@@ -62,10 +64,24 @@ func (c *collector) add(batch []sample) {
 		c.processing.add(s.total - s.connect)
 		c.waiting.add(s.waiting)
 		c.total.add(s.total)
+		if c.timeline != nil {
+			c.timeline.completed(s.start.Add(time.Duration(s.total)*time.Microsecond), s.non2xx)
+		}
 	}
 	if c.keep {
 		c.samples = append(c.samples, batch...)
 	}
+}
+
+// failedAt counts a failed attempt in the timeline, if there is one.
+// Failures are few next to completions, so each takes the lock.
+func (c *collector) failedAt(t time.Time) {
+	if c.timeline == nil {
+		return
+	}
+	c.mu.Lock()
+	c.timeline.failed(t)
+	c.mu.Unlock()
 }
 
 // recorder is a worker's own batch of samples.

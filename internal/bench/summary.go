@@ -51,6 +51,11 @@ type Summary struct {
 	// of the requests was served.
 	Percentiles []Percentile `json:"percentiles"`
 
+	// Start is when the first request was sent; Timeline (with
+	// Work.Interval) counts what ended in each interval after it.
+	Start    time.Time `json:"start"`
+	Timeline []Slice   `json:"timeline,omitempty"`
+
 	// Aborted is ab's message when the run ended early.
 	Aborted string `json:"aborted,omitempty"`
 
@@ -67,6 +72,10 @@ func (r *run) summarize(stats []workerStats) *Summary {
 	s := &Summary{
 		URL: r.w.URL, ServerHostname: r.t.host, ServerPort: r.t.port, DocumentPath: r.t.path,
 		Concurrency: r.w.Concurrency, KeepAlive: r.w.KeepAlive, Rate: r.w.Rate, Aborted: r.abortMsg, coll: r.coll,
+		Start: r.start,
+	}
+	if r.coll.timeline != nil {
+		s.Timeline = r.coll.timeline.slices
 	}
 	if p := r.server.Load(); p != nil {
 		s.ServerSoftware = *p

@@ -61,6 +61,9 @@ type Work struct {
 	Warmup int
 	// KeepSamples keeps every request's timings, for ab's -g file.
 	KeepSamples bool
+	// Interval, when above zero, adds a timeline to the summary: requests
+	// completed, failed and non-2xx in each interval of the run.
+	Interval time.Duration
 }
 
 // target is a parsed URL: where to connect and what to ask for.
@@ -160,6 +163,8 @@ func (w *Work) normalize() error {
 		return usage("--rate must be positive")
 	case w.Warmup < 0:
 		return usage("--warmup must not be negative")
+	case w.Interval < 0 || w.Interval > 0 && w.Interval < time.Millisecond:
+		return usage("--timeline %v: want an interval of 1ms or more, like 100ms", w.Interval)
 	}
 	if w.Method == "" {
 		w.Method = "GET"
