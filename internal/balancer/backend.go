@@ -55,8 +55,11 @@ type Backend struct {
 	Errors    atomic.Int64 // failed connects and broken exchanges
 	lastCheck atomic.Pointer[CheckResult]
 
-	// rise and fall streaks belong to the health checker.
+	// rise and fall streaks belong to the health checker, which runs one
+	// check of a backend at a time (checking says one is running, checkDue
+	// that the next fell due meanwhile).
 	okStreak, failStreak int
+	checking, checkDue   atomic.Bool
 
 	// current is smooth weighted round robin's running weight, guarded by
 	// the weighted picker's lock.

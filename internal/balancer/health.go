@@ -35,6 +35,9 @@ func (c *CheckConfig) fillDefaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = min(c.Interval, time.Second)
 	}
+	// A check ends before the next is due, so a backend is checked once
+	// per interval, as HAProxy's inter.
+	c.Timeout = min(c.Timeout, c.Interval)
 	if c.Rise <= 0 {
 		c.Rise = 2
 	}
@@ -73,23 +76,47 @@ func (c *checker) stop() {
 	c.wg.Wait()
 }
 
+// loop starts a round of checks every interval, start to start, and does
+// not wait for a round to end: a backend whose checks hang until their
+// timeout must not slow the checks of the others. A backend whose last
+// check is still running when its next is due is checked again as soon as
+// that one ends.
 func (c *checker) loop() {
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	interval := c.b.Config().Check.Interval
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		cfg := c.b.Config().Check
+		if cfg.Interval != interval { // a reload changed it
+			interval = cfg.Interval
+			tick.Reset(interval)
+		}
 		if cfg.Kind != "none" {
-			var wg sync.WaitGroup
 			for _, be := range c.b.pool.All() {
 				if be.State() == Drain {
 					continue
 				}
-				wg.Go(func() { c.record(be, probe(be.Addr(), cfg), cfg) })
+				if !be.checking.CompareAndSwap(false, true) {
+					be.checkDue.Store(true)
+					continue
+				}
+				inFlight.Go(func() {
+					defer be.checking.Store(false)
+					for {
+						c.record(be, probe(be.Addr(), cfg), cfg)
+						if !be.checkDue.Swap(false) {
+							return
+						}
+					}
+				})
 			}
-			wg.Wait()
 		}
 		select {
 		case <-c.quit:
 			return
-		case <-time.After(cfg.Interval):
+		case <-tick.C:
 		}
 	}
 }

@@ -1,0 +1,150 @@
+package reliability
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"loadlab/internal/bench"
+)
+
+// lab is the seed's system on a testbed: four `loadlab serve` backends,
+// each on a host of its own, behind `loadlab balance` on host lb, and a
+// client host cli that runs `loadlab bench`.
+type lab struct {
+	tb       *testbed
+	lb, cli  *host
+	backends []*host
+	servers  []*proc
+	balancer *proc
+	url      string // the balancer's, as the client reaches it
+	admin    string // the balancer's admin listener, on lb's loopback
+}
+
+const (
+	backendPort  = 8080
+	balancerPort = 8000
+	adminAddr    = "127.0.0.1:9000"
+)
+
+// Health checks fast enough for a test to watch them work: a backend is
+// out after fall × interval (+ the check's own timeout) and back after
+// rise × interval.
+var fastChecks = []string{
+	"--check-interval", "200ms", "--check-timeout", "200ms", "--fall", "2", "--rise", "2",
+	"--connect-timeout", "300ms",
+}
+
+// newLab starts the four backends and a balancer with args (its listen,
+// backend and admin flags are added here).
+func newLab(t *testing.T, balanceArgs ...string) *lab {
+	t.Helper()
+	tb := newTestbed(t, "lb", "b1", "b2", "b3", "b4", "cli")
+	l := &lab{tb: tb, lb: tb.host("lb"), cli: tb.host("cli"), admin: adminAddr}
+	for i := 1; i <= 4; i++ {
+		l.backends = append(l.backends, tb.host(fmt.Sprintf("b%d", i)))
+		l.servers = append(l.servers, nil)
+		l.startBackend(t, i-1)
+	}
+	l.balancer = l.startBalancer(t, balanceArgs...)
+	l.url = "http://" + l.lb.addr(balancerPort) + "/"
+	return l
+}
+
+func (l *lab) startBalancer(t *testing.T, args ...string) *proc {
+	t.Helper()
+	full := []string{"balance", "--listen", l.lb.addr(balancerPort), "--admin", l.admin, "--quiet"}
+	for _, a := range l.backendAddrs() {
+		full = append(full, "--backend", a)
+	}
+	return l.lb.start(t, append(full, args...)...)
+}
+
+// startBackend (re)starts backend i: the lab's event-loop server.
+func (l *lab) startBackend(t *testing.T, i int) {
+	t.Helper()
+	l.servers[i] = l.backends[i].start(t, "serve", "--model", "async", "--listen", l.backends[i].addr(backendPort),
+		"--quiet", "--name", l.backends[i].name, "--grace", "5s")
+}
+
+func (l *lab) backendAddrs() []string {
+	var addrs []string
+	for _, h := range l.backends {
+		addrs = append(addrs, h.addr(backendPort))
+	}
+	return addrs
+}
+
+// served is the sum of the balancer's per-backend totals (connections in
+// tcp mode, requests in http mode).
+func (l *lab) served(t *testing.T, httpMode bool) int64 {
+	t.Helper()
+	var n int64
+	for _, b := range l.lb.backends(t, l.admin) {
+		if httpMode {
+			n += b.Requests
+		} else {
+			n += b.Total
+		}
+	}
+	return n
+}
+
+// waitServed waits until the balancer has handed out n connections or
+// requests, so a fault lands in the middle of a run, not before it.
+func (l *lab) waitServed(t *testing.T, httpMode bool, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for l.served(t, httpMode) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("balancer served fewer than %d in 30s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failureWindow is where in a run its failures and non-2xx responses
+// ended, as offsets from the run's start; ok is false if there were none.
+func failureWindow(s *bench.Summary) (first, last time.Duration, ok bool) {
+	for _, sl := range s.Timeline {
+		if sl.Failed+sl.Non2xx == 0 {
+			continue
+		}
+		at := time.Duration(sl.AtMs) * time.Millisecond
+		if !ok {
+			first, ok = at, true
+		}
+		last = at + 100*time.Millisecond
+	}
+	return first, last, ok
+}
+
+// row is one scenario's line for docs/RELIABILITY.md, logged so that a
+// verbose run shows the figures the document quotes.
+func row(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Logf("RELIABILITY %s: %s", t.Name(), fmt.Sprintf(format, args...))
+}
+
+func modeArgs(mode string) []string {
+	args := []string{"--mode", mode}
+	return append(args, fastChecks...)
+}
+
+// benchArgs are the client's flags for a mode: keep-alive for http mode,
+// a new connection per request for tcp mode (the lab's ab runs).
+func benchArgs(mode string, args ...string) []string {
+	if mode == "http" {
+		args = append(args, "-k")
+	}
+	return args
+}
+
+func summaryLine(s *bench.Summary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "complete %d, failed %d (connect %d, receive %d, length %d, exceptions %d), non-2xx %d, %.0f req/s, p99 %.1f ms",
+		s.Complete, s.Failed, s.Failures.Connect, s.Failures.Receive, s.Failures.Length, s.Failures.Exceptions,
+		s.Non2xx, s.RequestsPerSecond, s.Total.P99)
+	return b.String()
+}
