@@ -77,11 +77,15 @@ func (h *httpProxy) Serve(req *httpx.Request, resp *httpx.Response) {
 			break
 		}
 		tried = append(tried, be)
+		// The request counts as active on be from now, not from its answer:
+		// leastconn and p2c must see a slow backend's requests pile up.
+		be.Active.Add(1)
 		bres, bc, err := h.exchange(be, req)
 		if err == nil {
-			h.answer(req, resp, be, bc, bres, start, skipped)
+			h.answer(req, resp, be, bc, bres, start, skipped) // the body's Close ends it
 			return
 		}
+		be.Active.Add(-1)
 		skipped = append(skipped, be.Name+": "+shortErr(err))
 		be.Errors.Add(1)
 		var timeout interface{ Timeout() bool }
@@ -300,7 +304,6 @@ func (h *httpProxy) answer(req *httpx.Request, resp *httpx.Response, be *Backend
 	resp.Scratch, resp.Fields = fields, fields
 	be.Requests.Add(1)
 	be.BytesIn.Add(int64(len(req.Body)))
-	be.Active.Add(1)
 	body := &backendBody{h: h, bc: bc, res: res, be: be}
 	resp.Stream, resp.ContentLength = body, rh.ContentLength
 	switch {

@@ -1,9 +1,18 @@
 package reliability
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab/internal/bench"
 )
 
 // The fast checks' figures, for the bounds the scenarios check.
@@ -113,4 +122,169 @@ func TestBackendLinkCut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Scenario 3: one backend slowed by 200 ms. leastconn and p2c see its
+// requests pile up and send it few; round robin, for contrast, keeps
+// giving it a quarter, and its clients' p99 shows the delay.
+func TestSlowBackend(t *testing.T) {
+	l := newLab(t, modeArgs("http")...)
+	slow := l.backends[1]
+	// The slow backend's server moves to its loopback; a relay on its
+	// address holds every piece of a request for delay, as a slow host
+	// or a long link would.
+	l.servers[1].kill()
+	l.servers[1] = slow.start(t, "serve", "--model", "async", "--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(backendPort)), "--quiet")
+	var delay atomic.Int64
+	delayRelay(t, slow, slow.addr(backendPort), net.JoinHostPort("127.0.0.1", strconv.Itoa(backendPort)), &delay)
+	l.lb.waitState(t, l.admin, slow.addr(backendPort), "ready", 5*time.Second)
+
+	measure := func(algo string) (share float64, s *bench.Summary) {
+		l.balancer.kill()
+		l.balancer = l.startBalancer(t, append(modeArgs("http"), "--algo", algo)...)
+		s = l.cli.bench(t, "-k", "-n", "1000000", "-t", "3", "-c", "20", "-s", "5", l.url).result(t)
+		var all, onSlow int64
+		for _, b := range l.lb.backends(t, l.admin) {
+			all += b.Requests
+			if b.Addr == slow.addr(backendPort) {
+				onSlow = b.Requests
+			}
+		}
+		return float64(onSlow) / float64(all), s
+	}
+	_, base := measure("leastconn")
+	row(t, "no delay, leastconn: %s", summaryLine(base))
+	delay.Store(int64(200 * time.Millisecond))
+	for _, algo := range []string{"leastconn", "p2c", "roundrobin"} {
+		share, s := measure(algo)
+		row(t, "200 ms on one backend, %s: its share %.2f%%; %s (p99 without the delay %.1f ms)", algo, 100*share, summaryLine(s), base.Total.P99)
+		if s.Failed != 0 || s.Non2xx != 0 {
+			t.Errorf("%s: %d failed, %d non-2xx", algo, s.Failed, s.Non2xx)
+		}
+		if algo == "roundrobin" {
+			if s.Total.P99 < 200 {
+				t.Errorf("round robin p99 %.1f ms: the 200 ms delay is not real", s.Total.P99)
+			}
+			continue
+		}
+		if share > 0.05 {
+			t.Errorf("%s gave the slow backend %.1f%% of the requests, want well below 25%%", algo, 100*share)
+		}
+		if s.Total.P99 > max(2*base.Total.P99, base.Total.P99+10) {
+			t.Errorf("%s p99 %.1f ms, want near the %.1f ms without the delay", algo, s.Total.P99, base.Total.P99)
+		}
+	}
+}
+
+// delayRelay listens on listen in the host's namespace and relays each
+// connection to target there, holding every piece of the client's bytes
+// for delay before passing it on. (tc netem would do this in the kernel;
+// the kernel here has no sch_netem.)
+func delayRelay(t *testing.T, h *host, listen, target string, delay *atomic.Int64) {
+	t.Helper()
+	ln, err := h.listen(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := h.dial(context.Background(), "tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(c, up); c.Close() }()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						time.Sleep(time.Duration(delay.Load()))
+						if _, err := up.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// Scenario 4: every backend down. tcp refuses each client at once (the
+// connection is closed), http answers 503 at once; when the backends come
+// back, both recover by themselves.
+func TestAllBackendsDown(t *testing.T) {
+	for _, mode := range []string{"tcp", "http"} {
+		t.Run(mode, func(t *testing.T) {
+			l := newLab(t, modeArgs(mode)...)
+			for _, p := range l.servers {
+				p.kill()
+			}
+			for _, a := range l.backendAddrs() {
+				l.lb.waitState(t, l.admin, a, "down", 5*time.Second)
+			}
+			refused, perRequest := l.refusals(t, mode, 200)
+			restartedAt := time.Now()
+			for i := range l.servers {
+				l.startBackend(t, i)
+			}
+			for _, a := range l.backendAddrs() {
+				l.lb.waitState(t, l.admin, a, "ready", 5*time.Second)
+			}
+			back := time.Since(restartedAt)
+			up := l.cli.bench(t, benchArgs(mode, "-n", "5000", "-c", "20", l.url)...).result(t)
+			row(t, "all down: %d of 200 requests refused, %s each on average; backends restarted, all ready after %s; then %s",
+				refused, perRequest.Round(time.Microsecond), back.Round(time.Millisecond), summaryLine(up))
+			if refused != 200 {
+				t.Errorf("all down: %d of 200 refused; want every one refused (tcp: closed, http: 503)", refused)
+			}
+			if perRequest > 20*time.Millisecond {
+				t.Errorf("all down: %s per refusal, want fast", perRequest)
+			}
+			if up.Failed != 0 || up.Non2xx != 0 {
+				t.Errorf("after recovery: %s", summaryLine(up))
+			}
+		})
+	}
+}
+
+// refusals sends n requests from the client, one connection each, to a
+// balancer with no backend, and counts those refused: closed or reset
+// without a byte in tcp mode, answered 503 with Retry-After in http mode.
+// It also says how long each took on average.
+func (l *lab) refusals(t *testing.T, mode string, n int) (refused int, each time.Duration) {
+	t.Helper()
+	began := time.Now()
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := l.cli.dial(ctx, "tcp", l.lb.addr(balancerPort))
+		cancel()
+		if err != nil {
+			refused++ // refused at connect: the fastest refusal there is
+			continue
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+		got, err := io.ReadAll(c)
+		c.Close()
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			// not refused: the client was left waiting
+		case mode == "tcp" && len(got) == 0:
+			refused++
+		case mode == "http" && bytes.HasPrefix(got, []byte("HTTP/1.1 503 ")) && bytes.Contains(got, []byte("\r\nRetry-After: ")):
+			refused++
+		}
+	}
+	return refused, time.Since(began) / time.Duration(n)
 }
