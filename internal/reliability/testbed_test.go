@@ -312,6 +312,19 @@ func (p *proc) saw(s string) bool {
 	return false
 }
 
+// count is how many of its stderr lines contain s.
+func (p *proc) count(s string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *proc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
