@@ -78,9 +78,17 @@ func lineTooLong(rest []byte) error {
 }
 
 // parseChunkSize reads the hex size before any chunk extension; it allows
-// at most 15 hex digits so the size cannot overflow.
+// at most 15 hex digits so the size cannot overflow. Extensions are
+// ignored, but one with a control byte in it (a NUL, a lone CR) is
+// refused: a proxy after us might end the line there and read the rest
+// as a request.
 func parseChunkSize(line []byte) (int64, error) {
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		for _, c := range line[i:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return 0, fail(400, "control byte in a chunk extension")
+			}
+		}
 		line = line[:i]
 	}
 	line = trimOWS(line)
