@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -103,8 +102,7 @@ func (b *Balancer) dialer(cfg *Config) net.Dialer {
 }
 
 // proxyTCP joins a client to a backend and copies bytes both ways until
-// both sides are done. Between two *net.TCPConn, io.Copy is splice(2): the
-// bytes never enter user space.
+// both sides are done, with splice(2): the bytes never enter user space.
 func (b *Balancer) proxyTCP(client *net.TCPConn) {
 	start := time.Now()
 	be, server, skipped := b.dialBackend(client.RemoteAddr())
@@ -134,14 +132,14 @@ func (b *Balancer) proxyTCP(client *net.TCPConn) {
 	var upErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		up, upErr = io.Copy(server, client)
+		up, upErr = spliceCopy(server, client)
 		if upErr != nil {
 			p.close() // a broken side ends both
 		} else {
 			server.CloseWrite() // pass the client's half-close on
 		}
 	})
-	down, downErr := io.Copy(client, server)
+	down, downErr := spliceCopy(client, server)
 	if downErr != nil {
 		p.close()
 	} else {
