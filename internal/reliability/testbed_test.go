@@ -44,6 +44,11 @@ func TestMain(m *testing.M) {
 			skipReason = "needs ip from iproute2 for network namespaces: apt-get install iproute2"
 		default:
 			removeStaleNamespaces()
+			// 10,000 connections through a balancer are 20,000 descriptors;
+			// root may lift the hard limit (not in every sandbox), and the
+			// children inherit it.
+			lim := syscall.Rlimit{Cur: 1 << 16, Max: 1 << 16}
+			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 			loadlabBin = filepath.Join(dir, "loadlab")
 			build := exec.Command(goTool(), "build", "-o", loadlabBin, "loadlab/cmd/loadlab")
 			if out, err := build.CombinedOutput(); err != nil {

@@ -1,0 +1,128 @@
+package reliability
+
+import (
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"loadlab/internal/bench"
+)
+
+// Scenario 6: 10,000 concurrent keep-alive connections through the
+// balancer (tcp mode, the lab's) to four backends for 30 s: every request
+// answered, and what each connection costs in memory.
+func TestTenThousandConnections(t *testing.T) {
+	conns := connsWithin(t, 10000)
+	// The default connect timeout (2 s), not the fast one: 10,000 connects
+	// at once overflow the backends' accept queues, and a dropped SYN is
+	// sent again only after a second.
+	l := newLab(t, "--mode", "tcp")
+	idleRSS := l.balancer.rssKiB(t)
+	var backendIdle int64
+	for _, p := range l.servers {
+		backendIdle += p.rssKiB(t)
+	}
+	run := l.cli.bench(t, "-k", "-r", "-c", strconv.Itoa(conns), "-n", "100000000", "-t", "30", "-s", "20", l.url)
+	// Wait until every connection is through, then read the memory.
+	deadline := time.Now().Add(20 * time.Second)
+	var active int64
+	for {
+		active = 0
+		for _, b := range l.lb.backends(t, l.admin) {
+			active += b.Active
+		}
+		if active >= int64(conns) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // let the heaps settle under load
+	loadedRSS := l.balancer.rssKiB(t)
+	var backendLoaded int64
+	for _, p := range l.servers {
+		backendLoaded += p.rssKiB(t)
+	}
+	s := run.result(t)
+	perConn := float64(loadedRSS-idleRSS) * 1024 / float64(conns)
+	perBackendConn := float64(backendLoaded-backendIdle) * 1024 / float64(conns)
+	row(t, "%d keep-alive connections for %.0f s, %d open through the balancer at once: %s; balancer RSS %d → %d KiB (%.1f KiB per connection, both sides), backends %.1f KiB per connection",
+		conns, s.TimeTaken, active, summaryLine(s), idleRSS, loadedRSS, perConn/1024, perBackendConn/1024)
+	if active < int64(conns) {
+		t.Errorf("only %d of %d connections open through the balancer at once", active, conns)
+	}
+	if s.Failed != 0 || s.Non2xx != 0 || s.Complete < int64(conns) {
+		t.Errorf("%d connections: %s; want every request answered", conns, summaryLine(s))
+	}
+}
+
+// connsWithin is want, or fewer if the descriptor limit cannot hold that
+// many through one balancer: each proxied connection is two descriptors
+// (client and backend side), and a process without CAP_SYS_RESOURCE
+// cannot lift its hard limit (20,000 on the machines this was built on).
+func connsWithin(t *testing.T, want int) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if fit := (int(lim.Max) - 100) / 2; fit < want {
+		t.Logf("the hard descriptor limit is %d: %d connections through one balancer, not %d", lim.Max, fit, want)
+		return fit
+	}
+	return want
+}
+
+// Scenario 7: 1,000 slowloris connections (slowhttptest) against serve and
+// against the balancer (http mode, which reads request heads itself):
+// real clients' p99 stays within 2× of what it is without them.
+func TestSlowloris(t *testing.T) {
+	if !have("slowhttptest") {
+		t.Skip("needs slowhttptest: apt-get install slowhttptest")
+	}
+	l := newLab(t, modeArgs("http")...)
+	targets := []struct{ name, url string }{
+		{"serve", "http://" + l.backends[0].addr(backendPort) + "/"},
+		{"balance", l.url},
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			real := func() *bench.Summary {
+				return l.cli.bench(t, "-k", "--rate", "1000", "-c", "20", "-n", "3000", "-s", "5", tg.url).result(t)
+			}
+			base := real()
+			attack := exec.Command("ip", "netns", "exec", l.cli.ns, "slowhttptest", "-H", "-c", "1000", "-r", "500",
+				"-i", "5", "-x", "24", "-p", "3", "-l", "30", "-u", tg.url)
+			attack.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+			if err := attack.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { syscall.Kill(-attack.Process.Pid, syscall.SIGKILL); attack.Wait() }()
+			// slowhttptest opens its 1,000 connections at 500 a second.
+			host := l.backends[0]
+			port := backendPort
+			if tg.name == "balance" {
+				host, port = l.lb, balancerPort
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			var open int64
+			for open < 1000 && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+				open = host.openConns(t, port)
+			}
+			under := real()
+			row(t, "%d slow connections open on %s: real clients' p99 %.2f ms (without them %.2f ms, ×%.2f); %s",
+				open, tg.name, under.Total.P99, base.Total.P99, under.Total.P99/base.Total.P99, summaryLine(under))
+			if open < 1000 {
+				t.Errorf("only %d slowloris connections open on %s", open, tg.name)
+			}
+			if under.Failed != 0 || under.Non2xx != 0 {
+				t.Errorf("real clients under slowloris: %s", summaryLine(under))
+			}
+			if under.Total.P99 > 2*base.Total.P99 {
+				t.Errorf("real clients' p99 %.2f ms under slowloris, more than 2× the %.2f ms without", under.Total.P99, base.Total.P99)
+			}
+		})
+	}
+}
+
