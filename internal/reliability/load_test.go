@@ -125,4 +125,3 @@ func TestSlowloris(t *testing.T) {
 		})
 	}
 }
-
