@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,4 +96,55 @@ func (l *lab) backendRequests() int {
 		n += p.count("method=")
 	}
 	return n
+}
+
+// Scenario 10: the admin API. Host-less, it listens on loopback only, so
+// another host cannot reach it; on a routable address with --admin-token
+// it refuses requests without the token and never answers another
+// origin's page with the backends' data.
+func TestAdminExposure(t *testing.T) {
+	l := newLab(t, modeArgs("tcp")...)
+	l.balancer.kill()
+	l.balancer = l.lb.start(t, "balance", "--listen", l.lb.addr(balancerPort), "--admin", ":9000", "--quiet",
+		"--backend", l.backendAddrs()[0])
+	if _, err := l.cli.client().Get("http://" + l.lb.addr(9000) + "/api/backends"); err == nil {
+		t.Errorf("--admin :9000 answered another host")
+	}
+	if resp, err := l.lb.client().Get("http://127.0.0.1:9000/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("--admin :9000 on the balancer's own loopback: %v", err)
+	}
+
+	l.balancer.kill()
+	const token = "s3cret-token"
+	l.balancer = l.lb.start(t, "balance", "--listen", l.lb.addr(balancerPort), "--admin", l.lb.addr(9000),
+		"--admin-token", token, "--quiet", "--backend", l.backendAddrs()[0])
+	api := "http://" + l.lb.addr(9000) + "/api/backends"
+	get := func(header ...string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, api, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := l.cli.client().Do(req)
+		if err != nil {
+			t.Fatalf("admin from another host: %v", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	noToken, _ := get()
+	wrong, _ := get("Authorization", "Bearer not-it")
+	right, body := get("Authorization", "Bearer "+token)
+	crossOrigin, crossBody := get("Authorization", "Bearer "+token, "Origin", "http://evil.example")
+	row(t, "host-less admin unreachable from another host; with a token: none %d, wrong %d, right %d, right from another origin %d",
+		noToken, wrong, right, crossOrigin)
+	if noToken != 401 || wrong != 401 {
+		t.Errorf("without the right token: %d and %d, want 401", noToken, wrong)
+	}
+	if right != 200 || !strings.Contains(body, l.backendAddrs()[0]) {
+		t.Errorf("with the token: %d %s", right, body)
+	}
+	if crossOrigin != 403 || strings.Contains(crossBody, l.backendAddrs()[0]) {
+		t.Errorf("another origin: %d %s; want 403 and no data", crossOrigin, crossBody)
+	}
 }
