@@ -112,12 +112,7 @@ func TestBackendLinkCut(t *testing.T) {
 				t.Errorf("failures until %s: requests sent after the backend was out (%s) failed too: %+v",
 					last, cutOffset+out, s.Timeline)
 			}
-			if served := func(b int64, r int64) int64 {
-				if mode == "http" {
-					return r
-				}
-				return b
-			}; served(after.Total, after.Requests) <= served(before.Total, before.Requests) {
+			if served(after, mode == "http") <= served(before, mode == "http") {
 				t.Errorf("the backend got no traffic after it came back")
 			}
 		})

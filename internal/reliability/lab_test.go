@@ -2,10 +2,10 @@ package reliability
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
+	"loadlab/internal/balancer"
 	"loadlab/internal/bench"
 )
 
@@ -76,17 +76,21 @@ func (l *lab) backendAddrs() []string {
 	return addrs
 }
 
-// served is the sum of the balancer's per-backend totals (connections in
-// tcp mode, requests in http mode).
+// served is what the balancer handed a backend: requests in http mode,
+// connections in tcp mode.
+func served(b balancer.BackendStatus, httpMode bool) int64 {
+	if httpMode {
+		return b.Requests
+	}
+	return b.Total
+}
+
+// served is what the balancer has handed all its backends.
 func (l *lab) served(t *testing.T, httpMode bool) int64 {
 	t.Helper()
 	var n int64
 	for _, b := range l.lb.backends(t, l.admin) {
-		if httpMode {
-			n += b.Requests
-		} else {
-			n += b.Total
-		}
+		n += served(b, httpMode)
 	}
 	return n
 }
@@ -142,9 +146,7 @@ func benchArgs(mode string, args ...string) []string {
 }
 
 func summaryLine(s *bench.Summary) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "complete %d, failed %d (connect %d, receive %d, length %d, exceptions %d), non-2xx %d, %.0f req/s, p99 %.1f ms",
+	return fmt.Sprintf("complete %d, failed %d (connect %d, receive %d, length %d, exceptions %d), non-2xx %d, %.0f req/s, p99 %.1f ms",
 		s.Complete, s.Failed, s.Failures.Connect, s.Failures.Receive, s.Failures.Length, s.Failures.Exceptions,
 		s.Non2xx, s.RequestsPerSecond, s.Total.P99)
-	return b.String()
 }
