@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"io"
+	"loadlab/internal/rawsys"
 	"net"
 	"os"
 	"runtime"
@@ -18,8 +19,7 @@ import (
 type loop struct {
 	r      *run
 	epfd   int
-	sa     *rawSockaddr
-	family int
+	sa     *rawsys.Sockaddr
 	conns  []*conn
 	live   int // connections not yet retired
 	stats  workerStats
@@ -60,11 +60,7 @@ func newLoop(r *run, n int) (*loop, error) {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	l := &loop{r: r, epfd: epfd, rec: recorder{to: r.coll}, events: make([]unix.EpollEvent, 256), buf: make([]byte, 64<<10)}
-	if ip4 := r.addr.IP.To4(); ip4 != nil {
-		l.sa, l.family = newRawSockaddr(ip4, r.addr.Port), unix.AF_INET
-	} else {
-		l.sa, l.family = newRawSockaddr(r.addr.IP.To16(), r.addr.Port), unix.AF_INET6
-	}
+	l.sa = rawsys.NewSockaddr(r.addr.IP, r.addr.Port)
 	for i := range n {
 		l.conns = append(l.conns, &conn{slot: i, fd: -1})
 	}
@@ -178,7 +174,7 @@ func (l *loop) send(c *conn) {
 		return
 	}
 	c.reused = false
-	fd, err := rawSocket(l.family)
+	fd, err := rawsys.Socket(l.sa.Family)
 	if err != nil {
 		l.failed(c, connectFailed, os.NewSyscallError("socket", err))
 		return
@@ -186,12 +182,12 @@ func (l *loop) send(c *conn) {
 	// No TCP_NODELAY: a request goes out in one write, and Nagle never
 	// holds back the first segment of a send.
 	c.fd = fd
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.slot)}
-	if err := rawEpollAdd(l.epfd, fd, &ev); err != nil {
+	events := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET)
+	if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, events, int32(c.slot)); err != nil {
 		l.failed(c, connectFailed, os.NewSyscallError("epoll_ctl", err))
 		return
 	}
-	switch err := rawConnect(fd, l.sa); err {
+	switch err := rawsys.Connect(fd, l.sa); err {
 	case nil, unix.EINPROGRESS:
 		// On loopback the handshake is usually over by now: try the write
 		// at once rather than wait a round of epoll for EPOLLOUT.
@@ -218,7 +214,7 @@ func (l *loop) ready(c *conn) {
 func (l *loop) write(c *conn) {
 	req := l.r.req
 	for c.sent < len(req) {
-		n, err := rawWrite(c.fd, req[c.sent:])
+		n, err := rawsys.Write(c.fd, req[c.sent:])
 		switch {
 		case err == unix.EAGAIN || err == unix.ENOTCONN && c.state == connecting:
 			return // edge-triggered: EPOLLOUT comes when it can go on
@@ -241,7 +237,7 @@ func (l *loop) write(c *conn) {
 
 func (l *loop) read(c *conn) {
 	for {
-		n, err := rawRead(c.fd, l.buf)
+		n, err := rawsys.Read(c.fd, l.buf)
 		switch {
 		case err == unix.EAGAIN:
 			return
@@ -312,7 +308,7 @@ func (l *loop) failed(c *conn, out outcome, err error) {
 
 func (l *loop) closeFD(c *conn) {
 	if c.fd >= 0 {
-		rawClose(c.fd) // closing also takes it out of the epoll set
+		rawsys.Close(c.fd) // closing also takes it out of the epoll set
 		c.fd = -1
 	}
 	c.reused = false
