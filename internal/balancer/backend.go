@@ -225,8 +225,9 @@ func (p *Pool) Replace(bs []*Backend) {
 // in skip (already tried for this connection).
 func (p *Pool) candidates(skip []*Backend) []*Backend {
 	now := time.Now()
-	var out []*Backend
-	for _, b := range p.All() {
+	all := p.All()
+	out := make([]*Backend, 0, len(all))
+	for _, b := range all {
 		if b.available(now) && !contains(skip, b) {
 			out = append(out, b)
 		}

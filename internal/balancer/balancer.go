@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"loadlab/internal/server"
 )
 
 // Config is one balancer: what it listens on, where it sends traffic and
@@ -119,8 +116,7 @@ type Balancer struct {
 	ln     net.Listener
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
-	conns    proxiedSet    // open client connections (tcp mode)
-	wg       sync.WaitGroup
+	tcp      *tcpProxy     // tcp mode's event loops
 	draining atomic.Bool
 	done     chan struct{}
 	checker  *checker
@@ -157,11 +153,10 @@ func Start(cfg Config) (*Balancer, error) {
 			ln.Close()
 			return nil, err
 		}
-	} else {
-		b.wg.Add(1)
-		go b.acceptLoop()
+	} else if b.tcp, err = startTCPProxy(b); err != nil {
+		ln.Close()
+		return nil, err
 	}
-	go b.reapIdle()
 	return b, nil
 }
 
@@ -207,55 +202,17 @@ func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
 // Done is closed once the balancer has stopped.
 func (b *Balancer) Done() <-chan struct{} { return b.done }
 
-func (b *Balancer) acceptLoop() {
-	defer b.wg.Done()
-	server.AcceptLoop(b.ln, func(c net.Conn) {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			if !b.admit() {
-				c.Close() // over --max-conns and the queue wait: refused
-				return
-			}
-			defer b.release()
-			b.proxyTCP(c.(*net.TCPConn))
-		}()
-	})
-}
-
-// admit takes a connection slot, waiting up to the queue timeout for one.
-func (b *Balancer) admit() bool {
-	if b.slots == nil {
-		return true
-	}
-	select {
-	case b.slots <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTimer(b.Config().QueueTimeout)
-	defer t.Stop()
-	select {
-	case b.slots <- struct{}{}:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-func (b *Balancer) release() {
-	if b.slots != nil {
-		<-b.slots
-	}
-}
-
 // pick chooses a backend for a client, leaving out those already tried.
+// Only sourcehash needs the client's address as text.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
+	p := b.picker.Load().Picker
 	key := ""
-	if a, ok := client.(*net.TCPAddr); ok {
-		key = a.IP.String()
+	if _, hashed := p.(SourceHash); hashed {
+		if a, ok := client.(*net.TCPAddr); ok {
+			key = a.IP.String()
+		}
 	}
-	return b.picker.Load().Pick(b.pool.candidates(tried), key)
+	return p.Pick(b.pool.candidates(tried), key)
 }
 
 // Shutdown stops accepting, lets connections finish until ctx ends, then
@@ -271,18 +228,8 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	if b.Config().Mode == "http" {
 		err = b.http.shutdown(ctx)
 	} else {
-		b.ln.Close()
-		finished := make(chan struct{})
-		go func() { b.wg.Wait(); close(finished) }()
-		select {
-		case <-finished:
-		case <-ctx.Done():
-			err = ctx.Err()
-			for _, p := range b.conns.list() {
-				p.close()
-			}
-			<-finished
-		}
+		b.tcp.stop(b.ln, ctx.Done())
+		err = ctx.Err()
 	}
 	b.http.closeIdle()
 	b.log.close()
