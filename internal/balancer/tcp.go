@@ -89,7 +89,10 @@ func (t *tcpProxy) wake() {
 type tcpLoop struct {
 	t          *tcpProxy
 	epfd       int
-	wakefd     int // an eventfd: a knock from stop
+	wakefd     int          // an eventfd: a knock from stop, or from a loop handing over a connection
+	load       atomic.Int64 // connections held (and handed over, not yet taken)
+	inboxMu    sync.Mutex
+	inbox      []handedOff
 	events     []unix.EpollEvent
 	buf        []byte
 	sides      []*tcpSide // by descriptor
@@ -150,8 +153,9 @@ func newTCPLoop(t *tcpProxy) (*tcpLoop, error) {
 		l.release()
 		return nil, err
 	}
-	// EPOLLEXCLUSIVE: a new connection wakes one loop, not all of them.
-	if err := l.ctl(unix.EPOLL_CTL_ADD, t.lnfd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE); err != nil {
+	// Every loop is woken by a new connection and takes a few: an idle loop
+	// gets to new connections first, and a burst is shared out.
+	if err := l.ctl(unix.EPOLL_CTL_ADD, t.lnfd, unix.EPOLLIN); err != nil {
 		l.release()
 		return nil, err
 	}
@@ -199,7 +203,7 @@ func (l *tcpLoop) run() {
 				l.finish(p, "closed")
 			}
 		}
-		if l.left && len(l.pairs) == 0 {
+		if l.left && l.load.Load() == 0 { // none held, none handed over
 			return
 		}
 		wait := nextSweep.Sub(l.now)
@@ -219,6 +223,7 @@ func (l *tcpLoop) run() {
 			case fd == l.wakefd:
 				var b [8]byte
 				unix.Read(l.wakefd, b[:])
+				l.takeInbox()
 			case fd < len(l.sides) && l.sides[fd] != nil:
 				l.ready(l.sides[fd], ev.Events)
 			}
@@ -242,7 +247,7 @@ func (l *tcpLoop) run() {
 // maxAccept is how many connections a loop takes per round; the rest
 // wait for the next round (or another loop), so that a burst of new
 // connections does not hold up the bytes of those already open.
-const maxAccept = 64
+const maxAccept = 32
 
 // accept takes waiting connections, up to maxAccept, and says whether
 // more may be waiting. It runs every round while the listener has
@@ -250,7 +255,6 @@ const maxAccept = 64
 // end of its ready list, so with thousands of busy connections ahead of
 // it the listener would come round again only every few dozen rounds.
 func (l *tcpLoop) accept() {
-	b := l.t.b
 	l.acceptable = false
 	for range maxAccept {
 		fd, from, err := rawsys.Accept4(l.t.lnfd)
@@ -271,24 +275,81 @@ func (l *tcpLoop) accept() {
 			return
 		}
 		rawsys.SetNoDelay(fd)
-		p := &tcpPair{from: from, start: l.now}
-		p.client = tcpSide{fd: fd, pair: p, peer: &p.server}
-		p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
-		l.own(&p.client)
-		l.pairs[p] = struct{}{}
-		if b.slots != nil {
-			select {
-			case b.slots <- struct{}{}:
-				p.slot = true
-			default:
-				p.waitUntil = l.now.Add(b.Config().QueueTimeout)
-				l.waiting = append(l.waiting, p)
-				continue
-			}
+		if to := l.t.lightest(); to != l && l.load.Load() > to.load.Load()+handOffSlack {
+			to.handOff(fd, from)
+			continue
 		}
-		l.dial(p)
+		l.take(fd, from)
 	}
 	l.acceptable = true // took maxAccept: there may be more
+}
+
+// handOffSlack is how many more connections than the least loaded loop a
+// loop may hold before it passes new ones on. Loops take connections from
+// a shared listener, so an idle loop gets to new connections first; but a
+// burst of connections that then stay (keep-alive) could land on one
+// loop, and handing over the surplus keeps the loops even, as HAProxy
+// does between its threads.
+const handOffSlack = 16
+
+// lightest is the loop holding the fewest connections.
+func (t *tcpProxy) lightest() *tcpLoop {
+	best := t.loops[0]
+	for _, l := range t.loops[1:] {
+		if l.load.Load() < best.load.Load() {
+			best = l
+		}
+	}
+	return best
+}
+
+// handOff gives an accepted connection to l, from another loop.
+func (l *tcpLoop) handOff(fd int, from net.Addr) {
+	l.load.Add(1) // counted at once, so the next choice sees it
+	l.inboxMu.Lock()
+	l.inbox = append(l.inbox, handedOff{fd, from})
+	l.inboxMu.Unlock()
+	unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+}
+
+type handedOff struct {
+	fd   int
+	from net.Addr
+}
+
+// takeInbox takes the connections other loops handed over.
+func (l *tcpLoop) takeInbox() {
+	l.inboxMu.Lock()
+	in := l.inbox
+	l.inbox = nil
+	l.inboxMu.Unlock()
+	for _, h := range in {
+		l.load.Add(-1) // take counts it again
+		l.take(h.fd, h.from)
+	}
+}
+
+// take makes an accepted connection this loop's and connects it to a
+// backend (or queues it over --max-conns).
+func (l *tcpLoop) take(fd int, from net.Addr) {
+	b := l.t.b
+	p := &tcpPair{from: from, start: l.now}
+	p.client = tcpSide{fd: fd, pair: p, peer: &p.server}
+	p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
+	l.own(&p.client)
+	l.pairs[p] = struct{}{}
+	l.load.Add(1)
+	if b.slots != nil {
+		select {
+		case b.slots <- struct{}{}:
+			p.slot = true
+		default:
+			p.waitUntil = l.now.Add(b.Config().QueueTimeout)
+			l.waiting = append(l.waiting, p)
+			return
+		}
+	}
+	l.dial(p)
 }
 
 // admitWaiting gives free --max-conns slots to connections waiting for one.
@@ -578,6 +639,7 @@ func (l *tcpLoop) finish(p *tcpPair, status string) {
 		return
 	}
 	delete(l.pairs, p)
+	l.load.Add(-1)
 	for _, s := range []*tcpSide{&p.client, &p.server} {
 		if s.fd >= 0 {
 			l.disown(s)
@@ -629,7 +691,7 @@ func (l *tcpLoop) sweep() {
 	}
 	l.waiting = kept
 	if !l.listening && !l.pausedTo.IsZero() && l.now.After(l.pausedTo) && !l.t.stopAccepting.Load() {
-		if l.ctl(unix.EPOLL_CTL_ADD, l.t.lnfd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE) == nil {
+		if l.ctl(unix.EPOLL_CTL_ADD, l.t.lnfd, unix.EPOLLIN) == nil {
 			l.listening, l.pausedTo = true, time.Time{}
 		}
 	}
