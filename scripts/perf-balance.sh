@@ -5,11 +5,13 @@
 # mode, and the cost of each balancer: req/s through it over req/s
 # straight to one backend.
 #
-#   scripts/perf-balance.sh [pairs] [seconds]
+#   scripts/perf-balance.sh [pairs] [seconds] [tcp|http]
+#
+# The third argument runs one mode's tests only.
 #
 # Needs haproxy and wrk (apt-get install haproxy wrk).
 set -euo pipefail
-pairs=${1:-3}; secs=${2:-10}
+pairs=${1:-3}; secs=${2:-10}; only=${3:-}
 . "$(dirname "$0")/lib.sh"
 for p in 19002 19003 19004 19005; do
   "$lb" serve --model async --listen 127.0.0.1:$p --quiet 2>/dev/null &
@@ -61,6 +63,7 @@ run() { # url, extra wrk args: prints "req/s p99_ms"
 
 for test in "tcp close 14444 14446" "tcp keepalive 14444 14446" "http keepalive 14445 14447" "http close 14445 14447"; do
   set -- $test
+  [ -n "$only" ] && [ "$1" != "$only" ] && continue
   hdr=(); [ "$2" = close ] && hdr=(-H 'Connection: close')
   ratios=()
   for p in $(seq "$pairs"); do
