@@ -51,7 +51,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	c := &f.cfg
 	fl.StringVar(&c.Listen, "listen", ":44444", "address to listen on")
 	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N] or srv://name (repeatable)")
-	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (splice); http: per request")
+	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
 	fl.StringVar(&c.Check.Kind, "check", "tcp", "health check: tcp, http or none")
 	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
