@@ -2,11 +2,13 @@ package balancer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -535,5 +537,50 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(began) > 3*time.Second {
 		t.Errorf("idle connection: %v after %s", err, time.Since(began))
+	}
+}
+
+// TestTCPModeMovesLargeTransfersBothWays sends 8 MiB through tcp mode to
+// an echo backend while reading the echo slowly at first: the balancer
+// must hold what a side cannot take yet, stop reading the other side
+// meanwhile, and deliver every byte in order, then pass the half-close on.
+func TestTCPModeMovesLargeTransfersBothWays(t *testing.T) {
+	echo := serveEach(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: echo}}, Check: CheckConfig{Kind: "none"}})
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	sent := make([]byte, 8<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range sent {
+		sent[i] = byte(rng.Uint32())
+	}
+	go func() {
+		c.Write(sent)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	var got bytes.Buffer
+	chunk := make([]byte, 4096)
+	for i := 0; ; i++ {
+		if i < 200 {
+			time.Sleep(time.Millisecond) // a slow reader at first: buffers fill up
+		}
+		n, err := c.Read(chunk)
+		got.Write(chunk[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got.Len(), err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), sent) {
+		t.Fatalf("echo through the balancer: got %d bytes, sent %d, equal %v", got.Len(), len(sent), bytes.Equal(got.Bytes(), sent))
 	}
 }
