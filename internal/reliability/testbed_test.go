@@ -61,6 +61,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// noteSources looks at every Go file of the module, so that go test's
+// cache, which keys a result on the files a test looked at, reruns the
+// suite when any of them changes: the loadlab binary the scenarios run is
+// built from them by a separate go build that the cache does not see.
+// (Only what tests do is recorded, not TestMain before m.Run.)
+var noteSources = sync.OnceFunc(func() {
+	root := filepath.Join("..", "..")
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			os.Stat(path)
+		}
+		return nil
+	})
+})
+
 func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
 
 func goTool() string {
@@ -93,6 +108,7 @@ func removeStaleNamespaces() {
 
 func requireTestbed(t *testing.T) {
 	t.Helper()
+	noteSources()
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
