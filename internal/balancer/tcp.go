@@ -434,8 +434,8 @@ func (l *tcpLoop) connected(p *tcpPair) {
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	if v := l.t.b.Config().SendProxy; v != "" {
-		local, _ := unix.Getsockname(p.client.fd)
-		p.server.pending = proxyproto.Append(nil, v, p.from, tcpAddr(local))
+		local, _ := rawsys.LocalAddr(p.client.fd)
+		p.server.pending = proxyproto.Append(nil, v, p.from, local)
 	}
 	l.watch(&p.client)
 	l.flush(&p.server) // the PROXY header, if any; and it watches the server
@@ -704,16 +704,6 @@ type timeoutError struct{}
 func (timeoutError) Error() string   { return "i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
-
-func tcpAddr(sa unix.Sockaddr) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return &net.TCPAddr{}
-}
 
 // suspectFor is how long a backend whose connect just failed is passed
 // over when no health check clears it sooner.

@@ -3,13 +3,14 @@ package bench
 import (
 	"errors"
 	"io"
-	"loadlab/internal/rawsys"
 	"net"
 	"os"
 	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"loadlab/internal/rawsys"
 )
 
 // loop is one core's share of a run: an epoll event loop driving its

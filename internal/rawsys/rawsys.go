@@ -139,3 +139,14 @@ func SocketError(fd int) error {
 	}
 	return errnoErr(unix.Errno(v))
 }
+
+// LocalAddr is the address a socket is bound to (getsockname).
+func LocalAddr(fd int) (*net.TCPAddr, error) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unsafe.Sizeof(rsa))
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)))
+	if e != 0 {
+		return nil, e
+	}
+	return tcpAddr(&rsa), nil
+}

@@ -16,6 +16,7 @@ import (
 
 	"loadlab/internal/httpx"
 	"loadlab/internal/proxyproto"
+	"loadlab/internal/rawsys"
 )
 
 // asyncServer is the event-loop model: gnet's epoll loops call OnTraffic
@@ -114,23 +115,13 @@ func (s *asyncServer) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	// gnet does not say which port it bound; ask the socket.
 	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			s.addr = sockaddrTCP(sa)
+		if a, err := rawsys.LocalAddr(fd); err == nil {
+			s.addr = a
 		}
 		unix.Close(fd)
 	}
 	close(s.booted)
 	return gnet.None
-}
-
-func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return &net.TCPAddr{}
 }
 
 func (s *asyncServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
