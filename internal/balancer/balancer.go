@@ -116,7 +116,7 @@ type Balancer struct {
 	ln     net.Listener
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
-	tcp      *tcpProxy     // tcp mode's event loops
+	tcp      *proxy        // the event loops
 	draining atomic.Bool
 	done     chan struct{}
 	checker  *checker
@@ -153,7 +153,7 @@ func Start(cfg Config) (*Balancer, error) {
 			ln.Close()
 			return nil, err
 		}
-	} else if b.tcp, err = startTCPProxy(b); err != nil {
+	} else if b.tcp, err = startProxy(b, newTCPLoop); err != nil {
 		ln.Close()
 		return nil, err
 	}
