@@ -104,3 +104,79 @@ func parseChunkSize(line []byte) (int64, error) {
 	}
 	return n, nil
 }
+
+// ChunkedScanner follows a chunked body as it streams past, in whatever
+// pieces reads return, to find where it ends; a proxy passes the bytes on
+// as they are, or asks for the chunks' data alone. Unlike the request
+// parser's decoder it keeps no more than a partial size or trailer line.
+type ChunkedScanner struct {
+	inData  bool   // inside a chunk's data, remain bytes of it left
+	remain  int64  // data bytes left in the current chunk
+	crlf    int    // bytes of the CRLF after a chunk's data seen so far, while expecting it
+	trailer bool   // past the last chunk: reading trailer lines
+	line    []byte // a size or trailer line not yet whole
+}
+
+// Reset readies s for a new body.
+func (s *ChunkedScanner) Reset() { *s = ChunkedScanner{line: s.line[:0]} }
+
+// Scan reads b, the next bytes of the body, and returns how many belong
+// to it (all of b, unless the body ends inside it) and whether it has
+// ended, trailer and all. When data is not nil the chunks' data is
+// appended to it.
+func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
+	i := 0
+	for i < len(b) {
+		switch {
+		case s.inData:
+			k := int(min(s.remain, int64(len(b)-i)))
+			if data != nil {
+				*data = append(*data, b[i:i+k]...)
+			}
+			i += k
+			if s.remain -= int64(k); s.remain == 0 {
+				s.inData, s.crlf = false, 1
+			}
+		case s.crlf > 0: // the CRLF that ends a chunk's data
+			if b[i] != "\r\n"[s.crlf-1] {
+				return i, false, fail(502, "chunk data not followed by CRLF")
+			}
+			i++
+			if s.crlf++; s.crlf == 3 {
+				s.crlf = 0
+			}
+		default: // a size line, or a trailer line
+			nl := bytes.IndexByte(b[i:], '\n')
+			if nl < 0 {
+				s.line = append(s.line, b[i:]...)
+				return len(b), false, lineTooLong(s.line)
+			}
+			line := b[i : i+nl+1]
+			if len(s.line) > 0 {
+				line = append(s.line, line...)
+				s.line = s.line[:0]
+			}
+			i += nl + 1
+			if len(line) < 2 || line[len(line)-2] != '\r' {
+				return i, false, fail(502, "bare LF in chunked body")
+			}
+			line = line[:len(line)-2]
+			if s.trailer {
+				if len(line) == 0 {
+					return i, true, nil
+				}
+				continue
+			}
+			size, err := parseChunkSize(line)
+			if err != nil {
+				return i, false, err
+			}
+			if size == 0 {
+				s.trailer = true
+			} else {
+				s.inData, s.remain = true, size
+			}
+		}
+	}
+	return i, false, nil
+}
