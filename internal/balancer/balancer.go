@@ -116,12 +116,11 @@ type Balancer struct {
 	ln     net.Listener
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
-	tcp      *proxy        // the event loops
+	loops    *proxy        // the event loops of either mode
 	draining atomic.Bool
 	done     chan struct{}
 	checker  *checker
 	resolver *resolver
-	http     *httpProxy
 	log      *accessLog
 }
 
@@ -142,18 +141,16 @@ func Start(cfg Config) (*Balancer, error) {
 	b := &Balancer{ln: ln, done: make(chan struct{}), log: newAccessLog(cfg.Log)}
 	b.pool = NewPool(backendsOf(cfg.Backends))
 	b.apply(cfg)
-	if cfg.MaxConns > 0 && cfg.Mode == "tcp" { // http mode: the server answers 503 past the limit
+	if cfg.MaxConns > 0 {
 		b.slots = make(chan struct{}, cfg.MaxConns)
 	}
 	b.resolver = startResolver(b)
 	b.checker = startChecker(b)
-	b.http = newHTTPProxy(b)
+	newMode := newTCPLoop
 	if cfg.Mode == "http" {
-		if err := b.http.start(); err != nil {
-			ln.Close()
-			return nil, err
-		}
-	} else if b.tcp, err = startProxy(b, newTCPLoop); err != nil {
+		newMode = newHTTPLoop
+	}
+	if b.loops, err = startProxy(b, newMode); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -224,14 +221,8 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
-	var err error
-	if b.Config().Mode == "http" {
-		err = b.http.shutdown(ctx)
-	} else {
-		b.tcp.stop(b.ln, ctx.Done())
-		err = ctx.Err()
-	}
-	b.http.closeIdle()
+	b.loops.stop(b.ln, ctx.Done())
+	err := ctx.Err()
 	b.log.close()
 	close(b.done)
 	return err

@@ -1,264 +1,1023 @@
 package balancer
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
-	"io"
 	"net"
-	"net/http/httputil"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"loadlab"
 	"loadlab/internal/httpx"
-	"loadlab/internal/server"
+	"loadlab/internal/rawsys"
 )
 
-// httpProxy is the balancer's http mode: a handler behind loadlab's own
-// server (thread model), so every request is parsed by the same strict
-// parser as `loadlab serve` — ambiguous framing is refused with 400 and
-// never forwarded — and then sent to a backend over a pooled keep-alive
-// connection, with a body re-framed by Content-Length.
-type httpProxy struct {
-	b   *Balancer
-	srv server.Server
-
-	mu   sync.Mutex
-	idle map[*Backend][]*backendConn
+// http mode: per request, on the loops of loop.go. A client's input goes
+// through loadlab's own strict request parser, the one `serve` uses, so
+// ambiguous framing is refused with 400 and never forwarded. A request
+// goes to a backend over a kept-alive connection from the loop's pool, its
+// body re-framed by Content-Length, and the response streams back as it
+// comes — one read and one write per message, the head rewritten, the
+// body passed on as it was framed (chunked to an HTTP/1.0 client is
+// decoded and ended by the close). The client is not read while its
+// response is on the way, beyond what it has already sent (pipelining).
+type httpLoop struct {
+	l       *loop
+	b       *Balancer
+	clients map[*httpClient]struct{}
+	idle    map[*Backend][]*backendConn
+	free    []*httpClient // closed clients, their buffers kept for the next
+	head    httpx.HeadOptions
 }
 
-// backendConn is a kept-alive connection to a backend.
+func newHTTPLoop(l *loop) mode {
+	return &httpLoop{l: l, b: l.t.b, clients: map[*httpClient]struct{}{}, idle: map[*Backend][]*backendConn{},
+		head: httpx.HeadOptions{Server: loadlab.ServerHeader}}
+}
+
+// clientState is where a client connection is in its life.
+type clientState int
+
+const (
+	reading    clientState = iota // waiting for (the rest of) a request
+	forwarding                    // its request is with a backend, or its response on the way
+	closing                       // writing its last bytes, then shutting down
+	lingering                     // shut down for writing; reading what the client still sends, then closing
+)
+
+// lingerFor bounds the read-and-discard after the last response, which
+// keeps a request the client had already sent from turning the close
+// into a reset that could destroy the response before it is read.
+const lingerFor = 2 * time.Second
+
+// httpClient is one client connection.
+type httpClient struct {
+	h      *httpLoop
+	fd     int
+	from   net.Addr
+	ip     string // the client's address as forwarding headers give it
+	epoll  interest
+	state  clientState
+	parser *httpx.Parser
+	in     []byte // input not yet parsed
+	out    []byte // bytes the client could not take yet
+	outBuf []byte // out's memory
+	eof    bool   // the client sent FIN
+	since  time.Time
+	active time.Time // last byte either way
+	ex     exchange
+}
+
+// exchange is the request a client has under way.
+type exchange struct {
+	req            []byte // as the backend gets it; kept for a retry
+	method, target string // for the access log, only when there is one
+	bodyLen        int
+	isHead         bool
+	idempotent     bool
+	keepAlive      bool // the client's wish; the answer may still close
+	minor          int
+	start          time.Time
+	tried          []*Backend
+	skipped        []string
+	freshRetry     bool // a reused backend connection failed and the request went again on a new one
+	bc             *backendConn
+	status         int
+	sent           int64 // response body bytes passed to the client
+	answered       bool  // the response head has gone to the client: nothing can be retried
+	done           bool  // the response is complete
+	closeAfter     bool  // close once the response is written
+}
+
+// backendConn is a connection to a backend: serving one client's
+// request, or idle in the loop's pool.
 type backendConn struct {
-	be     *Backend
-	c      net.Conn
-	r      *bufio.Reader
-	head   []byte // the last response head, kept for its memory
-	idleAt time.Time
+	h          *httpLoop
+	fd         int
+	be         *Backend
+	epoll      interest
+	client     *httpClient // nil while in the pool
+	connecting bool
+	reused     bool
+	out        []byte // request bytes not written yet
+	head       []byte // a response head not yet whole
+	gotByte    bool   // some of the response has come
+	began      time.Time
+	active     time.Time
+	idleAt     time.Time
+
+	framing  framing
+	remain   int64 // by length: body bytes still to come
+	chunks   httpx.ChunkedScanner
+	decode   bool   // chunked to an HTTP/1.0 client: pass the data only
+	data     []byte // the data decoded from one read
+	reusable bool
 }
 
-// maxIdlePerBackend bounds the idle connections kept for each backend.
-const maxIdlePerBackend = 256
+// framing is how a response body's end is found.
+type framing int
 
-func newHTTPProxy(b *Balancer) *httpProxy {
-	return &httpProxy{b: b, idle: map[*Backend][]*backendConn{}}
-}
-
-// start serves http mode on the balancer's listener.
-func (h *httpProxy) start() error {
-	cfg := h.b.Config()
-	srv, err := server.Start(server.Config{
-		Model: "thread", Listener: h.b.ln, HeaderTimeout: cfg.HeadTimeout, IdleTimeout: cfg.ClientIdle,
-		MaxConns: cfg.MaxConns,
-	}, h)
-	h.srv = srv
-	return err
-}
-
-func (h *httpProxy) shutdown(ctx context.Context) error {
-	if h.srv == nil {
-		return nil
-	}
-	return h.srv.Shutdown(ctx)
-}
-
-// Serve forwards one request and fills resp with the backend's answer.
-func (h *httpProxy) Serve(req *httpx.Request, resp *httpx.Response) {
-	start := time.Now()
-	cfg := h.b.Config()
-	var tried []*Backend
-	var skipped []string
-	idempotent := isIdempotent(string(req.Method))
-	for attempt := 0; attempt <= max(cfg.Retries, 0); attempt++ {
-		be := h.b.pick(req.Remote, tried)
-		if be == nil {
-			break
-		}
-		tried = append(tried, be)
-		// The request counts as active on be from now, not from its answer:
-		// leastconn and p2c must see a slow backend's requests pile up.
-		be.Active.Add(1)
-		bres, bc, err := h.exchange(be, req)
-		if err == nil {
-			h.answer(req, resp, be, bc, bres, start, skipped) // the body's Close ends it
-			return
-		}
-		be.Active.Add(-1)
-		skipped = append(skipped, be.Name+": "+shortErr(err))
-		be.Errors.Add(1)
-		var timeout interface{ Timeout() bool }
-		switch {
-		case errors.As(err, &timeout) && timeout.Timeout():
-			resp.SetText(504, "504 Gateway Timeout: the backend did not answer in time\n")
-			h.b.log.request(req.Remote, be, string(req.Method), string(req.Target), 504, 0, 0, time.Since(start), skipped)
-			return
-		case errors.Is(err, errConnect):
-			be.suspect(suspectFor)
-			continue // nothing was sent: any request may go to another backend
-		case idempotent && errors.Is(err, errNoResponse):
-			continue // failed before any response byte: safe to repeat
-		}
-		resp.SetText(502, "502 Bad Gateway: "+shortErr(err)+"\n")
-		h.b.log.request(req.Remote, be, string(req.Method), string(req.Target), 502, 0, 0, time.Since(start), skipped)
-		return
-	}
-	status := 503
-	if len(tried) > 0 {
-		status = 502
-	}
-	if status == 503 {
-		resp.SetText(503, "503 Service Unavailable: no backend is available\n")
-		resp.RetryAfter = "1"
-	} else {
-		resp.SetText(502, "502 Bad Gateway: "+strings.Join(skipped, "; ")+"\n")
-	}
-	h.b.log.request(req.Remote, nil, string(req.Method), string(req.Target), status, 0, 0, time.Since(start), skipped)
-}
+const (
+	noBody framing = iota
+	byLength
+	byChunks
+	byClose
+)
 
 var (
 	errConnect    = errors.New("connect failed")
 	errNoResponse = errors.New("no response")
+	errClosed     = errors.New("backend closed the connection mid-response")
+
+	errResponseTimeout = &net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}}
 )
 
-func isIdempotent(method string) bool {
-	switch method {
+func isIdempotent(method []byte) bool {
+	switch string(method) {
 	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
 		return true
 	}
 	return false
 }
 
-// backendResponse is a backend's answer: its head, and its body as it
-// comes off the connection.
-type backendResponse struct {
-	head     httpx.ResponseHead
-	body     io.Reader // nil: no body
-	reusable bool      // the body is framed, so the connection can carry another request
+func (h *httpLoop) take(fd int, from net.Addr) {
+	var c *httpClient
+	if n := len(h.free); n > 0 {
+		c, h.free = h.free[n-1], h.free[:n-1]
+	} else {
+		c = &httpClient{h: h, parser: httpx.NewParser(httpx.DefaultLimits())}
+	}
+	c.fd, c.from, c.state, c.eof = fd, from, reading, false
+	c.ip = "unknown"
+	if a, ok := from.(*net.TCPAddr); ok {
+		c.ip = a.IP.String()
+	}
+	c.since, c.active = h.l.now, h.l.now
+	h.clients[c] = struct{}{}
+	h.l.own(fd, c)
+	c.watch()
 }
 
-// exchange sends req to be and reads the response head. A pooled
-// connection that turns out closed is replaced once, transparently.
-func (h *httpProxy) exchange(be *Backend, req *httpx.Request) (*backendResponse, *backendConn, error) {
-	out := h.requestBytes(req)
-	for try := 0; ; try++ {
-		bc, reused, err := h.get(be)
-		if err != nil {
-			return nil, nil, errors.Join(errConnect, err)
-		}
-		began := time.Now()
-		bc.c.SetDeadline(began.Add(h.b.Config().ServerIdle))
-		_, err = bc.c.Write(out)
-		var res *backendResponse
-		if err == nil {
-			res, err = readResponse(bc, req.IsHead())
-		}
-		if err != nil {
-			bc.c.Close()
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, nil, err
-			}
-			if reused && try == 0 && !errors.Is(err, httpx.ErrMalformedResponse) {
-				continue // the backend had closed the idle connection
-			}
-			return nil, nil, errors.Join(errNoResponse, err)
-		}
-		be.observe(time.Since(began))
-		return res, bc, nil
+// refuse answers 503 to a client that waited too long for a slot.
+func (h *httpLoop) refuse(fd int, from net.Addr) {
+	var r httpx.Response
+	r.SetText(503, "503 Service Unavailable: too many connections\n")
+	r.RetryAfter = "1"
+	rawsys.Read(fd, h.l.buf) // what it sent, so the close does not reset the answer away
+	rawsys.Write(fd, append(httpx.AppendHead(nil, &r, false, &h.head), r.Body...))
+	rawsys.ShutdownWrite(fd)
+	rawsys.Read(fd, h.l.buf)
+	rawsys.Close(fd)
+	h.b.log.request(from, nil, "-", "-", 503, 0, 0, 0, []string{"over --max-conns"})
+}
+
+// ready handles epoll's report for the client's socket.
+func (c *httpClient) ready(events uint32) {
+	if events&unix.EPOLLERR != 0 {
+		c.close()
+		return
 	}
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && len(c.out) > 0 && !c.flush() {
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 && c.fd >= 0 {
+		c.read()
+	}
+}
+
+// read takes what the client sent: a request to parse, pipelined input
+// to keep, or, while lingering, bytes to drop.
+func (c *httpClient) read() {
+	buf := c.h.l.buf
+	n, err := rawsys.Read(c.fd, buf)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	case err != nil:
+		c.close()
+		return
+	case n == 0:
+		c.eof = true
+		if c.state == reading || c.state == lingering {
+			c.close() // a half-sent request is abandoned with its client
+			return
+		}
+		c.watch() // its response is still owed
+		return
+	}
+	c.active = c.h.l.now
+	if c.state == lingering {
+		return
+	}
+	if len(c.in) == 0 {
+		c.since = c.h.l.now // a request head starts
+	}
+	c.in = append(c.in, buf[:n]...)
+	if c.state == reading {
+		c.parse()
+	} else {
+		c.watch()
+	}
+}
+
+// maxPipelined is how much input is kept from a client whose response is
+// still on the way; past it the client is not read until it is answered.
+const maxPipelined = 64 << 10
+
+// parse looks for a whole request in the client's input and sends it on.
+func (c *httpClient) parse() {
+	req, n, err := c.parser.Parse(c.in)
+	if err != nil {
+		var he *httpx.Error
+		if !errors.As(err, &he) {
+			he = &httpx.Error{Status: 400, Reason: err.Error()}
+		}
+		c.ex = exchange{start: c.h.l.now}
+		c.replyError(he.Status, httpx.StatusText(he.Status)+": "+he.Reason+"\n", true)
+		return
+	}
+	if req == nil {
+		if c.parser.NeedsContinue() {
+			c.send([]byte(httpx.Continue))
+		}
+		c.watch()
+		return
+	}
+	c.begin(req)
+	c.in = c.in[:copy(c.in, c.in[n:])]
+	c.state = forwarding
+	c.dispatch()
+}
+
+// begin sets up the exchange for req, writing it as the backend gets it.
+func (c *httpClient) begin(req *httpx.Request) {
+	ex := &c.ex
+	*ex = exchange{
+		req: appendRequest(ex.req[:0], req, c.ip), bodyLen: len(req.Body), isHead: req.IsHead(),
+		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.now,
+		tried: ex.tried[:0], skipped: ex.skipped[:0],
+	}
+	if c.h.b.log.ch != nil {
+		ex.method, ex.target = string(req.Method), string(req.Target)
+	}
+}
+
+// dispatch sends the exchange's request to the next backend; with none
+// left it answers 503 (none was available) or 502 (all failed).
+func (c *httpClient) dispatch() {
+	h, ex := c.h, &c.ex
+	for len(ex.tried) <= max(h.b.Config().Retries, 0) {
+		be := h.b.pick(c.from, ex.tried)
+		if be == nil {
+			break
+		}
+		ex.tried = append(ex.tried, be)
+		// The request counts as active on be from now, not from its
+		// answer: leastconn and p2c must see a slow backend's requests
+		// pile up.
+		be.Active.Add(1)
+		if err := h.send(c, be, true); err != nil {
+			be.Active.Add(-1)
+			be.Errors.Add(1)
+			be.suspect(suspectFor)
+			ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
+			continue
+		}
+		return
+	}
+	if len(ex.tried) == 0 {
+		c.replyError(503, "503 Service Unavailable: no backend is available\n", false)
+		return
+	}
+	c.replyError(502, "502 Bad Gateway: "+joinSkipped(ex.skipped)+"\n", false)
+}
+
+func joinSkipped(s []string) string {
+	var b []byte
+	for i, x := range s {
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, x...)
+	}
+	return string(b)
+}
+
+// send gives c's request to be: over a pooled connection when pooled is
+// set and there is one, else a new one. An error is a connect that failed
+// at once.
+func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
+	var bc *backendConn
+	if pooled {
+		bc = h.pooled(be)
+	}
+	if bc == nil {
+		fd, err := h.l.connect(be.Addr())
+		if err != nil {
+			return err
+		}
+		bc = &backendConn{h: h, fd: fd, be: be, connecting: true}
+		h.l.own(fd, bc)
+	}
+	bc.client, bc.out, bc.head, bc.gotByte = c, c.ex.req, bc.head[:0], false
+	bc.began, bc.active = h.l.now, h.l.now
+	c.ex.bc = bc
+	if !bc.connecting {
+		bc.write()
+		return nil
+	}
+	bc.watch()
+	return nil
+}
+
+// pooled takes be's most recently used idle connection, if any.
+func (h *httpLoop) pooled(be *Backend) *backendConn {
+	list := h.idle[be]
+	if len(list) == 0 {
+		return nil
+	}
+	bc := list[len(list)-1]
+	h.idle[be] = list[:len(list)-1]
+	bc.reused = true
+	return bc
+}
+
+// maxIdlePerBackend bounds the idle connections a loop keeps per backend.
+const maxIdlePerBackend = 256
+
+// put returns bc to the pool, or closes it when the pool is full or the
+// balancer is stopping.
+func (h *httpLoop) put(bc *backendConn) {
+	bc.client, bc.idleAt = nil, h.l.now
+	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.l.left {
+		h.idle[bc.be] = append(list, bc)
+		bc.watch()
+		return
+	}
+	bc.close()
+}
+
+// dropIdle takes a pooled connection out of the pool and closes it.
+func (h *httpLoop) dropIdle(bc *backendConn) {
+	list := h.idle[bc.be]
+	for i, x := range list {
+		if x == bc {
+			h.idle[bc.be] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	bc.close()
+}
+
+func (bc *backendConn) close() {
+	bc.h.l.disown(bc.fd)
+	bc.fd, bc.epoll, bc.client = -1, interest{}, nil
+}
+
+// ready handles epoll's report for a backend connection.
+func (bc *backendConn) ready(events uint32) {
+	c := bc.client
+	if c == nil { // idle: the backend closed it, or said what it should not
+		bc.h.dropIdle(bc)
+		return
+	}
+	if bc.connecting {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			bc.connected()
+		}
+		return
+	}
+	if events&unix.EPOLLOUT != 0 && len(bc.out) > 0 && !bc.write() {
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 && len(c.out) == 0 {
+		bc.read()
+	}
+}
+
+// connected finishes a connect: on success the request goes out; on
+// failure the backend is suspect and the request goes to the next.
+func (bc *backendConn) connected() {
+	bc.connecting = false
+	if err := rawsys.SocketError(bc.fd); err != nil {
+		bc.client.backendFailed(errors.Join(errConnect, &net.OpError{Op: "dial", Net: "tcp", Err: err}))
+		return
+	}
+	bc.be.Total.Add(1)
+	bc.began = bc.h.l.now
+	bc.write()
+}
+
+// write sends the request bytes; false when the connection failed.
+func (bc *backendConn) write() bool {
+	for len(bc.out) > 0 {
+		n, err := rawsys.Write(bc.fd, bc.out)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			bc.client.backendFailed(errors.Join(errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
+			return false
+		}
+		bc.out = bc.out[n:]
+	}
+	bc.watch()
+	return true
 }
 
 // maxResponseHead bounds a backend's response head.
 const maxResponseHead = 64 << 10
 
-// readResponse reads a response head from bc and frames its body.
-func readResponse(bc *backendConn, head bool) (*backendResponse, error) {
-	bc.head = bc.head[:0]
-	for {
-		line, err := bc.r.ReadSlice('\n')
-		if err != nil && err != bufio.ErrBufferFull {
-			return nil, err
-		}
-		bc.head = append(bc.head, line...)
-		if len(bc.head) > maxResponseHead {
-			return nil, httpx.ErrMalformedResponse
-		}
-		if err == nil && (len(line) == 2 && line[0] == '\r' || len(line) == 1) && len(bc.head) > len(line) {
-			break // the blank line that ends the head
-		}
-	}
-	rh, err := httpx.ParseResponseHead(bc.head)
-	if err != nil {
-		return nil, err
-	}
-	res := &backendResponse{head: rh, reusable: rh.KeepAlive}
+// read takes what the backend sent: the response head, then its body,
+// each piece passed to the client as it comes.
+func (bc *backendConn) read() {
+	c := bc.client
+	buf := bc.h.l.buf
+	n, err := rawsys.Read(bc.fd, buf)
 	switch {
-	case head || rh.Status < 200 || rh.Status == 204 || rh.Status == 304:
-	case rh.Chunked:
-		res.body = httputil.NewChunkedReader(bc.r)
-	case rh.ContentLength >= 0:
-		res.body = io.LimitReader(bc.r, rh.ContentLength)
-	default:
-		res.body, res.reusable = bc.r, false // to the close
-	}
-	return res, nil
-}
-
-// hopByHop are the headers that belong to one connection, not the message.
-var hopByHop = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-connection": true, "te": true, "trailer": true,
-	"transfer-encoding": true, "upgrade": true, "proxy-authenticate": true, "proxy-authorization": true,
-	"content-length": true, // re-framed by the proxy
-}
-
-// requestBytes writes the request as the backend gets it: HTTP/1.1, the
-// client's end-to-end headers, forwarding headers added, the body by
-// Content-Length.
-func (h *httpProxy) requestBytes(req *httpx.Request) []byte {
-	connTokens := map[string]bool{}
-	var xff, fwd, via string
-	for _, f := range req.Headers {
-		name := strings.ToLower(string(f.Name))
-		switch name {
-		case "connection":
-			for t := range strings.SplitSeq(string(f.Value), ",") {
-				connTokens[strings.ToLower(strings.TrimSpace(t))] = true
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	case err != nil || n == 0:
+		switch {
+		case err == nil && bc.framing == byClose && c.ex.answered:
+			bc.reusable = false
+			bc.complete()
+		case !bc.gotByte:
+			if err == nil {
+				err = errors.New("connection closed")
 			}
-		case "x-forwarded-for":
-			xff = string(f.Value)
-		case "forwarded":
-			fwd = string(f.Value)
-		case "via":
-			via = string(f.Value)
+			c.backendFailed(errors.Join(errNoResponse, err))
+		default:
+			c.backendFailed(errClosed)
+		}
+		return
+	}
+	bc.gotByte, bc.active = true, bc.h.l.now
+	if !c.ex.answered {
+		bc.readHead(buf[:n])
+		return
+	}
+	bc.forward(buf[:n], nil)
+}
+
+// readHead gathers the response head from p; once it is whole, answer
+// sends it on with the body bytes that came with it.
+func (bc *backendConn) readHead(p []byte) {
+	c := bc.client
+	for {
+		data := p
+		if len(bc.head) > 0 {
+			bc.head = append(bc.head, p...)
+			data = bc.head
+		}
+		end := headEnd(data)
+		if end < 0 {
+			if len(bc.head) == 0 {
+				bc.head = append(bc.head, p...)
+			}
+			if len(bc.head) > maxResponseHead {
+				c.backendFailed(httpx.ErrMalformedResponse)
+			}
+			return
+		}
+		rh, err := httpx.ParseResponseHead(data[:end])
+		if err != nil || rh.Status == 101 {
+			c.backendFailed(httpx.ErrMalformedResponse)
+			return
+		}
+		rest := data[end:]
+		if rh.Status < 200 { // 100 Continue and the like: the final answer follows
+			bc.head = bc.head[:0]
+			if len(rest) == 0 {
+				return
+			}
+			p = append([]byte(nil), rest...)
+			continue
+		}
+		bc.answer(&rh, rest)
+		return
+	}
+}
+
+// headEnd is the length of the head at the start of b, through its blank
+// line (CRLF or bare LF, as servers send it), or -1 when b has no end yet.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
 		}
 	}
-	client := "unknown"
-	if a, ok := req.Remote.(*net.TCPAddr); ok {
-		client = a.IP.String()
+}
+
+// answer starts the client's response: the head rewritten, and the body
+// bytes that came with it.
+func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
+	c := bc.client
+	ex := &c.ex
+	be := bc.be
+	be.observe(bc.h.l.now.Sub(bc.began))
+	be.Requests.Add(1)
+	be.BytesIn.Add(int64(ex.bodyLen))
+	ex.status, ex.answered = rh.Status, true
+	bc.reusable = rh.KeepAlive
+	bc.decode = false
+	switch {
+	case ex.isHead || rh.Status == 204 || rh.Status == 304:
+		bc.framing = noBody
+	case rh.Chunked:
+		bc.framing = byChunks
+		bc.chunks.Reset()
+		bc.decode = ex.minor == 0
+		bc.reusable = bc.reusable && rh.ContentLength < 0 // both framings: not to be trusted again
+	case rh.ContentLength >= 0:
+		bc.framing, bc.remain = byLength, rh.ContentLength
+	default:
+		bc.framing, bc.reusable = byClose, false
 	}
-	b := make([]byte, 0, 512+len(req.Body))
+	keepAlive := ex.keepAlive && !bc.h.l.left && bc.framing != byClose && !bc.decode
+	ex.closeAfter = !keepAlive
+	// The backend is read only while the client has nothing pending, so
+	// outBuf is free.
+	head := appendResponseHead(c.outBuf[:0], rh, bc.framing, bc.decode, ex.isHead, keepAlive)
+	c.outBuf = head
+	if bc.framing == noBody {
+		bc.reusable = bc.reusable && len(rest) == 0
+		if c.send(head) {
+			bc.complete()
+		}
+		return
+	}
+	bc.forward(rest, head)
+}
+
+// forward sends the client head (if any) and the part of p that belongs
+// to the body, and completes the exchange at the body's end.
+func (bc *backendConn) forward(p, head []byte) {
+	c := bc.client
+	var part []byte
+	done := false
+	switch bc.framing {
+	case byLength:
+		k := int(min(bc.remain, int64(len(p))))
+		part, bc.remain = p[:k], bc.remain-int64(k)
+		done = bc.remain == 0
+		bc.reusable = bc.reusable && k == len(p)
+	case byChunks:
+		var n int
+		var err error
+		if bc.decode {
+			bc.data = bc.data[:0]
+			n, done, err = bc.chunks.Scan(p, &bc.data)
+			part = bc.data
+		} else {
+			n, done, err = bc.chunks.Scan(p, nil)
+			part = p[:n]
+		}
+		if err != nil { // the body is broken: so is what the client got of it
+			c.close()
+			return
+		}
+		bc.reusable = bc.reusable && n == len(p)
+	case byClose:
+		part = p
+	}
+	c.ex.sent += int64(len(part))
+	if head != nil {
+		c.outBuf = append(head, part...)
+		part = c.outBuf
+	}
+	if !c.send(part) {
+		return
+	}
+	if done {
+		bc.complete()
+		return
+	}
+	bc.watch()
+}
+
+// complete ends the exchange at the end of its response: the backend
+// connection goes back to the pool (or is closed), the client goes on to
+// its next request once the response is written.
+func (bc *backendConn) complete() {
+	c := bc.client
+	ex := &c.ex
+	be := bc.be
+	be.Active.Add(-1)
+	be.BytesOut.Add(ex.sent)
+	ex.bc, ex.done = nil, true
+	if bc.reusable {
+		bc.h.put(bc)
+	} else {
+		bc.close()
+	}
+	c.h.logRequest(c, be, ex.status, ex.sent)
+	if len(c.out) == 0 {
+		c.next()
+	}
+}
+
+// abandon closes a backend connection whose exchange ended without its
+// response complete.
+func (bc *backendConn) abandon() {
+	bc.be.Active.Add(-1)
+	bc.be.Errors.Add(1)
+	bc.close()
+}
+
+func (h *httpLoop) logRequest(c *httpClient, be *Backend, status int, sent int64) {
+	ex := &c.ex
+	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.bodyLen), sent, h.l.now.Sub(ex.start), ex.skipped)
+}
+
+// backendFailed handles a failure of the exchange's backend connection
+// before the client was answered: the request goes again where that is
+// safe, else the client gets 502, or 504 when the backend took too long.
+func (c *httpClient) backendFailed(err error) {
+	ex := &c.ex
+	bc := ex.bc
+	be := bc.be
+	bc.close()
+	ex.bc = nil
+	var timeout interface{ Timeout() bool }
+	isTimeout := errors.As(err, &timeout) && timeout.Timeout()
+	switch {
+	case errors.Is(err, errNoResponse) && bc.reused && !ex.freshRetry:
+		// The backend had closed the idle connection: once more on a new one.
+		ex.freshRetry = true
+		if c.h.send(c, be, false) == nil {
+			return
+		}
+	}
+	be.Active.Add(-1)
+	be.Errors.Add(1)
+	ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
+	switch {
+	case errors.Is(err, errConnect):
+		be.suspect(suspectFor)
+		c.dispatch() // nothing was sent: any request may go to another backend
+	case isTimeout:
+		c.replyError(504, "504 Gateway Timeout: the backend did not answer in time\n", false)
+	case ex.idempotent && errors.Is(err, errNoResponse):
+		c.dispatch() // failed before any response byte: safe to repeat
+	default:
+		c.replyError(502, "502 Bad Gateway: "+shortErr(err)+"\n", false)
+	}
+}
+
+// replyError answers the exchange with the balancer's own response;
+// closeAfter for a request that cannot be followed by another.
+func (c *httpClient) replyError(status int, body string, closeAfter bool) {
+	ex := &c.ex
+	var r httpx.Response
+	r.SetText(status, body)
+	if status == 503 {
+		r.RetryAfter = "1"
+	}
+	if ex.isHead {
+		r.Body = nil
+		r.ContentLength = int64(len(body))
+	}
+	keepAlive := ex.keepAlive && !closeAfter && !c.h.l.left
+	ex.status, ex.answered, ex.done, ex.closeAfter = status, true, true, !keepAlive
+	buf := c.outBuf[:0]
+	if len(c.out) > 0 { // a 100 Continue not yet written: outBuf holds it
+		buf = nil
+	}
+	buf = append(httpx.AppendHead(buf, &r, keepAlive, &c.h.head), r.Body...)
+	c.state = forwarding
+	c.h.logRequest(c, nil, status, int64(len(r.Body)))
+	if c.send(buf) && len(c.out) == 0 {
+		c.next()
+	}
+}
+
+// send writes p to the client, keeping what it cannot take yet; false
+// when the client is gone.
+func (c *httpClient) send(p []byte) bool {
+	if len(c.out) > 0 {
+		c.out = append(c.out, p...)
+		return true
+	}
+	for len(p) > 0 {
+		n, err := rawsys.Write(c.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			c.close()
+			return false
+		}
+		p = p[n:]
+		c.active = c.h.l.now
+	}
+	if len(p) > 0 {
+		c.out = append(c.outBuf[:0], p...) // p may be outBuf's tail: append moves it down
+		c.outBuf = c.out
+		c.watch()
+		if bc := c.ex.bc; bc != nil {
+			bc.watch() // not read until the client has taken this
+		}
+	}
+	return true
+}
+
+// flush writes what the client could not take before; false when the
+// client is gone.
+func (c *httpClient) flush() bool {
+	for len(c.out) > 0 {
+		n, err := rawsys.Write(c.fd, c.out)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			c.watch()
+			return true
+		}
+		if err != nil {
+			c.close()
+			return false
+		}
+		c.out = c.out[n:]
+		c.active = c.h.l.now
+	}
+	c.out = nil
+	switch {
+	case c.ex.done && c.state == forwarding:
+		c.next()
+	case c.state == closing:
+		c.linger()
+	case c.ex.bc != nil:
+		c.ex.bc.watch()
+		c.watch()
+	}
+	return c.fd >= 0
+}
+
+// next follows a complete, written response: the next request, or the
+// close.
+func (c *httpClient) next() {
+	if c.ex.closeAfter || c.eof {
+		c.state = closing
+		c.linger()
+		return
+	}
+	c.state, c.since = reading, c.h.l.now
+	if len(c.in) > 0 {
+		c.parse() // a pipelined request
+		return
+	}
+	c.watch()
+}
+
+// linger shuts the connection down for writing once its last bytes are
+// out, and reads until the client closes (or lingerFor passes).
+func (c *httpClient) linger() {
+	if len(c.out) > 0 {
+		c.state = closing
+		c.watch()
+		return
+	}
+	if c.eof {
+		c.close()
+		return
+	}
+	rawsys.ShutdownWrite(c.fd)
+	c.state, c.since = lingering, c.h.l.now
+	c.in = c.in[:0]
+	c.watch()
+}
+
+// watch tells epoll what the client waits for: input while it is read
+// (and, while its response is on the way, until maxPipelined has come),
+// output while bytes are pending.
+func (c *httpClient) watch() {
+	if c.fd < 0 {
+		return
+	}
+	var want uint32
+	if !c.eof && (c.state != forwarding || len(c.in) < maxPipelined) && c.state != closing {
+		want |= unix.EPOLLIN
+	}
+	if len(c.out) > 0 {
+		want |= unix.EPOLLOUT
+	}
+	c.h.l.set(c.fd, &c.epoll, want)
+}
+
+// watch tells epoll what a backend connection waits for: its connect, to
+// write its request, and to read while the client can take more (or,
+// pooled, to learn that the backend closed it).
+func (bc *backendConn) watch() {
+	if bc.fd < 0 {
+		return
+	}
+	var want uint32
+	switch {
+	case bc.connecting:
+		want = unix.EPOLLOUT
+	case bc.client == nil:
+		want = unix.EPOLLIN
+	default:
+		if len(bc.client.out) == 0 {
+			want |= unix.EPOLLIN
+		}
+		if len(bc.out) > 0 {
+			want |= unix.EPOLLOUT
+		}
+	}
+	bc.h.l.set(bc.fd, &bc.epoll, want)
+}
+
+// close ends the client connection, and the exchange it had under way.
+func (c *httpClient) close() {
+	if c.fd < 0 {
+		return
+	}
+	h := c.h
+	if bc := c.ex.bc; bc != nil {
+		if !c.ex.answered {
+			h.logRequest(c, bc.be, 499, 0) // the client went away before its answer, as nginx logs it
+		}
+		bc.abandon()
+		c.ex.bc = nil
+	}
+	delete(h.clients, c)
+	h.l.disown(c.fd)
+	h.l.ended()
+	c.fd, c.epoll, c.out, c.in = -1, interest{}, nil, c.in[:0]
+	c.parser.Reset()
+	if cap(c.outBuf) <= 64<<10 && cap(c.in) <= 64<<10 {
+		h.free = append(h.free, c)
+	}
+}
+
+// sweep ends what waited too long: requests too slow to arrive (408),
+// idle clients, connects (the next backend is tried), backends slow to
+// answer (504), clients that do not take their response, lingering
+// closes, and pooled connections idle past the server timeout.
+func (h *httpLoop) sweep() {
+	cfg := h.b.Config()
+	now := h.l.now
+	for c := range h.clients {
+		switch c.state {
+		case reading:
+			switch {
+			case c.parser.InHead(len(c.in)) && now.Sub(c.since) > cfg.HeadTimeout:
+				c.ex = exchange{start: now}
+				c.replyError(408, "408 Request Timeout: request head not received in time\n", true)
+			case len(c.in) == 0 && now.Sub(c.since) > cfg.ClientIdle,
+				len(c.in) > 0 && now.Sub(c.active) > cfg.ClientIdle:
+				c.close()
+			}
+		case forwarding:
+			bc := c.ex.bc
+			switch {
+			case bc != nil && bc.connecting && now.Sub(bc.began) > cfg.ConnectTimeout:
+				c.backendFailed(errors.Join(errConnect, errConnectTimeout))
+			case bc != nil && len(c.out) == 0 && now.Sub(bc.active) > cfg.ServerIdle:
+				if c.ex.answered {
+					c.close() // the body stopped coming
+				} else {
+					c.backendFailed(errResponseTimeout)
+				}
+			case len(c.out) > 0 && now.Sub(c.active) > cfg.ClientIdle:
+				c.close() // the client stopped taking its response
+			}
+		case closing:
+			if now.Sub(c.active) > cfg.ClientIdle {
+				c.close()
+			}
+		case lingering:
+			if now.Sub(c.since) > lingerFor {
+				c.close()
+			}
+		}
+	}
+	for be, list := range h.idle {
+		kept := list[:0]
+		for _, bc := range list {
+			if now.Sub(bc.idleAt) > cfg.ServerIdle {
+				bc.close()
+			} else {
+				kept = append(kept, bc)
+			}
+		}
+		if len(kept) == 0 {
+			delete(h.idle, be)
+		} else {
+			h.idle[be] = kept
+		}
+	}
+}
+
+// stopping closes the clients waiting for a request; the others are
+// answered with "Connection: close".
+func (h *httpLoop) stopping() {
+	for c := range h.clients {
+		if c.state == reading && len(c.in) == 0 {
+			c.close()
+		}
+	}
+	h.closeIdle()
+}
+
+func (h *httpLoop) closeAll() {
+	for c := range h.clients {
+		c.close()
+	}
+	h.closeIdle()
+}
+
+// closeIdle closes every pooled backend connection.
+func (h *httpLoop) closeIdle() {
+	for be, list := range h.idle {
+		for _, bc := range list {
+			bc.close()
+		}
+		delete(h.idle, be)
+	}
+}
+
+// hopByHop are the headers that belong to one connection, not the
+// message; Content-Length too, since the proxy frames what it sends.
+var hopByHop = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "content-length"}
+
+func isHopByHop(name []byte) bool {
+	for _, h := range hopByHop {
+		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyWrites are the request headers the proxy writes itself, adding to
+// what came; and Expect, answered by the proxy, which has the body already.
+func proxyWrites(name []byte) bool {
+	return bytes.EqualFold(name, []byte("x-forwarded-for")) || bytes.EqualFold(name, []byte("x-forwarded-proto")) ||
+		bytes.EqualFold(name, []byte("forwarded")) || bytes.EqualFold(name, []byte("via")) ||
+		bytes.EqualFold(name, []byte("expect")) // the proxy has the whole body already
+}
+
+// appendRequest writes req as the backend gets it: HTTP/1.1, the client's
+// end-to-end headers, forwarding headers added, the body by
+// Content-Length, the connection kept alive.
+func appendRequest(b []byte, req *httpx.Request, client string) []byte {
+	var connection [][]byte
+	var xff, fwd, via []byte
+	for _, f := range req.Headers {
+		switch {
+		case bytes.EqualFold(f.Name, []byte("connection")):
+			connection = append(connection, f.Value)
+		case bytes.EqualFold(f.Name, []byte("x-forwarded-for")):
+			xff = f.Value
+		case bytes.EqualFold(f.Name, []byte("forwarded")):
+			fwd = f.Value
+		case bytes.EqualFold(f.Name, []byte("via")):
+			via = f.Value
+		}
+	}
 	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = append(b, req.Target...)
 	b = append(b, " HTTP/1.1\r\n"...)
 	for _, f := range req.Headers {
-		name := strings.ToLower(string(f.Name))
-		if hopByHop[name] || connTokens[name] || name == "x-forwarded-for" || name == "x-forwarded-proto" ||
-			name == "forwarded" || name == "via" {
+		if isHopByHop(f.Name) || proxyWrites(f.Name) || listed(connection, f.Name) {
 			continue
 		}
 		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
 	}
 	b = appendList(b, "X-Forwarded-For", xff, client)
 	b = append(b, "X-Forwarded-Proto: http\r\n"...)
-	forwardedFor := client
-	if strings.Contains(client, ":") {
-		forwardedFor = `"[` + client + `]"`
+	b = appendList(b, "Forwarded", fwd, "for=")
+	if strings.IndexByte(client, ':') >= 0 {
+		b = append(append(append(b, `"[`...), client...), `]"`...)
+	} else {
+		b = append(b, client...)
 	}
-	b = appendList(b, "Forwarded", fwd, "for="+forwardedFor+";proto=http")
-	b = appendList(b, "Via", via, "1."+strconv.Itoa(req.Minor)+" loadlab")
+	b = append(b, ";proto=http\r\n"...)
+	b = appendList(b, "Via", via, "1.")
+	b = strconv.AppendInt(b, int64(req.Minor), 10)
+	b = append(b, " loadlab\r\n"...)
 	if len(req.Body) > 0 || req.ContentLength >= 0 || req.Chunked {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(req.Body)), 10)
@@ -268,156 +1027,64 @@ func (h *httpProxy) requestBytes(req *httpx.Request) []byte {
 	return append(b, req.Body...)
 }
 
-// appendList appends a list header, adding value to what came.
-func appendList(b []byte, name, came, value string) []byte {
-	if came != "" {
-		value = came + ", " + value
+// listed reports whether name is a token of one of the Connection values.
+func listed(connection [][]byte, name []byte) bool {
+	for _, v := range connection {
+		if httpx.IsConnectionToken(v, name) {
+			return true
+		}
 	}
-	return append(append(append(append(b, name...), ": "...), value...), "\r\n"...)
+	return false
 }
 
-// answer fills resp from the backend's response; the body streams through
-// and the backend connection goes back to the pool when it is read.
-func (h *httpProxy) answer(req *httpx.Request, resp *httpx.Response, be *Backend, bc *backendConn, res *backendResponse, start time.Time, skipped []string) {
-	rh := &res.head
-	resp.Status = rh.Status
-	resp.NoDefaults = true
-	var connection, via []byte
-	httpx.EachField(fieldsOf(rh.Head), func(name, value []byte) error {
+// appendList starts a list header, adding to what came: the caller
+// appends the new value and ends the line (appendField does both).
+func appendList(b []byte, name string, came []byte, value string) []byte {
+	b = append(append(b, name...), ": "...)
+	if len(came) > 0 {
+		b = append(append(b, came...), ", "...)
+	}
+	return append(b, value...)
+}
+
+// appendResponseHead writes the client's response head: the backend's
+// status line and end-to-end headers, Via added, the body's framing as
+// the client gets it, and the connection's fate.
+func appendResponseHead(b []byte, rh *httpx.ResponseHead, f framing, decode, isHead, keepAlive bool) []byte {
+	line, fields, _ := bytes.Cut(rh.Head, []byte("\n"))
+	b = append(b, "HTTP/1.1 "...)
+	b = append(b, bytes.TrimRight(line[9:], "\r")...)
+	b = append(b, "\r\n"...)
+	var connection [][]byte
+	var via []byte
+	httpx.EachField(fields, func(name, value []byte) error {
 		switch {
 		case bytes.EqualFold(name, []byte("connection")):
-			connection = value
+			connection = append(connection, value)
 		case bytes.EqualFold(name, []byte("via")):
 			via = value
 		}
 		return nil
 	})
-	fields := resp.Scratch[:0]
-	httpx.EachField(fieldsOf(rh.Head), func(name, value []byte) error {
-		lower := strings.ToLower(string(name))
-		if !hopByHop[lower] && lower != "via" && !httpx.IsConnectionToken(connection, name) {
-			fields = append(append(append(append(fields, name...), ": "...), value...), "\r\n"...)
+	httpx.EachField(fields, func(name, value []byte) error {
+		if !isHopByHop(name) && !bytes.EqualFold(name, []byte("via")) && !listed(connection, name) {
+			b = append(append(append(append(b, name...), ": "...), value...), "\r\n"...)
 		}
 		return nil
 	})
-	fields = appendList(fields, "Via", string(via), "1."+strconv.Itoa(rh.Minor)+" loadlab")
-	resp.Scratch, resp.Fields = fields, fields
-	be.Requests.Add(1)
-	be.BytesIn.Add(int64(len(req.Body)))
-	body := &backendBody{h: h, bc: bc, res: res, be: be}
-	resp.Stream, resp.ContentLength = body, rh.ContentLength
+	b = appendList(b, "Via", via, "1.")
+	b = strconv.AppendInt(b, int64(rh.Minor), 10)
+	b = append(b, " loadlab\r\n"...)
 	switch {
-	case res.body == nil:
-		resp.ContentLength = max(rh.ContentLength, 0) // HEAD, 204, 304: the length, no body
-		if rh.Status == 204 || rh.Status == 304 {
-			resp.ContentLength = 0
-		}
-	case rh.Chunked:
-		resp.ContentLength = -1 // re-framed by the server: chunked to HTTP/1.1, to the close for 1.0
+	case f == byLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, rh.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	case f == byChunks && !decode, isHead && rh.Chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
-	body.logged = func(n int64) {
-		h.b.log.request(req.Remote, be, string(req.Method), string(req.Target), rh.Status, int64(len(req.Body)), n, time.Since(start), skipped)
+	if keepAlive {
+		return append(b, "Connection: keep-alive\r\n\r\n"...)
 	}
-}
-
-// fieldsOf is the part of a head after its start line.
-func fieldsOf(head []byte) []byte {
-	if i := bytes.IndexByte(head, '\n'); i >= 0 {
-		return head[i+1:]
-	}
-	return nil
-}
-
-// backendBody is a response body on its way to the client; closing it
-// returns the backend connection to the pool if the body was read whole.
-type backendBody struct {
-	h      *httpProxy
-	bc     *backendConn
-	res    *backendResponse
-	be     *Backend
-	n      int64
-	eof    bool
-	logged func(int64)
-	once   sync.Once
-}
-
-func (b *backendBody) Read(p []byte) (int, error) {
-	if b.res.body == nil {
-		b.eof = true
-		return 0, io.EOF
-	}
-	n, err := b.res.body.Read(p)
-	b.n += int64(n)
-	if err == io.EOF {
-		b.eof = true
-	}
-	return n, err
-}
-
-func (b *backendBody) Close() error {
-	b.once.Do(func() {
-		if !b.eof && b.res.body != nil { // not read to its end (the client went away): drain a little
-			if _, err := io.CopyN(io.Discard, b.res.body, 64<<10); err == io.EOF {
-				b.eof = true
-			}
-		}
-		if b.res.body == nil {
-			b.eof = true
-		}
-		b.be.Active.Add(-1)
-		b.be.BytesOut.Add(b.n)
-		if b.eof && b.res.reusable {
-			b.h.put(b.bc)
-		} else {
-			b.bc.c.Close()
-		}
-		b.logged(b.n)
-	})
-	return nil
-}
-
-// get returns an idle connection to be, or a new one.
-func (h *httpProxy) get(be *Backend) (*backendConn, bool, error) {
-	h.mu.Lock()
-	for list := h.idle[be]; len(list) > 0; list = h.idle[be] {
-		bc := list[len(list)-1]
-		h.idle[be] = list[:len(list)-1]
-		if time.Since(bc.idleAt) < h.b.Config().ServerIdle {
-			h.mu.Unlock()
-			return bc, true, nil
-		}
-		bc.c.Close()
-	}
-	h.mu.Unlock()
-	d := h.b.dialer(h.b.Config())
-	c, err := d.Dial("tcp", be.Addr())
-	if err != nil {
-		return nil, false, err
-	}
-	be.Total.Add(1)
-	return &backendConn{be: be, c: c, r: bufio.NewReaderSize(c, 16<<10)}, false, nil
-}
-
-func (h *httpProxy) put(bc *backendConn) {
-	bc.idleAt = time.Now()
-	bc.c.SetDeadline(time.Time{})
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.b.draining.Load() {
-		h.idle[bc.be] = append(list, bc)
-		return
-	}
-	bc.c.Close()
-}
-
-// closeIdle closes every pooled backend connection.
-func (h *httpProxy) closeIdle() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for be, list := range h.idle {
-		for _, bc := range list {
-			bc.c.Close()
-		}
-		delete(h.idle, be)
-	}
+	return append(b, "Connection: close\r\n\r\n"...)
 }
