@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -403,7 +404,7 @@ func (bc *backendConn) ready(events uint32) {
 func (bc *backendConn) connected() {
 	bc.connecting = false
 	if err := rawsys.SocketError(bc.fd); err != nil {
-		bc.client.backendFailed(errors.Join(errConnect, &net.OpError{Op: "dial", Net: "tcp", Err: err}))
+		bc.client.backendFailed(fmt.Errorf("%w: %w", errConnect, &net.OpError{Op: "dial", Net: "tcp", Err: err}))
 		return
 	}
 	bc.be.Total.Add(1)
@@ -422,7 +423,7 @@ func (bc *backendConn) write() bool {
 			break
 		}
 		if err != nil {
-			bc.client.backendFailed(errors.Join(errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
+			bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
 			return false
 		}
 		bc.out = bc.out[n:]
@@ -452,7 +453,7 @@ func (bc *backendConn) read() {
 			if err == nil {
 				err = errors.New("connection closed")
 			}
-			c.backendFailed(errors.Join(errNoResponse, err))
+			c.backendFailed(fmt.Errorf("%w: %w", errNoResponse, err))
 		default:
 			c.backendFailed(errClosed)
 		}
@@ -891,7 +892,7 @@ func (h *httpLoop) sweep() {
 			bc := c.ex.bc
 			switch {
 			case bc != nil && bc.connecting && now.Sub(bc.began) > cfg.ConnectTimeout:
-				c.backendFailed(errors.Join(errConnect, errConnectTimeout))
+				c.backendFailed(fmt.Errorf("%w: %w", errConnect, errConnectTimeout))
 			case bc != nil && len(c.out) == 0 && now.Sub(bc.active) > cfg.ServerIdle:
 				if c.ex.answered {
 					c.close() // the body stopped coming
@@ -1006,7 +1007,7 @@ func appendRequest(b []byte, req *httpx.Request, client string) []byte {
 		}
 		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
 	}
-	b = appendList(b, "X-Forwarded-For", xff, client)
+	b = append(appendList(b, "X-Forwarded-For", xff, client), "\r\n"...)
 	b = append(b, "X-Forwarded-Proto: http\r\n"...)
 	b = appendList(b, "Forwarded", fwd, "for=")
 	if strings.IndexByte(client, ':') >= 0 {

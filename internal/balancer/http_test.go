@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -54,14 +55,35 @@ func (e *echoBackend) serve(c net.Conn) {
 		case "/garbage":
 			io.WriteString(c, "this is not http\r\n\r\n")
 			return
+		case "/interim": // informational answers before the final one
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+			continue
+		case "/big": // 8 MiB, its bytes numbered
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(bigBody))
+			c.Write(bigBody)
+			continue
+		case "/thenclose": // a keep-alive answer, then the backend drops the connection while idle
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			time.Sleep(50 * time.Millisecond)
+			return
 		case "/chunked":
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Drop\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\nServer: echo\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 			continue
 		}
-		body := head.String()
+		body := req.Method + " " + req.RequestURI + "\n" + head.String()
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nServer: echo\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	}
 }
+
+// bigBody is a large response whose every byte is checkable.
+var bigBody = func() []byte {
+	b := make([]byte, 8<<20)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}()
 
 func (e *echoBackend) lastHead() string {
 	e.mu.Lock()
@@ -107,7 +129,7 @@ func TestHTTPHeadersAddedAndRemoved(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	head := e.lastHead()
-	for _, want := range []string{"GET /chunked?q=1\n", "X-Forwarded-For: 10.1.1.1, 127.0.0.1", "X-Forwarded-Proto: http",
+	for _, want := range []string{"GET /chunked?q=1\n", "X-Forwarded-For: 10.1.1.1, 127.0.0.1\r\n", "X-Forwarded-Proto: http\r\n",
 		"Forwarded: for=127.0.0.1;proto=http", "Via: 1.1 loadlab", "X-End: stays"} {
 		if !strings.Contains(head, want) {
 			t.Errorf("backend did not get %q in:\n%s", want, head)
@@ -164,5 +186,173 @@ func TestHTTPRefusesSmuggling(t *testing.T) {
 	}
 	if n := e.requests.Load(); n != 0 {
 		t.Errorf("the backend saw %d requests: %s", n, e.lastHead())
+	}
+}
+
+// exchange writes raw on a new connection to b and returns everything
+// the balancer sends back until it closes the connection.
+func exchangeRaw(t *testing.T, b *Balancer, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, raw)
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("%q: %v after %q", raw, err, got)
+	}
+	return string(got)
+}
+
+func TestHTTPPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	got := exchangeRaw(t, b, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	r := bufio.NewReader(strings.NewReader(got))
+	for _, want := range []string{"GET /1\n", "GET /2\n", "GET /3\n"} {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("before %q: %v in %q", want, err, got)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.HasPrefix(string(body), want) {
+			t.Errorf("got %q, want it to start %q", body, want)
+		}
+	}
+}
+
+// An HTTP/1.0 client cannot read chunked encoding: it gets the data, and
+// the close ends it.
+func TestHTTPChunkedToAnHTTP10ClientIsDecoded(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	got := exchangeRaw(t, b, "GET /chunked HTTP/1.0\r\n\r\n")
+	head, body, _ := strings.Cut(got, "\r\n\r\n")
+	if body != "abcde" || strings.Contains(head, "chunked") || !strings.Contains(head, "Connection: close") {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestHTTPHeadAndInterimAnswers(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	got := exchangeRaw(t, b, "HEAD /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.Contains(got, "Content-Length: 8388608\r\n") ||
+		!strings.HasSuffix(got, "\r\n\r\n") {
+		t.Errorf("HEAD: got %q", got)
+	}
+	got = exchangeRaw(t, b, "GET /interim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\nfinal") {
+		t.Errorf("interim answers: got %q", got)
+	}
+}
+
+// A client that reads slowly gets every byte of a large response: the
+// balancer holds what the client cannot take and stops reading the
+// backend meanwhile.
+func TestHTTPStreamsALargeResponseToASlowReader(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // every buffer on the way fills up
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(body, bigBody) {
+		t.Fatalf("%d of %d bytes, equal %v, %v", len(body), len(bigBody), bytes.Equal(body, bigBody), err)
+	}
+	if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the request after the large one: %v %v", resp, err)
+	}
+}
+
+func TestHTTPExpectContinue(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("got %q %v, want 100 Continue", line, err)
+	}
+	r.ReadString('\n')
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if head := e.lastHead(); !strings.Contains(head, "Content-Length: 5") || strings.Contains(head, "Expect") {
+		t.Errorf("backend got:\n%s", head)
+	}
+}
+
+// A pooled connection the backend closed while it was idle costs the
+// client nothing, even for a request that is not idempotent: nothing of
+// it was answered, so it goes again on a new connection.
+func TestHTTPRetriesWhenAPooledConnectionWasClosed(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	for i := range 3 {
+		got := exchangeRaw(t, b, "POST /thenclose HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+		if !strings.HasPrefix(got, "HTTP/1.1 200 OK") {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		time.Sleep(100 * time.Millisecond) // the backend closes its side
+	}
+	if e.conns.Load() != 3 {
+		t.Errorf("%d backend connections, want 3 (one per request)", e.conns.Load())
+	}
+}
+
+// A backend that drops a request unanswered: a GET goes to the next
+// backend; a POST, which may have done something, gets 502.
+func TestHTTPUnansweredRequests(t *testing.T) {
+	dropping := serveEach(t, func(c net.Conn) { http.ReadRequest(bufio.NewReader(c)) })
+	good := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Algo: "first", Check: CheckConfig{Kind: "none"},
+		Backends: []BackendConfig{{Addr: dropping}, {Addr: good.addr}}})
+	got := exchangeRaw(t, b, "GET /noanswer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK") || good.requests.Load() != 1 {
+		t.Errorf("GET: %q, the good backend saw %d", got, good.requests.Load())
+	}
+	got = exchangeRaw(t, b, "POST /noanswer HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+	if !strings.HasPrefix(got, "HTTP/1.1 502 ") || good.requests.Load() != 1 {
+		t.Errorf("POST: %q, the good backend saw %d", got, good.requests.Load())
+	}
+}
+
+func TestHTTPMaxConnsAnswers503(t *testing.T) {
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", MaxConns: 1, QueueTimeout: 100 * time.Millisecond,
+		Check: CheckConfig{Kind: "none"}, Backends: []BackendConfig{{Addr: e.addr}}})
+	held, _ := net.Dial("tcp", b.Addr().String()) // takes the only slot
+	defer held.Close()
+	io.WriteString(held, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	held.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := exchangeRaw(t, b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 503 ") || !strings.Contains(got, "Retry-After: 1\r\n") {
+		t.Errorf("over --max-conns: %q", got)
 	}
 }
