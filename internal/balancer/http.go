@@ -91,6 +91,7 @@ type exchange struct {
 	answered       bool  // the response head has gone to the client: nothing can be retried
 	done           bool  // the response is complete
 	closeAfter     bool  // close once the response is written
+	refused        bool  // the request was refused unread: the client may still be sending
 }
 
 // backendConn is a connection to a backend: serving one client's
@@ -159,7 +160,10 @@ func (h *httpLoop) take(fd int, from net.Addr) {
 	c.since, c.active = h.l.now, h.l.now
 	h.clients[c] = struct{}{}
 	h.l.own(fd, c)
-	c.watch()
+	// The request is usually there already: read it before putting the
+	// socket in the epoll set, which a client that closes after one
+	// answer then never joins.
+	c.read()
 }
 
 // refuse answers 503 to a client that waited too long for a slot.
@@ -196,6 +200,7 @@ func (c *httpClient) read() {
 	n, err := rawsys.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
+		c.watch()
 		return
 	case err != nil:
 		c.close()
@@ -694,7 +699,7 @@ func (c *httpClient) replyError(status int, body string, closeAfter bool) {
 		r.ContentLength = int64(len(body))
 	}
 	keepAlive := ex.keepAlive && !closeAfter && !c.h.l.left
-	ex.status, ex.answered, ex.done, ex.closeAfter = status, true, true, !keepAlive
+	ex.status, ex.answered, ex.done, ex.closeAfter, ex.refused = status, true, true, !keepAlive, closeAfter
 	buf := c.outBuf[:0]
 	if len(c.out) > 0 { // a 100 Continue not yet written: outBuf holds it
 		buf = nil
@@ -789,14 +794,18 @@ func (c *httpClient) next() {
 }
 
 // linger shuts the connection down for writing once its last bytes are
-// out, and reads until the client closes (or lingerFor passes).
+// out, and reads until the client closes (or lingerFor passes): for a
+// client that may have sent more than was read — a refused request, or
+// one that wanted to go on — as nginx's lingering close does.
 func (c *httpClient) linger() {
 	if len(c.out) > 0 {
 		c.state = closing
 		c.watch()
 		return
 	}
-	if c.eof {
+	if c.eof || len(c.in) == 0 && !c.ex.keepAlive && !c.ex.refused {
+		// The client said it sends nothing more, and nothing more came:
+		// a plain close sends the FIN after the answer, as HAProxy does.
 		c.close()
 		return
 	}
