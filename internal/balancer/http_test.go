@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -55,6 +56,8 @@ func (e *echoBackend) serve(c net.Conn) {
 		case "/garbage":
 			io.WriteString(c, "this is not http\r\n\r\n")
 			return
+		case "/slow": // within httpBalancer's 300 ms server timeout
+			time.Sleep(150 * time.Millisecond)
 		case "/interim": // informational answers before the final one
 			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
 				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
@@ -354,5 +357,69 @@ func TestHTTPMaxConnsAnswers503(t *testing.T) {
 	got := exchangeRaw(t, b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 503 ") || !strings.Contains(got, "Retry-After: 1\r\n") {
 		t.Errorf("over --max-conns: %q", got)
+	}
+}
+
+// Shutdown in http mode: an idle keep-alive client is closed at once, a
+// request under way is answered (with "Connection: close"), new
+// connections are refused, and once the grace is over what is left is
+// closed.
+func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	idle, _ := net.Dial("tcp", b.Addr().String())
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	idleReader := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(idleReader, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	busy, _ := net.Dial("tcp", b.Addr().String())
+	defer busy.Close()
+	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // the request is with the backend
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		stopped <- b.Shutdown(ctx)
+	}()
+	if _, err := idleReader.ReadByte(); err != io.EOF {
+		t.Errorf("idle keep-alive client: %v, want EOF", err)
+	}
+	if c, err := net.DialTimeout("tcp", b.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("a new connection was accepted after Shutdown began")
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil || resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("request under way: %v %v, want 200 with Connection: close", resp, err)
+	}
+	busy.Close() // as a client told "Connection: close" does
+	if err := <-stopped; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func TestHTTPShutdownClosesWhatIsLeftAfterTheGrace(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	c, _ := net.Dial("tcp", b.Addr().String())
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if err := b.Shutdown(ctx); err == nil {
+		t.Error("Shutdown returned no error though its grace ran out")
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(began) > time.Second {
+		t.Errorf("connection after the grace: %v after %s", err, time.Since(began))
 	}
 }
