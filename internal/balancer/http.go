@@ -181,7 +181,7 @@ func (h *httpLoop) refuse(fd int, from net.Addr) {
 
 // ready handles epoll's report for the client's socket.
 func (c *httpClient) ready(events uint32) {
-	if events&unix.EPOLLERR != 0 {
+	if events&unix.EPOLLERR != 0 || events&unix.EPOLLHUP != 0 && c.eof {
 		c.close()
 		return
 	}
@@ -298,18 +298,7 @@ func (c *httpClient) dispatch() {
 		c.replyError(503, "503 Service Unavailable: no backend is available\n", false)
 		return
 	}
-	c.replyError(502, "502 Bad Gateway: "+joinSkipped(ex.skipped)+"\n", false)
-}
-
-func joinSkipped(s []string) string {
-	var b []byte
-	for i, x := range s {
-		if i > 0 {
-			b = append(b, "; "...)
-		}
-		b = append(b, x...)
-	}
-	return string(b)
+	c.replyError(502, "502 Bad Gateway: "+strings.Join(ex.skipped, "; ")+"\n", false)
 }
 
 // send gives c's request to be: over a pooled connection when pooled is
@@ -399,7 +388,10 @@ func (bc *backendConn) ready(events uint32) {
 	if events&unix.EPOLLOUT != 0 && len(bc.out) > 0 && !bc.write() {
 		return
 	}
-	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 && len(c.out) == 0 {
+	// Read while the client can take more; or, when the backend hung up,
+	// at once: epoll reports a hang-up until it is read, and the socket
+	// holds no more than its buffer.
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && len(c.out) == 0 {
 		bc.read()
 	}
 }
@@ -432,6 +424,7 @@ func (bc *backendConn) write() bool {
 			return false
 		}
 		bc.out = bc.out[n:]
+		bc.active = bc.h.l.now
 	}
 	bc.watch()
 	return true
@@ -454,6 +447,8 @@ func (bc *backendConn) read() {
 		case err == nil && bc.framing == byClose && c.ex.answered:
 			bc.reusable = false
 			bc.complete()
+		case c.ex.answered: // cut off mid-body: the client's copy is cut off too
+			c.close()
 		case !bc.gotByte:
 			if err == nil {
 				err = errors.New("connection closed")
@@ -592,6 +587,10 @@ func (bc *backendConn) forward(p, head []byte) {
 		} else {
 			n, done, err = bc.chunks.Scan(p, nil)
 			part = p[:n]
+		}
+		if err != nil && head != nil { // nothing has gone to the client yet
+			c.backendFailed(httpx.ErrMalformedResponse)
+			return
 		}
 		if err != nil { // the body is broken: so is what the client got of it
 			c.close()

@@ -58,6 +58,12 @@ func (e *echoBackend) serve(c net.Conn) {
 			return
 		case "/slow": // within httpBalancer's 300 ms server timeout
 			time.Sleep(150 * time.Millisecond)
+		case "/cut": // promises 100 bytes, sends 10, hangs up
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+			return
+		case "/badchunks":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+			return
 		case "/interim": // informational answers before the final one
 			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
 				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
@@ -421,5 +427,21 @@ func TestHTTPShutdownClosesWhatIsLeftAfterTheGrace(t *testing.T) {
 	}
 	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(began) > time.Second {
 		t.Errorf("connection after the grace: %v after %s", err, time.Since(began))
+	}
+}
+
+// A backend that breaks off a response: before anything went to the
+// client it gets 502; after, its connection is closed, so it sees the
+// body is short (never a 502 glued to half a body).
+func TestHTTPBrokenResponses(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	got := exchangeRaw(t, b, "GET /badchunks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 502 ") {
+		t.Errorf("malformed chunks: %q", got)
+	}
+	got = exchangeRaw(t, b, "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\n0123456789") {
+		t.Errorf("cut off: %q", got)
 	}
 }
