@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"sync"
@@ -408,6 +409,27 @@ func (l *loop) connect(addr string) (int, error) {
 		return -1, &net.OpError{Op: "dial", Net: "tcp", Err: err}
 	}
 	return fd, nil
+}
+
+var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// suspectFor is how long a backend whose connect just failed is passed
+// over when no health check clears it sooner.
+const suspectFor = 2 * time.Second
+
+// shortErr is an error as the access log and the stats page show it.
+func shortErr(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Op + ": " + oe.Err.Error()
+	}
+	return err.Error()
 }
 
 // own records w as the handler of fd's events.

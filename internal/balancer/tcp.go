@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"errors"
 	"net"
 	"time"
 
@@ -315,30 +314,4 @@ func (t *tcpLoop) closeAll() {
 	for p := range t.pairs {
 		t.finish(p, "closed")
 	}
-}
-
-var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-
-// suspectFor is how long a backend whose connect just failed is passed
-// over when no health check clears it sooner.
-const suspectFor = 2 * time.Second
-
-// dialer connects to backends (http mode) without TCP keep-alive probes.
-func (b *Balancer) dialer(cfg *Config) net.Dialer {
-	return net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}
-}
-
-// shortErr is an error as the access log and the stats page show it.
-func shortErr(err error) string {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		return oe.Op + ": " + oe.Err.Error()
-	}
-	return err.Error()
 }
