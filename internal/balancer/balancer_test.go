@@ -471,27 +471,10 @@ func (l *lockedLog) String() string {
 }
 
 func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
-	for _, model := range []string{"async", "thread"} {
-		for _, v := range []string{"v1", "v2"} {
-			var log lockedLog
-			h, _ := site.New("")
-			srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true,
-				Log: slog.New(slog.NewTextHandler(&log, nil))}, h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
-			c, _ := net.Dial("tcp", b.Addr().String())
-			client := c.LocalAddr().String()
-			fmt.Fprintf(c, "GET /santai HTTP/1.0\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			c.Close()
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%s %s: %v %v", model, v, resp, err)
-			}
-			srv.Shutdown(context.Background())
-			if !strings.Contains(log.String(), "client="+client) {
-				t.Errorf("%s %s: the access log does not name the client %s:\n%s", model, v, client, log.String())
+	for _, mode := range []string{"tcp", "http"} {
+		for _, model := range []string{"async", "thread"} {
+			for _, v := range []string{"v1", "v2"} {
+				seeRealClient(t, mode, model, v)
 			}
 		}
 	}
@@ -501,6 +484,42 @@ func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 	if status, _, _, err := fetch(srv.Addr().String(), "/"); err == nil {
 		t.Errorf("a plain request got %d", status)
+	}
+}
+
+// seeRealClient sends two clients' requests through a balancer with
+// --send-proxy to a serve with --accept-proxy: its access log must name
+// each client, so http mode may not hand one client's backend connection
+// to another.
+func seeRealClient(t *testing.T, mode, model, v string) {
+	t.Helper()
+	var log lockedLog
+	h, _ := site.New("")
+	srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true,
+		Log: slog.New(slog.NewTextHandler(&log, nil))}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
+	var clients []string
+	for range 2 {
+		c, _ := net.Dial("tcp", b.Addr().String())
+		clients = append(clients, c.LocalAddr().String())
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /santai HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %s %s: %v %v", mode, model, v, resp, err)
+		}
+		io.ReadAll(resp.Body)
+		// The first client stays open: its backend connection stays idle.
+		defer c.Close()
+	}
+	srv.Shutdown(context.Background())
+	for _, client := range clients {
+		if !strings.Contains(log.String(), "client="+client) {
+			t.Errorf("%s %s %s: the access log does not name the client %s:\n%s", mode, model, v, client, log.String())
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"loadlab"
 	"loadlab/internal/httpx"
+	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
 )
 
@@ -70,6 +71,10 @@ type httpClient struct {
 	since  time.Time
 	active time.Time // last byte either way
 	ex     exchange
+	// private are idle backend connections that began with a PROXY
+	// header naming this client (--send-proxy): only it may use them, as
+	// HAProxy keeps such connections to their client.
+	private []*backendConn
 }
 
 // exchange is the request a client has under way.
@@ -101,7 +106,8 @@ type backendConn struct {
 	fd         int
 	be         *Backend
 	epoll      interest
-	client     *httpClient // nil while in the pool
+	client     *httpClient // nil while idle
+	owner      *httpClient // with --send-proxy: the one client it may serve
 	connecting bool
 	reused     bool
 	out        []byte // request bytes not written yet
@@ -305,10 +311,15 @@ func (c *httpClient) dispatch() {
 // set and there is one, else a new one. An error is a connect that failed
 // at once.
 func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
+	proxyVersion := h.b.Config().SendProxy
 	var bc *backendConn
-	if pooled {
+	switch {
+	case pooled && proxyVersion != "":
+		bc = c.privateConn(be)
+	case pooled:
 		bc = h.pooled(be)
 	}
+	out := c.ex.req
 	if bc == nil {
 		fd, err := h.l.connect(be.Addr())
 		if err != nil {
@@ -316,8 +327,13 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		}
 		bc = &backendConn{h: h, fd: fd, be: be, connecting: true}
 		h.l.own(fd, bc)
+		if proxyVersion != "" {
+			bc.owner = c
+			local, _ := rawsys.LocalAddr(c.fd)
+			out = append(proxyproto.Append(nil, proxyVersion, c.from, local), out...)
+		}
 	}
-	bc.client, bc.out, bc.head, bc.gotByte = c, c.ex.req, bc.head[:0], false
+	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false
 	bc.began, bc.active = h.l.now, h.l.now
 	c.ex.bc = bc
 	if !bc.connecting {
@@ -340,13 +356,38 @@ func (h *httpLoop) pooled(be *Backend) *backendConn {
 	return bc
 }
 
-// maxIdlePerBackend bounds the idle connections a loop keeps per backend.
-const maxIdlePerBackend = 256
+// privateConn takes an idle connection to be that only c may use.
+func (c *httpClient) privateConn(be *Backend) *backendConn {
+	for i, bc := range c.private {
+		if bc.be == be {
+			c.private = append(c.private[:i], c.private[i+1:]...)
+			bc.reused = true
+			return bc
+		}
+	}
+	return nil
+}
 
-// put returns bc to the pool, or closes it when the pool is full or the
-// balancer is stopping.
+// maxIdlePerBackend bounds the idle connections a loop keeps per backend;
+// maxPrivate those a client keeps (--send-proxy).
+const (
+	maxIdlePerBackend = 256
+	maxPrivate        = 4
+)
+
+// put returns bc to the pool, or to its owner's, or closes it when that
+// is full or the balancer is stopping.
 func (h *httpLoop) put(bc *backendConn) {
 	bc.client, bc.idleAt = nil, h.l.now
+	if o := bc.owner; o != nil {
+		if o.fd >= 0 && len(o.private) < maxPrivate && !h.l.left {
+			o.private = append(o.private, bc)
+			bc.watch()
+		} else {
+			bc.close()
+		}
+		return
+	}
 	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.l.left {
 		h.idle[bc.be] = append(list, bc)
 		bc.watch()
@@ -355,16 +396,23 @@ func (h *httpLoop) put(bc *backendConn) {
 	bc.close()
 }
 
-// dropIdle takes a pooled connection out of the pool and closes it.
+// dropIdle takes an idle connection out of its pool and closes it.
 func (h *httpLoop) dropIdle(bc *backendConn) {
-	list := h.idle[bc.be]
-	for i, x := range list {
-		if x == bc {
-			h.idle[bc.be] = append(list[:i], list[i+1:]...)
-			break
-		}
+	if o := bc.owner; o != nil {
+		o.private = without(o.private, bc)
+	} else {
+		h.idle[bc.be] = without(h.idle[bc.be], bc)
 	}
 	bc.close()
+}
+
+func without(list []*backendConn, bc *backendConn) []*backendConn {
+	for i, x := range list {
+		if x == bc {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
 }
 
 func (bc *backendConn) close() {
@@ -868,6 +916,10 @@ func (c *httpClient) close() {
 		bc.abandon()
 		c.ex.bc = nil
 	}
+	for _, bc := range c.private {
+		bc.close()
+	}
+	c.private = c.private[:0]
 	delete(h.clients, c)
 	h.l.disown(c.fd)
 	h.l.ended()
@@ -886,6 +938,12 @@ func (h *httpLoop) sweep() {
 	cfg := h.b.Config()
 	now := h.l.now
 	for c := range h.clients {
+		if len(c.private) > 0 && now.Sub(c.private[0].idleAt) > cfg.ServerIdle {
+			for _, bc := range c.private {
+				bc.close()
+			}
+			c.private = c.private[:0]
+		}
 		switch c.state {
 		case reading:
 			switch {

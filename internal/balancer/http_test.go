@@ -397,9 +397,15 @@ func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
 	if _, err := idleReader.ReadByte(); err != io.EOF {
 		t.Errorf("idle keep-alive client: %v, want EOF", err)
 	}
+	// The kernel may still complete a handshake before the listener is
+	// closed, but nothing may answer it.
 	if c, err := net.DialTimeout("tcp", b.Addr().String(), time.Second); err == nil {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if got, _ := io.ReadAll(c); len(got) > 0 {
+			t.Errorf("a connection made after Shutdown began was answered: %q", got)
+		}
 		c.Close()
-		t.Error("a new connection was accepted after Shutdown began")
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
 	if err != nil || resp.StatusCode != 200 || !resp.Close {
