@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"loadlab/internal/bench"
 	"loadlab/internal/server"
 	"loadlab/internal/site"
@@ -602,4 +604,68 @@ func TestTCPModeMovesLargeTransfersBothWays(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), sent) {
 		t.Fatalf("echo through the balancer: got %d bytes, sent %d, equal %v", got.Len(), len(sent), bytes.Equal(got.Bytes(), sent))
 	}
+}
+
+// TestTCPModeKeepsOrderAcrossARedispatch: bytes read from a client while
+// its first backend's connect hangs wait for the next backend, and must
+// reach it before what the client sends after them. The client waits in
+// the --max-conns queue first, so its bytes are there when it is taken.
+func TestTCPModeKeepsOrderAcrossARedispatch(t *testing.T) {
+	silent := silentBackend(t)
+	echo := serveEach(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+	b := startBalancer(t, Config{Check: CheckConfig{Kind: "none"}, ConnectTimeout: 200 * time.Millisecond,
+		MaxConns: 1, QueueTimeout: 2 * time.Second, Backends: []BackendConfig{{Addr: echo}, {Addr: silent}}})
+	held, err := net.Dial("tcp", b.Addr().String()) // round robin: to echo
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(held, "x")
+	if _, err := held.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", b.Addr().String()) // queued; then to the silent one
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "first,")
+	time.Sleep(20 * time.Millisecond)
+	held.Close() // c gets the slot, with "first," waiting to be read
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, "second") // while its connect hangs
+	c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); string(got) != "first,second" {
+		t.Errorf("echoed %q, %v; want \"first,second\"", got, err)
+	}
+}
+
+// silentBackend is a port whose connects hang: a listener with a full
+// accept queue that never accepts, so the kernel drops new SYNs.
+func silentBackend(t *testing.T) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Listen(fd, 0)
+	sa, _ := unix.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	for range 3 { // fill the queue
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("this kernel completes connects past a full accept queue")
+	}
+	return addr
 }
