@@ -28,5 +28,11 @@ CONF
   sleep 0.5
 }
 
+# haproxy_servers: the four backends of the perf scripts (ports 19002 to
+# 19005), as the server lines of an HAProxy backend section.
+haproxy_servers() {
+  for i in 1 2 3 4; do echo "    server s$i 127.0.0.1:$((19001 + i)) check"; done
+}
+
 # median: the median of the numbers on stdin, one a line.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -30,10 +30,7 @@ frontend fe
 backend be
     balance roundrobin
     http-reuse always
-    server s1 127.0.0.1:19002 check
-    server s2 127.0.0.1:19003 check
-    server s3 127.0.0.1:19004 check
-    server s4 127.0.0.1:19005 check
+$(haproxy_servers)
 CONF
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
 sleep 1

@@ -127,9 +127,7 @@ func TestHTTPReusesBackendConnections(t *testing.T) {
 func TestHTTPHeadersAddedAndRemoved(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	c, _ := net.Dial("tcp", b.Addr().String())
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialBalancer(t, b)
 	io.WriteString(c, "GET /chunked?q=1 HTTP/1.1\r\nHost: lab\r\nConnection: keep-alive, X-Secret\r\nX-Secret: hop\r\n"+
 		"Keep-Alive: 300\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 10.1.1.1\r\nX-End: stays\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -198,16 +196,23 @@ func TestHTTPRefusesSmuggling(t *testing.T) {
 	}
 }
 
-// exchange writes raw on a new connection to b and returns everything
-// the balancer sends back until it closes the connection.
-func exchangeRaw(t *testing.T, b *Balancer, raw string) string {
+// dialBalancer connects to b with a 5 s deadline, closed with the test.
+func dialBalancer(t *testing.T, b *Balancer) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", b.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// exchangeRaw writes raw on a new connection to b and returns everything
+// the balancer sends back until it closes the connection.
+func exchangeRaw(t *testing.T, b *Balancer, raw string) string {
+	t.Helper()
+	c := dialBalancer(t, b)
 	io.WriteString(c, raw)
 	got, err := io.ReadAll(c)
 	if err != nil {
@@ -266,12 +271,7 @@ func TestHTTPHeadAndInterimAnswers(t *testing.T) {
 func TestHTTPStreamsALargeResponseToASlowReader(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	c, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialBalancer(t, b)
 	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(300 * time.Millisecond) // every buffer on the way fills up
 	r := bufio.NewReader(c)
@@ -291,12 +291,7 @@ func TestHTTPStreamsALargeResponseToASlowReader(t *testing.T) {
 func TestHTTPExpectContinue(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	c, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialBalancer(t, b)
 	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
@@ -373,9 +368,7 @@ func TestHTTPMaxConnsAnswers503(t *testing.T) {
 func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	idle, _ := net.Dial("tcp", b.Addr().String())
-	defer idle.Close()
-	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	idle := dialBalancer(t, b)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	idleReader := bufio.NewReader(idle)
 	if resp, err := http.ReadResponse(idleReader, nil); err != nil {
@@ -383,9 +376,7 @@ func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
 	} else {
 		io.ReadAll(resp.Body)
 	}
-	busy, _ := net.Dial("tcp", b.Addr().String())
-	defer busy.Close()
-	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	busy := dialBalancer(t, b)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond) // the request is with the backend
 	stopped := make(chan error, 1)
@@ -420,9 +411,7 @@ func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
 func TestHTTPShutdownClosesWhatIsLeftAfterTheGrace(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	c, _ := net.Dial("tcp", b.Addr().String())
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialBalancer(t, b)
 	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
