@@ -134,18 +134,26 @@ func (t *tcpLoop) speculate(p *tcpPair) bool {
 	if w < n {
 		s.pending = append([]byte(nil), buf[w:n]...)
 	}
-	t.connected(p)
+	// Connected, and the backend has the client's first bytes: from here a
+	// failure ends the pair; redispatching now would send the next backend
+	// a request without its start.
+	t.established(p)
 	return true
 }
 
 // connected finishes p's connect: on success the pair starts moving
 // bytes; on failure the backend is suspect and the next one is tried.
 func (t *tcpLoop) connected(p *tcpPair) {
-	be := p.be
 	if err := rawsys.SocketError(p.server.fd); err != nil {
 		t.retry(p, &net.OpError{Op: "dial", Net: "tcp", Err: err})
 		return
 	}
+	t.established(p)
+}
+
+// established starts moving p's bytes once its backend connection is up.
+func (t *tcpLoop) established(p *tcpPair) {
+	be := p.be
 	p.connecting = false
 	p.active = t.l.now
 	be.observe(t.l.now.Sub(p.dialed))
