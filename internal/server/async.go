@@ -65,10 +65,12 @@ func startAsync(c *core) (Server, error) {
 	}
 	addr := c.cfg.Listen
 	if !c.cfg.ReusePort {
+		var held io.Closer
 		var err error
-		if addr, err = claimPort(addr); err != nil {
+		if addr, held, err = claimPort(addr); err != nil {
 			return nil, err
 		}
+		defer held.Close() // once gnet has bound the port too
 	}
 	runErr := make(chan error, 1)
 	go func() {
@@ -96,16 +98,23 @@ func startAsync(c *core) (Server, error) {
 
 // claimPort checks that addr is free, binding it once without
 // SO_REUSEPORT (so another server on the port is an error, not a silent
-// share), and turns port 0 into the free port the kernel chose.
-func claimPort(addr string) (string, error) {
-	ln, err := listen(addr, false)
+// share). Port 0 becomes the free port the kernel chose, held (with
+// SO_REUSEPORT, so gnet may bind it too) until the caller closes the
+// returned Closer: released in between, the port could be taken as the
+// source port of any outgoing connection, and was, in CI.
+func claimPort(addr string) (string, io.Closer, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	hold := port == "0"
+	ln, err := listen(addr, hold)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	defer ln.Close()
-	host, _, _ := net.SplitHostPort(addr)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return net.JoinHostPort(host, port), nil
+	_, chosen, _ := net.SplitHostPort(ln.Addr().String())
+	if !hold {
+		ln.Close()
+		return net.JoinHostPort(host, chosen), io.NopCloser(nil), nil
+	}
+	return net.JoinHostPort(host, chosen), ln, nil
 }
 
 func (s *asyncServer) Addr() net.Addr        { return s.addr }
