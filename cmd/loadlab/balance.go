@@ -135,8 +135,9 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "loadlab balance: ready on %s (mode %s, algo %s, %d backends, pid %d)\n",
-		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid())
+	// The admin listener is up before "ready" is said: a script that
+	// waits for that line may ask the API at once.
+	var adminAt string
 	if f.admin != "" {
 		a, err := balancer.StartAdmin(b, f.admin, f.adminToken)
 		if err != nil {
@@ -144,7 +145,12 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 			return err
 		}
 		defer a.Close()
-		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", a.Addr())
+		adminAt = a.Addr().String()
+	}
+	fmt.Fprintf(os.Stderr, "loadlab balance: ready on %s (mode %s, algo %s, %d backends, pid %d)\n",
+		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid())
+	if adminAt != "" {
+		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)
 	}
 
 	hup := make(chan os.Signal, 1)
