@@ -459,21 +459,15 @@ func (bc *backendConn) connected() {
 
 // write sends the request bytes; false when the connection failed.
 func (bc *backendConn) write() bool {
-	for len(bc.out) > 0 {
-		n, err := rawsys.Write(bc.fd, bc.out)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err != nil {
-			bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
-			return false
-		}
-		bc.out = bc.out[n:]
+	rest, err := writeSome(bc.fd, bc.out)
+	if err != nil {
+		bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
+		return false
+	}
+	if len(rest) < len(bc.out) {
 		bc.active = bc.h.l.now
 	}
+	bc.out = rest
 	bc.watch()
 	return true
 }
@@ -766,22 +760,15 @@ func (c *httpClient) send(p []byte) bool {
 		c.out = append(c.out, p...)
 		return true
 	}
-	for len(p) > 0 {
-		n, err := rawsys.Write(c.fd, p)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err != nil {
-			c.close()
-			return false
-		}
-		p = p[n:]
+	rest, err := writeSome(c.fd, p)
+	if err != nil {
+		c.close()
+		return false
+	}
+	if len(rest) < len(p) {
 		c.active = c.h.l.now
 	}
-	if len(p) > 0 {
+	if p = rest; len(p) > 0 {
 		c.out = append(c.outBuf[:0], p...) // p may be outBuf's tail: append moves it down
 		c.outBuf = c.out
 		c.watch()
@@ -795,21 +782,17 @@ func (c *httpClient) send(p []byte) bool {
 // flush writes what the client could not take before; false when the
 // client is gone.
 func (c *httpClient) flush() bool {
-	for len(c.out) > 0 {
-		n, err := rawsys.Write(c.fd, c.out)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			c.watch()
-			return true
-		}
-		if err != nil {
-			c.close()
-			return false
-		}
-		c.out = c.out[n:]
+	rest, err := writeSome(c.fd, c.out)
+	if err != nil {
+		c.close()
+		return false
+	}
+	if len(rest) < len(c.out) {
 		c.active = c.h.l.now
+	}
+	if c.out = rest; len(c.out) > 0 {
+		c.watch()
+		return true
 	}
 	c.out = nil
 	switch {

@@ -438,6 +438,25 @@ func shortErr(err error) string {
 	return err.Error()
 }
 
+// writeSome writes p to fd until it is all written or the socket is full,
+// and returns what is left; err is a failure of the connection, never
+// EAGAIN.
+func writeSome(fd int, p []byte) ([]byte, error) {
+	for len(p) > 0 {
+		n, err := rawsys.Write(fd, p)
+		switch err {
+		case nil:
+			p = p[n:]
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return p, nil
+		default:
+			return p, err
+		}
+	}
+	return p, nil
+}
+
 // own records w as the handler of fd's events.
 func (l *loop) own(fd int, w watched) {
 	for len(l.sockets) <= fd {

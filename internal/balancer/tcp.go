@@ -252,20 +252,12 @@ func (t *tcpLoop) pump(src *tcpSide) {
 // flush writes s.pending to s, and passes its peer's FIN on once nothing
 // is pending; false if the pair is gone.
 func (t *tcpLoop) flush(s *tcpSide) bool {
-	for len(s.pending) > 0 {
-		n, err := rawsys.Write(s.fd, s.pending)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			break
-		}
-		if err != nil {
-			t.finish(s.pair, "error")
-			return false
-		}
-		s.pending = s.pending[n:]
+	rest, err := writeSome(s.fd, s.pending)
+	if err != nil {
+		t.finish(s.pair, "error")
+		return false
 	}
+	s.pending = rest
 	if len(s.pending) == 0 {
 		s.pending = nil
 		if s.peer.eof && !s.shut {
