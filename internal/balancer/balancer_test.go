@@ -102,7 +102,13 @@ func fourBackends(t *testing.T) ([]*backendServer, []BackendConfig) {
 
 // fetch sends one HTTP/1.0 request on a new connection.
 func fetch(addr, path string) (status int, servedBy, body string, err error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	return fetchFrom(nil, addr, path)
+}
+
+// fetchFrom is fetch from a chosen local address (nil: any).
+func fetchFrom(local net.Addr, addr, path string) (status int, servedBy, body string, err error) {
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: local}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return 0, "", "", err
 	}
@@ -134,6 +140,126 @@ func TestRoundRobinOverFourBackends(t *testing.T) {
 			t.Errorf("%s took %d connections, want 1000", s.Name, s.Total)
 		}
 	}
+}
+
+// The algorithms' promises, seen by clients of a running balancer
+// (picker_test.go checks the pickers alone).
+func TestAlgorithmsOverRealConnections(t *testing.T) {
+	t.Run("weighted", func(t *testing.T) {
+		_, cfgs := fourBackends(t)
+		cfgs = cfgs[:2]
+		cfgs[0].Weight, cfgs[1].Weight = 3, 1
+		b := startBalancer(t, Config{Algo: "weighted", Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+		got := map[string]int{}
+		for range 400 {
+			_, by, _, err := fetch(b.Addr().String(), "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[by]++
+		}
+		if got["b1"] != 300 || got["b2"] != 100 {
+			t.Errorf("weights 3:1 over 400 connections gave %v, want b1 300, b2 100", got)
+		}
+	})
+
+	// One backend takes 100 ms an answer; eight clients keep requests
+	// going. Round robin sends it a quarter regardless (the control);
+	// leastconn and p2c see its connections pile up and go elsewhere.
+	slow := serveEach(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.0 200 OK\r\nX-Served-By: slow\r\nContent-Length: 0\r\n\r\n")
+	})
+	for _, algo := range []string{"roundrobin", "leastconn", "p2c"} {
+		t.Run(algo+" and a busy backend", func(t *testing.T) {
+			_, cfgs := fourBackends(t)
+			cfgs[1].Addr = slow
+			b := startBalancer(t, Config{Algo: algo, Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+			const clients, each = 8, 40
+			var toSlow, failed atomic.Int64
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					for range each {
+						_, by, _, err := fetch(b.Addr().String(), "/")
+						if err != nil {
+							failed.Add(1)
+						}
+						if by == "slow" {
+							toSlow.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if failed.Load() > 0 {
+				t.Fatalf("%d requests failed", failed.Load())
+			}
+			n, total := toSlow.Load(), int64(clients*each)
+			switch {
+			case algo == "roundrobin" && n != total/4:
+				t.Errorf("round robin sent %d of %d to the slow backend, want exactly a quarter", n, total)
+			case algo != "roundrobin" && n > total/10:
+				t.Errorf("%s sent %d of %d to the slow backend, want under a tenth", algo, n, total)
+			}
+			t.Logf("%s: %d of %d to the slow backend", algo, n, total)
+		})
+	}
+
+	// Clients from 100 loopback addresses; removing one of 4 backends moves
+	// the clients it had and no one else.
+	t.Run("sourcehash", func(t *testing.T) {
+		bss, cfgs := fourBackends(t)
+		b := startBalancer(t, Config{Algo: "sourcehash", Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+		servedBy := func(i int) string {
+			_, by, _, err := fetchFrom(&net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}, b.Addr().String(), "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return by
+		}
+		before := map[int]string{}
+		per := map[string]int{}
+		for i := range 100 {
+			before[i] = servedBy(i)
+			if again := servedBy(i); again != before[i] {
+				t.Fatalf("client %d went to %s, then to %s", i, before[i], again)
+			}
+			per[before[i]]++
+		}
+		if len(per) != 4 || per["b3"] == 0 {
+			t.Fatalf("100 clients spread as %v, want all 4 backends used", per)
+		}
+		if !b.Pool().Remove(bss[2].addr) {
+			t.Fatal("could not remove b3")
+		}
+		moved := 0
+		for i := range 100 {
+			now := servedBy(i)
+			switch {
+			case before[i] == "b3" && now == "b3":
+				t.Fatalf("client %d still went to the removed b3", i)
+			case before[i] == "b3":
+				moved++
+			case now != before[i]:
+				t.Errorf("client %d moved from %s to %s though %s stayed", i, before[i], now, before[i])
+			}
+		}
+		if moved != per["b3"] {
+			t.Errorf("%d clients moved, want b3's %d", moved, per["b3"])
+		}
+	})
 }
 
 func TestKilledBackendCostsNothing(t *testing.T) {
