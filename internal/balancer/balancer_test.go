@@ -484,6 +484,12 @@ func TestAllDownRefusesFastAndRecovers(t *testing.T) {
 		if time.Since(began) > 2*time.Second {
 			t.Errorf("%s took %s to refuse", mode, time.Since(began))
 		}
+		if mode == "http" {
+			got := exchangeRaw(t, b, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(got, "HTTP/1.1 503 ") || !strings.Contains(got, "\r\nRetry-After: 1\r\n") {
+				t.Errorf("http with every backend down answered %q, want 503 with Retry-After", got)
+			}
+		}
 		f.setUp(t, true)
 		waitState(t, b.Pool().Find(f.addr), Ready, 2*time.Second)
 		if _, _, body, err := fetch(b.Addr().String(), "/"); body != "ok" {
