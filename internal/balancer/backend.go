@@ -101,7 +101,8 @@ func (b *Backend) available(now time.Time) bool {
 	return b.State() == Ready && now.UnixNano() >= b.suspectUntil.Load()
 }
 
-// suspect takes b out of the choice for a while after a failed connect.
+// suspect counts a failed connect and takes b out of the choice for a
+// while.
 func (b *Backend) suspect(d time.Duration) {
 	b.Errors.Add(1)
 	b.suspectUntil.Store(time.Now().Add(d).UnixNano())

@@ -81,7 +81,7 @@ type httpClient struct {
 type exchange struct {
 	req            []byte // as the backend gets it; kept for a retry
 	method, target string // for the access log, only when there is one
-	bodyLen        int
+	received       int    // the request's bytes as the client sent them
 	isHead         bool
 	idempotent     bool
 	keepAlive      bool // the client's wish; the answer may still close
@@ -92,7 +92,7 @@ type exchange struct {
 	freshRetry     bool // a reused backend connection failed and the request went again on a new one
 	bc             *backendConn
 	status         int
-	sent           int64 // response body bytes passed to the client
+	sent           int64 // response bytes, head and body, passed to the client
 	answered       bool  // the response head has gone to the client: nothing can be retried
 	done           bool  // the response is complete
 	closeAfter     bool  // close once the response is written
@@ -252,23 +252,28 @@ func (c *httpClient) parse() {
 		return
 	}
 	if req == nil {
+		if c.eof { // the rest of the request will never come
+			c.close()
+			return
+		}
 		if c.parser.NeedsContinue() {
 			c.send([]byte(httpx.Continue))
 		}
 		c.watch()
 		return
 	}
-	c.begin(req)
+	c.begin(req, n)
 	c.in = c.in[:copy(c.in, c.in[n:])]
 	c.state = forwarding
 	c.dispatch()
 }
 
-// begin sets up the exchange for req, writing it as the backend gets it.
-func (c *httpClient) begin(req *httpx.Request) {
+// begin sets up the exchange for req, n bytes of the client's input,
+// writing it as the backend gets it.
+func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
-		req: appendRequest(ex.req[:0], req, c.ip), bodyLen: len(req.Body), isHead: req.IsHead(),
+		req: appendRequest(ex.req[:0], req, c.ip), received: n, isHead: req.IsHead(),
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.now,
 		tried: ex.tried[:0], skipped: ex.skipped[:0],
 	}
@@ -293,8 +298,7 @@ func (c *httpClient) dispatch() {
 		be.Active.Add(1)
 		if err := h.send(c, be, true); err != nil {
 			be.Active.Add(-1)
-			be.Errors.Add(1)
-			be.suspect(suspectFor)
+			be.suspect(suspectFor) // counts the error
 			ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
 			continue
 		}
@@ -574,7 +578,7 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	be := bc.be
 	be.observe(bc.h.l.now.Sub(bc.began))
 	be.Requests.Add(1)
-	be.BytesIn.Add(int64(ex.bodyLen))
+	be.BytesIn.Add(int64(len(ex.req)))
 	ex.status, ex.answered = rh.Status, true
 	bc.reusable = rh.KeepAlive
 	bc.decode = false
@@ -597,6 +601,7 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	// outBuf is free.
 	head := appendResponseHead(c.outBuf[:0], rh, bc.framing, bc.decode, ex.isHead, keepAlive)
 	c.outBuf = head
+	ex.sent += int64(len(head))
 	if bc.framing == noBody {
 		bc.reusable = bc.reusable && len(rest) == 0
 		if c.send(head) {
@@ -688,7 +693,7 @@ func (bc *backendConn) abandon() {
 
 func (h *httpLoop) logRequest(c *httpClient, be *Backend, status int, sent int64) {
 	ex := &c.ex
-	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.bodyLen), sent, h.l.now.Sub(ex.start), ex.skipped)
+	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.received), sent, h.l.now.Sub(ex.start), ex.skipped)
 }
 
 // backendFailed handles a failure of the exchange's backend connection
@@ -711,8 +716,10 @@ func (c *httpClient) backendFailed(err error) {
 		}
 	}
 	be.Active.Add(-1)
-	be.Errors.Add(1)
 	ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
+	if !errors.Is(err, errConnect) {
+		be.Errors.Add(1) // suspect, below, counts a failed connect
+	}
 	switch {
 	case errors.Is(err, errConnect):
 		be.suspect(suspectFor)
@@ -810,7 +817,9 @@ func (c *httpClient) flush() bool {
 // next follows a complete, written response: the next request, or the
 // close.
 func (c *httpClient) next() {
-	if c.ex.closeAfter || c.eof {
+	// A client that sent its FIN after pipelined requests still gets
+	// every answer, as nginx and HAProxy give them.
+	if c.ex.closeAfter || c.eof && len(c.in) == 0 {
 		c.state = closing
 		c.linger()
 		return

@@ -16,12 +16,13 @@ import (
 )
 
 // echoBackend answers every request with its own head as the body, over
-// keep-alive, and counts connections and requests. behave may replace the
-// answer for a request whose path names a misbehaviour.
+// keep-alive, and counts connections, requests and bytes. A path may name
+// a misbehaviour instead (serve, below).
 type echoBackend struct {
 	addr     string
 	conns    atomic.Int64
 	requests atomic.Int64
+	in, out  atomic.Int64 // bytes read and written
 	mu       sync.Mutex
 	heads    []string
 }
@@ -30,9 +31,27 @@ func startEcho(t *testing.T) *echoBackend {
 	e := &echoBackend{}
 	e.addr = serveEach(t, func(c net.Conn) {
 		e.conns.Add(1)
-		e.serve(c)
+		e.serve(countingConn{c, &e.in, &e.out})
 	})
 	return e
+}
+
+// countingConn counts the bytes read and written through it.
+type countingConn struct {
+	net.Conn
+	in, out *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
 }
 
 func (e *echoBackend) serve(c net.Conn) {
@@ -153,6 +172,47 @@ func TestHTTPHeadersAddedAndRemoved(t *testing.T) {
 	}
 }
 
+// The stats page's counters, in both modes: bytes each way are what the
+// backend and the client really got, and a failed connect is one error.
+func TestCountersAreExact(t *testing.T) {
+	for _, mode := range []string{"tcp", "http"} {
+		e := startEcho(t)
+		b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: "127.0.0.1:1"}, {Addr: e.addr}}, // nothing listens on port 1
+			Check: CheckConfig{Kind: "none"}})
+		req := "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+			"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		// To the dead backend first, then redispatched; the client's FIN
+		// ends the tcp-mode echo.
+		c := dialBalancer(t, b)
+		io.WriteString(c, req)
+		c.(*net.TCPConn).CloseWrite()
+		all, err := io.ReadAll(c)
+		if got := string(all); err != nil || strings.Count(got, "HTTP/1.1 200 OK") != 2 {
+			t.Fatalf("%s: %q, %v", mode, got, err)
+		}
+		got := string(all)
+		s := b.Status()
+		if s[0].Errors != 1 || s[1].Errors != 0 {
+			t.Errorf("%s: errors %d (dead) and %d (echo), want 1 and 0", mode, s[0].Errors, s[1].Errors)
+		}
+		// The echo backend has read and written everything once the
+		// client has the last byte; wait for the balancer's books.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) && b.Status()[1].BytesOut != int64(len(got)) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s = b.Status()
+		if s[1].BytesIn != e.in.Load() || s[1].BytesOut != int64(len(got)) {
+			t.Errorf("%s: counted %d bytes in and %d out; the backend read %d, the client got %d",
+				mode, s[1].BytesIn, s[1].BytesOut, e.in.Load(), len(got))
+		}
+		if mode == "tcp" && (s[1].BytesIn != int64(len(req)) || s[1].BytesOut != e.out.Load()) {
+			t.Errorf("tcp: counted %d in and %d out; the client sent %d, the backend wrote %d",
+				s[1].BytesIn, s[1].BytesOut, len(req), e.out.Load())
+		}
+	}
+}
+
 func TestHTTPErrors(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
@@ -221,20 +281,45 @@ func exchangeRaw(t *testing.T, b *Balancer, raw string) string {
 	return string(got)
 }
 
+// Pipelined requests are answered in order, whether the last one asks to
+// close or the client sends its FIN after it (a half-close, as
+// `printf ... | nc` does); a request cut short by the FIN is dropped at
+// once.
 func TestHTTPPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
-	got := exchangeRaw(t, b, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"+
-		"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	r := bufio.NewReader(strings.NewReader(got))
-	for _, want := range []string{"GET /1\n", "GET /2\n", "GET /3\n"} {
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			t.Fatalf("before %q: %v in %q", want, err, got)
+	three := "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n"
+	for _, end := range []struct {
+		last string
+		fin  bool
+	}{
+		{"Connection: close\r\n\r\n", false},
+		{"\r\n", true},
+		{"\r\nGET /4 HTTP/1.1\r\nHo", true}, // /4 is never complete
+	} {
+		c := dialBalancer(t, b)
+		io.WriteString(c, three+end.last)
+		if end.fin {
+			c.(*net.TCPConn).CloseWrite()
 		}
-		body, _ := io.ReadAll(resp.Body)
-		if !strings.HasPrefix(string(body), want) {
-			t.Errorf("got %q, want it to start %q", body, want)
+		began := time.Now()
+		all, err := io.ReadAll(c)
+		if err != nil || time.Since(began) > time.Second {
+			t.Fatalf("%+v: %v after %s", end, err, time.Since(began))
+		}
+		r := bufio.NewReader(bytes.NewReader(all))
+		for _, want := range []string{"GET /1\n", "GET /2\n", "GET /3\n"} {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("%+v, before %q: %v in %q", end, want, err, all)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.HasPrefix(string(body), want) {
+				t.Errorf("%+v: got %q, want it to start %q", end, body, want)
+			}
+		}
+		if rest, _ := io.ReadAll(r); len(rest) > 0 {
+			t.Errorf("%+v: after the third answer %q", end, rest)
 		}
 	}
 }
