@@ -64,6 +64,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.DurationVar(&c.ClientIdle, "client-idle", balancer.DefaultClientIdle, "idle time after which a client connection closes")
 	fl.DurationVar(&c.ServerIdle, "server-idle", balancer.DefaultServerIdle, "idle time after which a backend connection closes (http: time to answer)")
 	fl.DurationVar(&c.HeadTimeout, "head-timeout", balancer.DefaultHeadTimeout, "http: time to receive a request head")
+	fl.Int64Var(&c.MaxBody, "max-body", balancer.DefaultMaxBody, "http: largest request body in bytes, held whole before it goes on; larger is 413")
 	fl.IntVar(&c.MaxConns, "max-conns", 0, "client connections at once (0 = no limit); more wait --queue-timeout, then are refused")
 	fl.DurationVar(&c.QueueTimeout, "queue-timeout", balancer.DefaultQueueTimeout, "time a connection over --max-conns may wait")
 	fl.StringVar(&c.SendProxy, "send-proxy", "", "send a PROXY protocol header to backends: v1 or v2")

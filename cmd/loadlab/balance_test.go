@@ -111,6 +111,7 @@ func TestBalanceBadInput(t *testing.T) {
 		{"balance", "--backend", "127.0.0.1:9002", "--algo", "fastest"},
 		{"balance", "--backend", "127.0.0.1:9002", "--mode", "udp"},
 		{"balance", "--backend", "127.0.0.1:9002", "--send-proxy", "v3"},
+		{"balance", "--backend", "127.0.0.1:9002", "--max-body", "-1"},
 		{"balance", "--config", "/no/such/file.yaml"},
 	} {
 		out, err := exec.Command(binary, args...).CombinedOutput()

@@ -24,6 +24,7 @@ type Config struct {
 	ClientIdle     time.Duration `yaml:"client_idle"`
 	ServerIdle     time.Duration `yaml:"server_idle"`
 	HeadTimeout    time.Duration `yaml:"head_timeout"` // http mode: to receive a request head
+	MaxBody        int64         `yaml:"max_body"`     // http mode: largest request body, held whole before it goes on; larger is 413
 	Retries        int           `yaml:"retries"`      // other backends tried after a failed connect; -1 for none
 	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
@@ -49,6 +50,7 @@ const (
 	DefaultHeadTimeout    = 10 * time.Second
 	DefaultRetries        = 3
 	DefaultQueueTimeout   = 100 * time.Millisecond
+	DefaultMaxBody        = 1 << 20 // nginx's client_max_body_size
 )
 
 func (c *Config) fillDefaults() {
@@ -67,6 +69,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
 	}
 	if c.Algo == "" {
 		c.Algo = "roundrobin"
@@ -104,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retries < -1 || c.MaxConns < 0 {
 		return errors.New("retries must be -1 (none) or more, max_conns 0 (no limit) or more")
+	}
+	if c.MaxBody < 0 {
+		return errors.New("max_body must be a size in bytes, more than 0")
 	}
 	return c.Check.validate()
 }

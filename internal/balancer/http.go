@@ -159,6 +159,7 @@ func (h *httpLoop) take(fd int, from net.Addr) {
 		c = &httpClient{h: h, parser: httpx.NewParser(httpx.DefaultLimits())}
 	}
 	c.fd, c.from, c.state, c.eof = fd, from, reading, false
+	c.parser.Limits.MaxBody = h.b.Config().MaxBody // as of this connection's start, as a reload means it
 	c.ip = "unknown"
 	if a, ok := from.(*net.TCPAddr); ok {
 		c.ip = a.IP.String()

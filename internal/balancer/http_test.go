@@ -213,6 +213,29 @@ func TestCountersAreExact(t *testing.T) {
 	}
 }
 
+// A request body over --max-body is refused with 413 before it reaches
+// a backend; under it, it goes on whole.
+func TestHTTPMaxBody(t *testing.T) {
+	e := startEcho(t)
+	body := strings.Repeat("x", 3<<19) // 1.5 MiB
+	req := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	for _, tc := range []struct {
+		maxBody int64
+		want    string
+	}{{0, "HTTP/1.1 413 "}, {2 << 20, "HTTP/1.1 200 "}} {
+		b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, MaxBody: tc.maxBody})
+		before := e.in.Load()
+		got := exchangeRaw(t, b, req)
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("max body %d: answered %.60q, want %q", tc.maxBody, got, tc.want)
+		}
+		reached := e.in.Load() - before
+		if tc.want == "HTTP/1.1 413 " && reached != 0 || tc.want == "HTTP/1.1 200 " && reached < int64(len(body)) {
+			t.Errorf("max body %d: the backend read %d bytes", tc.maxBody, reached)
+		}
+	}
+}
+
 func TestHTTPErrors(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
