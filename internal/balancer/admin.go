@@ -176,7 +176,7 @@ func (a *Admin) add(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
-	if !a.b.pool.Remove(r.PathValue("name")) {
+	if !a.b.RemoveBackend(r.PathValue("name")) {
 		http.Error(w, "404 Not Found: no backend "+r.PathValue("name"), http.StatusNotFound)
 		return
 	}
@@ -260,10 +260,11 @@ var (
 	descErrors   = prometheus.NewDesc("loadlab_backend_errors_total", "Failed connects and broken exchanges.", []string{"backend"}, nil)
 	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect (tcp) or response-head (http) latency.", []string{"backend", "quantile"}, nil)
 	descDropped  = prometheus.NewDesc("loadlab_access_log_dropped_total", "Access log lines dropped because the writer fell behind.", nil, nil)
+	descPanics   = prometheus.NewDesc("loadlab_panics_total", "Panics recovered while serving; each closed one connection.", nil, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped} {
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics} {
 		ch <- d
 	}
 }
@@ -287,4 +288,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, s.P99ms/1000, s.Name, "0.99")
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.b.log.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.b.panics.Load()))
 }

@@ -6,7 +6,9 @@ package balancer
 
 import (
 	"fmt"
+	"loadlab/internal/rawsys"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,12 @@ func (s State) String() string {
 type Backend struct {
 	Name string // as given, e.g. 127.0.0.1:9002 or srv-name
 	addr atomic.Pointer[string]
+	// sockaddr is where the loops connect: set at once for an IP address,
+	// by the resolver for a host name (nil until it first answers; a
+	// failed look-up keeps the last good answer).
+	sockaddr atomic.Pointer[rawsys.Sockaddr]
+	origin   string      // the srv:// entry it came from; "" for a plain one
+	gone     atomic.Bool // left the pool: connections to it are not kept idle
 
 	weight atomic.Int64
 	state  atomic.Int32
@@ -80,8 +88,24 @@ type CheckResult struct {
 func NewBackend(addr string, weight int) *Backend {
 	b := &Backend{Name: addr, latency: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 2)}
 	b.addr.Store(&addr)
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil {
+			b.resolved(ip, port)
+		}
+	}
 	b.weight.Store(int64(max(weight, 1)))
 	return b
+}
+
+// resolved records the address b's name stands for now.
+func (b *Backend) resolved(ip net.IP, port string) {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return
+	}
+	addr := net.JoinHostPort(ip.String(), port)
+	b.addr.Store(&addr)
+	b.sockaddr.Store(rawsys.NewSockaddr(ip, n))
 }
 
 // Addr is where to connect now; re-resolution may change it.
@@ -151,15 +175,19 @@ func ParseBackend(spec string) (addr string, weight int, err error) {
 }
 
 // Pool is the set of backends. Readers take a snapshot without locking;
-// changes replace the whole slice.
+// changes replace the whole slice. What the admin API adds and removes is
+// remembered, so that a reload or a DNS refresh, which rebuild the pool
+// from the configuration, keep those changes.
 type Pool struct {
-	mu       sync.Mutex
-	backends atomic.Pointer[[]*Backend]
+	mu         sync.Mutex
+	backends   atomic.Pointer[[]*Backend]
+	apiAdded   []*Backend
+	apiRemoved map[string]bool
 }
 
 // NewPool makes a pool of the given backends.
 func NewPool(bs []*Backend) *Pool {
-	p := &Pool{}
+	p := &Pool{apiRemoved: map[string]bool{}}
 	p.backends.Store(&bs)
 	return p
 }
@@ -177,49 +205,92 @@ func (p *Pool) Find(name string) *Backend {
 	return nil
 }
 
-// Add appends b unless a backend of that name is there; it reports whether it did.
+// Len is the number of backends.
+func (p *Pool) Len() int { return len(p.All()) }
+
+// Add appends b, as the admin API asks, unless a backend of that name is
+// there; it reports whether it did.
 func (p *Pool) Add(b *Backend) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.Find(b.Name) != nil {
 		return false
 	}
+	delete(p.apiRemoved, b.Name)
+	p.apiAdded = append(p.apiAdded, b)
 	next := append(append([]*Backend(nil), p.All()...), b)
 	p.backends.Store(&next)
 	return true
 }
 
-// Remove takes the named backend out; connections it has go on.
-func (p *Pool) Remove(name string) bool {
+// Remove takes the named backend out, as the admin API asks, and returns
+// it (nil when there is none); connections it has go on.
+func (p *Pool) Remove(name string) *Backend {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var next []*Backend
+	var gone *Backend
 	for _, b := range p.All() {
 		if b.Name != name {
 			next = append(next, b)
+		} else {
+			gone = b
 		}
 	}
-	if len(next) == len(p.All()) {
-		return false
+	if gone == nil {
+		return nil
 	}
+	p.apiRemoved[name] = true
+	p.apiAdded = slices.DeleteFunc(p.apiAdded, func(b *Backend) bool { return b.Name == name })
 	p.backends.Store(&next)
-	return true
+	return gone
 }
 
-// Replace sets the pool to bs, keeping the existing Backend (and its
-// counters and health) for every name that stays.
-func (p *Pool) Replace(bs []*Backend) {
+// Replace sets the pool to bs, the configuration's plain backends, merged
+// with what the admin API changed since, and with the backends of the
+// srv:// entries in srvs as DNS last named them; it keeps the existing
+// Backend (and its counters and health) for every name that stays, and
+// returns those that left.
+func (p *Pool) Replace(bs []*Backend, srvs []string) []*Backend {
+	return p.replaceWhere(func(b *Backend) bool { return !slices.Contains(srvs, b.origin) }, bs)
+}
+
+// ReplaceFrom replaces only the backends that came from the configuration
+// entry origin (an srv:// name) with bs, and returns those that left.
+func (p *Pool) ReplaceFrom(origin string, bs []*Backend) []*Backend {
+	for _, b := range bs {
+		b.origin = origin
+	}
+	return p.replaceWhere(func(b *Backend) bool { return b.origin == origin }, bs)
+}
+
+// replaceWhere swaps the backends for which mine is true for bs.
+func (p *Pool) replaceWhere(mine func(*Backend) bool, bs []*Backend) []*Backend {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next := make([]*Backend, len(bs))
-	for i, b := range bs {
+	var next, gone []*Backend
+	for _, b := range p.All() {
+		if !mine(b) || slices.Contains(p.apiAdded, b) {
+			next = append(next, b)
+		}
+	}
+	for _, b := range bs {
+		if p.apiRemoved[b.Name] || slices.ContainsFunc(next, func(x *Backend) bool { return x.Name == b.Name }) {
+			continue
+		}
 		if old := p.Find(b.Name); old != nil {
 			old.weight.Store(b.Weight())
 			b = old
 		}
-		next[i] = b
+		next = append(next, b)
+	}
+	for _, b := range p.All() {
+		if !slices.Contains(next, b) {
+			gone = append(gone, b)
+		}
 	}
 	p.backends.Store(&next)
+	return gone
 }
 
 // candidates lists the backends new traffic may go to, leaving out those

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"loadlab/internal/evloop"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -124,7 +126,8 @@ type Balancer struct {
 	ln     net.Listener
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
-	loops    *proxy        // the event loops of either mode
+	loops    *evloop.Group // the event loops of either mode
+	panics   atomic.Int64  // recovered panics, each of which closed one connection
 	draining atomic.Bool
 	done     chan struct{}
 	checker  *checker
@@ -158,19 +161,34 @@ func Start(cfg Config) (*Balancer, error) {
 	if cfg.Mode == "http" {
 		newMode = newHTTPLoop
 	}
-	if b.loops, err = startProxy(b, newMode); err != nil {
+	if b.loops, err = startLoops(b, newMode); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	return b, nil
 }
 
+// backendsOf makes the plain backends of a configuration; srv:// entries
+// become backends once the resolver has looked them up.
 func backendsOf(cs []BackendConfig) []*Backend {
-	bs := make([]*Backend, len(cs))
-	for i, c := range cs {
-		bs[i] = NewBackend(c.Addr, c.Weight)
+	var bs []*Backend
+	for _, c := range cs {
+		if !strings.HasPrefix(c.Addr, "srv://") {
+			bs = append(bs, NewBackend(c.Addr, c.Weight))
+		}
 	}
 	return bs
+}
+
+// srvEntries are the srv:// entries of a configuration.
+func srvEntries(cs []BackendConfig) []string {
+	var srvs []string
+	for _, c := range cs {
+		if strings.HasPrefix(c.Addr, "srv://") {
+			srvs = append(srvs, c.Addr)
+		}
+	}
+	return srvs
 }
 
 func (b *Balancer) apply(cfg Config) {
@@ -190,9 +208,36 @@ func (b *Balancer) Reload(cfg Config) error {
 		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
 	}
 	cfg.Log, cfg.Resolver = b.Config().Log, b.Config().Resolver
-	b.pool.Replace(backendsOf(cfg.Backends))
+	b.forget(b.pool.Replace(backendsOf(cfg.Backends), srvEntries(cfg.Backends)))
 	b.apply(cfg)
 	return nil
+}
+
+// RemoveBackend takes the named backend out of the pool, as the admin API
+// asks, and closes the idle connections the loops keep to it.
+func (b *Balancer) RemoveBackend(name string) bool {
+	be := b.pool.Remove(name)
+	if be == nil {
+		return false
+	}
+	b.forget([]*Backend{be})
+	return true
+}
+
+// forget tells the loops that backends left the pool: idle connections
+// kept to them are closed at once, not when they time out.
+func (b *Balancer) forget(gone []*Backend) {
+	for _, be := range gone {
+		be.gone.Store(true)
+	}
+	if len(gone) == 0 || b.loops == nil {
+		return
+	}
+	b.loops.Each(func(h evloop.Handler) {
+		if f, ok := h.(interface{ forget([]*Backend) }); ok {
+			f.forget(gone)
+		}
+	})
 }
 
 // Config is the running configuration.
@@ -200,6 +245,12 @@ func (b *Balancer) Config() *Config { return b.cfg.Load() }
 
 // Pool is the balancer's backends.
 func (b *Balancer) Pool() *Pool { return b.pool }
+
+// panicked counts and logs a panic that closed one connection.
+func (b *Balancer) panicked(p any, stack []byte) {
+	b.panics.Add(1)
+	slog.Error("panic serving a connection; it was closed and serving goes on", "panic", p, "stack", string(stack))
+}
 
 // Addr is the address the balancer listens on.
 func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
@@ -229,7 +280,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
-	b.loops.stop(b.ln, ctx.Done())
+	b.loops.Stop(func() { b.ln.Close() }, ctx.Done())
 	err := ctx.Err()
 	b.log.close()
 	close(b.done)

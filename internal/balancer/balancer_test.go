@@ -241,7 +241,7 @@ func TestAlgorithmsOverRealConnections(t *testing.T) {
 		if len(per) != 4 || per["b3"] == 0 {
 			t.Fatalf("100 clients spread as %v, want all 4 backends used", per)
 		}
-		if !b.Pool().Remove(bss[2].addr) {
+		if b.Pool().Remove(bss[2].addr) == nil {
 			t.Fatal("could not remove b3")
 		}
 		moved := 0

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab"
+	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
 	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
@@ -27,7 +28,7 @@ import (
 // decoded and ended by the close). The client is not read while its
 // response is on the way, beyond what it has already sent (pipelining).
 type httpLoop struct {
-	l       *loop
+	l       *evloop.Loop
 	b       *Balancer
 	clients map[*httpClient]struct{}
 	idle    map[*Backend][]*backendConn
@@ -35,8 +36,8 @@ type httpLoop struct {
 	head    httpx.HeadOptions
 }
 
-func newHTTPLoop(l *loop) mode {
-	return &httpLoop{l: l, b: l.t.b, clients: map[*httpClient]struct{}{}, idle: map[*Backend][]*backendConn{},
+func newHTTPLoop(b *Balancer, l *evloop.Loop) evloop.Handler {
+	return &httpLoop{l: l, b: b, clients: map[*httpClient]struct{}{}, idle: map[*Backend][]*backendConn{},
 		head: httpx.HeadOptions{Server: loadlab.ServerHeader}}
 }
 
@@ -61,7 +62,7 @@ type httpClient struct {
 	fd     int
 	from   net.Addr
 	ip     string // the client's address as forwarding headers give it
-	epoll  interest
+	epoll  evloop.Interest
 	state  clientState
 	parser *httpx.Parser
 	in     []byte // input not yet parsed
@@ -105,7 +106,7 @@ type backendConn struct {
 	h          *httpLoop
 	fd         int
 	be         *Backend
-	epoll      interest
+	epoll      evloop.Interest
 	client     *httpClient // nil while idle
 	owner      *httpClient // with --send-proxy: the one client it may serve
 	connecting bool
@@ -151,7 +152,7 @@ func isIdempotent(method []byte) bool {
 	return false
 }
 
-func (h *httpLoop) take(fd int, from net.Addr) {
+func (h *httpLoop) Take(fd int, from net.Addr) {
 	var c *httpClient
 	if n := len(h.free); n > 0 {
 		c, h.free = h.free[n-1], h.free[:n-1]
@@ -164,9 +165,9 @@ func (h *httpLoop) take(fd int, from net.Addr) {
 	if a, ok := from.(*net.TCPAddr); ok {
 		c.ip = a.IP.String()
 	}
-	c.since, c.active = h.l.now, h.l.now
+	c.since, c.active = h.l.Now(), h.l.Now()
 	h.clients[c] = struct{}{}
-	h.l.own(fd, c)
+	h.l.Own(fd, c)
 	// The request is usually there already: read it before putting the
 	// socket in the epoll set, which a client that closes after one
 	// answer then never joins.
@@ -174,20 +175,23 @@ func (h *httpLoop) take(fd int, from net.Addr) {
 }
 
 // refuse answers 503 to a client that waited too long for a slot.
-func (h *httpLoop) refuse(fd int, from net.Addr) {
+func (h *httpLoop) Refuse(fd int, from net.Addr) {
 	var r httpx.Response
 	r.SetText(503, "503 Service Unavailable: too many connections\n")
 	r.RetryAfter = "1"
-	rawsys.Read(fd, h.l.buf) // what it sent, so the close does not reset the answer away
+	rawsys.Read(fd, h.l.Buf()) // what it sent, so the close does not reset the answer away
 	rawsys.Write(fd, append(httpx.AppendHead(nil, &r, false, &h.head), r.Body...))
 	rawsys.ShutdownWrite(fd)
-	rawsys.Read(fd, h.l.buf)
+	rawsys.Read(fd, h.l.Buf())
 	rawsys.Close(fd)
 	h.b.log.request(from, nil, "-", "-", 503, 0, 0, 0, []string{"over --max-conns"})
 }
 
-// ready handles epoll's report for the client's socket.
-func (c *httpClient) ready(events uint32) {
+// Fail closes the client after a panic in Ready.
+func (c *httpClient) Fail() { c.close() }
+
+// Ready handles epoll's report for the client's socket.
+func (c *httpClient) Ready(events uint32) {
 	if events&unix.EPOLLERR != 0 || events&unix.EPOLLHUP != 0 && c.eof {
 		c.close()
 		return
@@ -203,7 +207,7 @@ func (c *httpClient) ready(events uint32) {
 // read takes what the client sent: a request to parse, pipelined input
 // to keep, or, while lingering, bytes to drop.
 func (c *httpClient) read() {
-	buf := c.h.l.buf
+	buf := c.h.l.Buf()
 	n, err := rawsys.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -221,12 +225,12 @@ func (c *httpClient) read() {
 		c.watch() // its response is still owed
 		return
 	}
-	c.active = c.h.l.now
+	c.active = c.h.l.Now()
 	if c.state == lingering {
 		return
 	}
 	if len(c.in) == 0 {
-		c.since = c.h.l.now // a request head starts
+		c.since = c.h.l.Now() // a request head starts
 	}
 	c.in = append(c.in, buf[:n]...)
 	if c.state == reading {
@@ -248,7 +252,7 @@ func (c *httpClient) parse() {
 		if !errors.As(err, &he) {
 			he = &httpx.Error{Status: 400, Reason: err.Error()}
 		}
-		c.ex = exchange{start: c.h.l.now}
+		c.ex = exchange{start: c.h.l.Now()}
 		c.replyError(he.Status, httpx.StatusText(he.Status)+": "+he.Reason+"\n", true)
 		return
 	}
@@ -275,7 +279,7 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
 		req: appendRequest(ex.req[:0], req, c.ip), received: n, isHead: req.IsHead(),
-		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.now,
+		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
 		tried: ex.tried[:0], skipped: ex.skipped[:0],
 	}
 	if c.h.b.log.ch != nil {
@@ -326,12 +330,12 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 	}
 	out := c.ex.req
 	if bc == nil {
-		fd, err := h.l.connect(be.Addr())
+		fd, err := dial(h.l, be)
 		if err != nil {
 			return err
 		}
 		bc = &backendConn{h: h, fd: fd, be: be, connecting: true}
-		h.l.own(fd, bc)
+		h.l.Own(fd, bc)
 		if proxyVersion != "" {
 			bc.owner = c
 			local, _ := rawsys.LocalAddr(c.fd)
@@ -339,7 +343,7 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		}
 	}
 	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false
-	bc.began, bc.active = h.l.now, h.l.now
+	bc.began, bc.active = h.l.Now(), h.l.Now()
 	c.ex.bc = bc
 	if !bc.connecting {
 		bc.write()
@@ -347,6 +351,16 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 	}
 	bc.watch()
 	return nil
+}
+
+// forget closes the idle connections kept to backends that left the pool.
+func (h *httpLoop) forget(gone []*Backend) {
+	for _, be := range gone {
+		for _, bc := range h.idle[be] {
+			bc.close()
+		}
+		delete(h.idle, be)
+	}
 }
 
 // pooled takes be's most recently used idle connection, if any.
@@ -383,9 +397,9 @@ const (
 // put returns bc to the pool, or to its owner's, or closes it when that
 // is full or the balancer is stopping.
 func (h *httpLoop) put(bc *backendConn) {
-	bc.client, bc.idleAt = nil, h.l.now
+	bc.client, bc.idleAt = nil, h.l.Now()
 	if o := bc.owner; o != nil {
-		if o.fd >= 0 && len(o.private) < maxPrivate && !h.l.left {
+		if o.fd >= 0 && len(o.private) < maxPrivate && !h.l.Stopping() {
 			o.private = append(o.private, bc)
 			bc.watch()
 		} else {
@@ -393,7 +407,7 @@ func (h *httpLoop) put(bc *backendConn) {
 		}
 		return
 	}
-	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.l.left {
+	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.l.Stopping() && !bc.be.gone.Load() {
 		h.idle[bc.be] = append(list, bc)
 		bc.watch()
 		return
@@ -421,12 +435,22 @@ func without(list []*backendConn, bc *backendConn) []*backendConn {
 }
 
 func (bc *backendConn) close() {
-	bc.h.l.disown(bc.fd)
-	bc.fd, bc.epoll, bc.client = -1, interest{}, nil
+	bc.h.l.Disown(bc.fd)
+	bc.fd, bc.epoll, bc.client = -1, evloop.Interest{}, nil
 }
 
-// ready handles epoll's report for a backend connection.
-func (bc *backendConn) ready(events uint32) {
+// Fail closes the backend connection, and its client, after a panic in
+// Ready.
+func (bc *backendConn) Fail() {
+	if c := bc.client; c != nil {
+		c.close()
+	}
+	bc.h.dropIdle(bc)
+	bc.close()
+}
+
+// Ready handles epoll's report for a backend connection.
+func (bc *backendConn) Ready(events uint32) {
 	c := bc.client
 	if c == nil { // idle: the backend closed it, or said what it should not
 		bc.h.dropIdle(bc)
@@ -458,19 +482,19 @@ func (bc *backendConn) connected() {
 		return
 	}
 	bc.be.Total.Add(1)
-	bc.began = bc.h.l.now
+	bc.began = bc.h.l.Now()
 	bc.write()
 }
 
 // write sends the request bytes; false when the connection failed.
 func (bc *backendConn) write() bool {
-	rest, err := writeSome(bc.fd, bc.out)
+	rest, err := evloop.WriteSome(bc.fd, bc.out)
 	if err != nil {
 		bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
 		return false
 	}
 	if len(rest) < len(bc.out) {
-		bc.active = bc.h.l.now
+		bc.active = bc.h.l.Now()
 	}
 	bc.out = rest
 	bc.watch()
@@ -484,7 +508,7 @@ const maxResponseHead = 64 << 10
 // each piece passed to the client as it comes.
 func (bc *backendConn) read() {
 	c := bc.client
-	buf := bc.h.l.buf
+	buf := bc.h.l.Buf()
 	n, err := rawsys.Read(bc.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -506,7 +530,7 @@ func (bc *backendConn) read() {
 		}
 		return
 	}
-	bc.gotByte, bc.active = true, bc.h.l.now
+	bc.gotByte, bc.active = true, bc.h.l.Now()
 	if !c.ex.answered {
 		bc.readHead(buf[:n])
 		return
@@ -577,7 +601,7 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	c := bc.client
 	ex := &c.ex
 	be := bc.be
-	be.observe(bc.h.l.now.Sub(bc.began))
+	be.observe(bc.h.l.Now().Sub(bc.began))
 	be.Requests.Add(1)
 	be.BytesIn.Add(int64(len(ex.req)))
 	ex.status, ex.answered = rh.Status, true
@@ -596,7 +620,7 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	default:
 		bc.framing, bc.reusable = byClose, false
 	}
-	keepAlive := ex.keepAlive && !bc.h.l.left && bc.framing != byClose && !bc.decode
+	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && bc.framing != byClose && !bc.decode
 	ex.closeAfter = !keepAlive
 	// The backend is read only while the client has nothing pending, so
 	// outBuf is free.
@@ -694,7 +718,7 @@ func (bc *backendConn) abandon() {
 
 func (h *httpLoop) logRequest(c *httpClient, be *Backend, status int, sent int64) {
 	ex := &c.ex
-	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.received), sent, h.l.now.Sub(ex.start), ex.skipped)
+	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.received), sent, h.l.Now().Sub(ex.start), ex.skipped)
 }
 
 // backendFailed handles a failure of the exchange's backend connection
@@ -747,7 +771,7 @@ func (c *httpClient) replyError(status int, body string, closeAfter bool) {
 		r.Body = nil
 		r.ContentLength = int64(len(body))
 	}
-	keepAlive := ex.keepAlive && !closeAfter && !c.h.l.left
+	keepAlive := ex.keepAlive && !closeAfter && !c.h.l.Stopping()
 	ex.status, ex.answered, ex.done, ex.closeAfter, ex.refused = status, true, true, !keepAlive, closeAfter
 	buf := c.outBuf[:0]
 	if len(c.out) > 0 { // a 100 Continue not yet written: outBuf holds it
@@ -768,13 +792,13 @@ func (c *httpClient) send(p []byte) bool {
 		c.out = append(c.out, p...)
 		return true
 	}
-	rest, err := writeSome(c.fd, p)
+	rest, err := evloop.WriteSome(c.fd, p)
 	if err != nil {
 		c.close()
 		return false
 	}
 	if len(rest) < len(p) {
-		c.active = c.h.l.now
+		c.active = c.h.l.Now()
 	}
 	if p = rest; len(p) > 0 {
 		c.out = append(c.outBuf[:0], p...) // p may be outBuf's tail: append moves it down
@@ -790,13 +814,13 @@ func (c *httpClient) send(p []byte) bool {
 // flush writes what the client could not take before; false when the
 // client is gone.
 func (c *httpClient) flush() bool {
-	rest, err := writeSome(c.fd, c.out)
+	rest, err := evloop.WriteSome(c.fd, c.out)
 	if err != nil {
 		c.close()
 		return false
 	}
 	if len(rest) < len(c.out) {
-		c.active = c.h.l.now
+		c.active = c.h.l.Now()
 	}
 	if c.out = rest; len(c.out) > 0 {
 		c.watch()
@@ -825,7 +849,7 @@ func (c *httpClient) next() {
 		c.linger()
 		return
 	}
-	c.state, c.since = reading, c.h.l.now
+	c.state, c.since = reading, c.h.l.Now()
 	if len(c.in) > 0 {
 		c.parse() // a pipelined request
 		return
@@ -850,7 +874,7 @@ func (c *httpClient) linger() {
 		return
 	}
 	rawsys.ShutdownWrite(c.fd)
-	c.state, c.since = lingering, c.h.l.now
+	c.state, c.since = lingering, c.h.l.Now()
 	c.in = c.in[:0]
 	c.watch()
 }
@@ -869,7 +893,7 @@ func (c *httpClient) watch() {
 	if len(c.out) > 0 {
 		want |= unix.EPOLLOUT
 	}
-	c.h.l.set(c.fd, &c.epoll, want)
+	c.h.l.Set(c.fd, &c.epoll, want)
 }
 
 // watch tells epoll what a backend connection waits for: its connect, to
@@ -893,7 +917,7 @@ func (bc *backendConn) watch() {
 			want |= unix.EPOLLOUT
 		}
 	}
-	bc.h.l.set(bc.fd, &bc.epoll, want)
+	bc.h.l.Set(bc.fd, &bc.epoll, want)
 }
 
 // close ends the client connection, and the exchange it had under way.
@@ -914,9 +938,9 @@ func (c *httpClient) close() {
 	}
 	c.private = c.private[:0]
 	delete(h.clients, c)
-	h.l.disown(c.fd)
-	h.l.ended()
-	c.fd, c.epoll, c.out, c.in = -1, interest{}, nil, c.in[:0]
+	h.l.Disown(c.fd)
+	h.l.Ended()
+	c.fd, c.epoll, c.out, c.in = -1, evloop.Interest{}, nil, c.in[:0]
 	c.parser.Reset()
 	if cap(c.outBuf) <= 64<<10 && cap(c.in) <= 64<<10 {
 		h.free = append(h.free, c)
@@ -927,9 +951,9 @@ func (c *httpClient) close() {
 // idle clients, connects (the next backend is tried), backends slow to
 // answer (504), clients that do not take their response, lingering
 // closes, and pooled connections idle past the server timeout.
-func (h *httpLoop) sweep() {
+func (h *httpLoop) Sweep() {
 	cfg := h.b.Config()
-	now := h.l.now
+	now := h.l.Now()
 	for c := range h.clients {
 		if len(c.private) > 0 && now.Sub(c.private[0].idleAt) > cfg.ServerIdle {
 			for _, bc := range c.private {
@@ -990,7 +1014,7 @@ func (h *httpLoop) sweep() {
 
 // stopping closes the clients waiting for a request; the others are
 // answered with "Connection: close".
-func (h *httpLoop) stopping() {
+func (h *httpLoop) Stopping() {
 	for c := range h.clients {
 		if c.state == reading && len(c.in) == 0 {
 			c.close()
@@ -999,7 +1023,7 @@ func (h *httpLoop) stopping() {
 	h.closeIdle()
 }
 
-func (h *httpLoop) closeAll() {
+func (h *httpLoop) CloseAll() {
 	for c := range h.clients {
 		c.close()
 	}

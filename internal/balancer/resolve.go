@@ -26,12 +26,7 @@ func startResolver(b *Balancer) *resolver {
 	if r.dns == nil {
 		r.dns = net.DefaultResolver
 	}
-	for _, bc := range b.Config().Backends {
-		if strings.HasPrefix(bc.Addr, "srv://") {
-			r.refresh() // SRV backends have no address until looked up
-			break
-		}
-	}
+	r.refresh(false) // SRV backends and host names have no address until looked up
 	r.wg.Go(r.loop)
 	return r
 }
@@ -41,13 +36,17 @@ func (r *resolver) stop() {
 	r.wg.Wait()
 }
 
+// loop looks again every ResolveEvery; without it, only names never yet
+// answered (a backend added since, or whose DNS was down) are looked up,
+// once a second.
 func (r *resolver) loop() {
 	for {
 		every := r.b.Config().ResolveEvery
 		if every > 0 {
-			r.refresh()
+			r.refresh(false)
 		} else {
-			every = time.Second // not asked for: look again later in case a reload asks
+			every = time.Second
+			r.refresh(true)
 		}
 		select {
 		case <-r.quit:
@@ -57,38 +56,54 @@ func (r *resolver) loop() {
 	}
 }
 
-// refresh re-resolves host names and re-expands SRV records.
-func (r *resolver) refresh() {
+// refresh re-expands SRV records and re-resolves host names (only those
+// never resolved, when unresolvedOnly). A look-up that fails keeps the
+// last good answer: a DNS outage does not take backends away.
+func (r *resolver) refresh(unresolvedOnly bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cfg := r.b.Config()
-	var want []*Backend
-	for _, bc := range cfg.Backends {
-		if name, ok := strings.CutPrefix(bc.Addr, "srv://"); ok {
-			_, srvs, err := r.dns.LookupSRV(ctx, "", "", name)
-			if err != nil {
-				continue // keep what there is until DNS answers again
-			}
-			for _, s := range srvs {
-				addr := net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port)))
-				want = append(want, NewBackend(addr, max(bc.Weight, int(s.Weight))))
-			}
-			continue
-		}
-		want = append(want, NewBackend(bc.Addr, bc.Weight))
+	if !unresolvedOnly {
+		r.expandSRV(ctx)
 	}
-	r.b.pool.Replace(want)
 	for _, be := range r.b.pool.All() {
-		host, port, err := net.SplitHostPort(be.Name)
-		if err != nil || net.ParseIP(host) != nil {
+		if unresolvedOnly && be.sockaddr.Load() != nil {
 			continue
 		}
-		ips, err := r.dns.LookupHost(ctx, host)
-		if err != nil || len(ips) == 0 {
-			continue
-		}
-		slices.Sort(ips)
-		addr := net.JoinHostPort(ips[0], port)
-		be.addr.Store(&addr)
+		r.resolve(ctx, be)
 	}
+}
+
+// expandSRV replaces the backends that came from srv:// entries with the
+// targets DNS names now; the other backends are left as they are.
+func (r *resolver) expandSRV(ctx context.Context) {
+	for _, bc := range r.b.Config().Backends {
+		name, ok := strings.CutPrefix(bc.Addr, "srv://")
+		if !ok {
+			continue
+		}
+		_, srvs, err := r.dns.LookupSRV(ctx, "", "", name)
+		if err != nil {
+			continue // keep what there is until DNS answers again
+		}
+		var want []*Backend
+		for _, s := range srvs {
+			addr := net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port)))
+			want = append(want, NewBackend(addr, max(bc.Weight, int(s.Weight))))
+		}
+		r.b.forget(r.b.pool.ReplaceFrom(bc.Addr, want))
+	}
+}
+
+// resolve looks up be's host name, if it has one, and keeps the answer.
+func (r *resolver) resolve(ctx context.Context, be *Backend) {
+	host, port, err := net.SplitHostPort(be.Name)
+	if err != nil || net.ParseIP(host) != nil {
+		return
+	}
+	ips, err := r.dns.LookupIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return
+	}
+	slices.SortFunc(ips, func(a, b net.IP) int { return strings.Compare(a.String(), b.String()) })
+	be.resolved(ips[0], port)
 }

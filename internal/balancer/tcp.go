@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/evloop"
 	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
 )
@@ -14,13 +15,13 @@ import (
 // backend, and the loop (loop.go) moves bytes between the two with one
 // read and one write per message, holding what a side cannot take yet.
 type tcpLoop struct {
-	l     *loop
+	l     *evloop.Loop
 	b     *Balancer
 	pairs map[*tcpPair]struct{}
 }
 
-func newTCPLoop(l *loop) mode {
-	return &tcpLoop{l: l, b: l.t.b, pairs: map[*tcpPair]struct{}{}}
+func newTCPLoop(b *Balancer, l *evloop.Loop) evloop.Handler {
+	return &tcpLoop{l: l, b: b, pairs: map[*tcpPair]struct{}{}}
 }
 
 // tcpSide is one socket of a proxied pair.
@@ -31,7 +32,7 @@ type tcpSide struct {
 	pending []byte // for this socket: bytes it could not take yet
 	eof     bool   // the other end sent FIN: nothing more to read
 	shut    bool   // we passed the peer's FIN on (shutdown SHUT_WR)
-	epoll   interest
+	epoll   evloop.Interest
 }
 
 // tcpPair is a client connection and its backend connection.
@@ -49,17 +50,17 @@ type tcpPair struct {
 	up, down       int64
 }
 
-func (t *tcpLoop) take(fd int, from net.Addr) {
-	p := &tcpPair{t: t, from: from, start: t.l.now}
+func (t *tcpLoop) Take(fd int, from net.Addr) {
+	p := &tcpPair{t: t, from: from, start: t.l.Now()}
 	p.client = tcpSide{fd: fd, pair: p, peer: &p.server}
 	p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
-	t.l.own(fd, &p.client)
+	t.l.Own(fd, &p.client)
 	t.pairs[p] = struct{}{}
 	t.dial(p)
 }
 
 // refuse turns a client away at once with a reset, as a closed port would.
-func (t *tcpLoop) refuse(fd int, from net.Addr) {
+func (t *tcpLoop) Refuse(fd int, from net.Addr) {
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	rawsys.Close(fd)
 	t.b.log.connection(from, nil, 0, 0, 0, "refused", nil)
@@ -75,15 +76,15 @@ func (t *tcpLoop) dial(p *tcpPair) {
 			break
 		}
 		p.tried = append(p.tried, be)
-		fd, err := t.l.connect(be.Addr())
+		fd, err := dial(t.l, be)
 		if err != nil {
 			be.suspect(suspectFor)
 			p.skipped = append(p.skipped, be.Name+": "+shortErr(err))
 			continue
 		}
-		p.be, p.connecting, p.dialed = be, true, t.l.now
+		p.be, p.connecting, p.dialed = be, true, t.l.Now()
 		p.server.fd = fd
-		t.l.own(fd, &p.server)
+		t.l.Own(fd, &p.server)
 		if cfg.SendProxy == "" && t.speculate(p) { // with a PROXY header, that goes first
 			return
 		}
@@ -108,7 +109,7 @@ func (t *tcpLoop) speculate(p *tcpPair) bool {
 	if len(s.pending) > 0 || c.eof { // a retry: what was read goes first, once connected
 		return false
 	}
-	buf := t.l.buf
+	buf := t.l.Buf()
 	n, err := rawsys.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -155,8 +156,8 @@ func (t *tcpLoop) connected(p *tcpPair) {
 func (t *tcpLoop) established(p *tcpPair) {
 	be := p.be
 	p.connecting = false
-	p.active = t.l.now
-	be.observe(t.l.now.Sub(p.dialed))
+	p.active = t.l.Now()
+	be.observe(t.l.Now().Sub(p.dialed))
 	be.Active.Add(1)
 	be.Total.Add(1)
 	be.Requests.Add(1)
@@ -172,13 +173,16 @@ func (t *tcpLoop) established(p *tcpPair) {
 func (t *tcpLoop) retry(p *tcpPair, err error) {
 	p.be.suspect(suspectFor)
 	p.skipped = append(p.skipped, p.be.Name+": "+shortErr(err))
-	t.l.disown(p.server.fd)
-	p.server.fd, p.server.epoll, p.connecting, p.be = -1, interest{}, false, nil
+	t.l.Disown(p.server.fd)
+	p.server.fd, p.server.epoll, p.connecting, p.be = -1, evloop.Interest{}, false, nil
 	t.dial(p)
 }
 
-// ready handles epoll's report for one socket.
-func (s *tcpSide) ready(events uint32) {
+// Fail ends the pair after a panic in Ready.
+func (s *tcpSide) Fail() { s.pair.t.finish(s.pair, "error") }
+
+// Ready handles epoll's report for one socket.
+func (s *tcpSide) Ready(events uint32) {
 	p := s.pair
 	t := p.t
 	if p.connecting {
@@ -207,7 +211,7 @@ func (s *tcpSide) ready(events uint32) {
 func (t *tcpLoop) pump(src *tcpSide) {
 	dst := src.peer
 	p := src.pair
-	buf := t.l.buf
+	buf := t.l.Buf()
 	for !src.eof && len(dst.pending) == 0 {
 		n, err := rawsys.Read(src.fd, buf)
 		if err == unix.EINTR {
@@ -227,7 +231,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 			}
 			break
 		}
-		p.active = t.l.now
+		p.active = t.l.Now()
 		if src == &p.client {
 			p.up += int64(n)
 		} else {
@@ -252,7 +256,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 // flush writes s.pending to s, and passes its peer's FIN on once nothing
 // is pending; false if the pair is gone.
 func (t *tcpLoop) flush(s *tcpSide) bool {
-	rest, err := writeSome(s.fd, s.pending)
+	rest, err := evloop.WriteSome(s.fd, s.pending)
 	if err != nil {
 		t.finish(s.pair, "error")
 		return false
@@ -287,7 +291,7 @@ func (t *tcpLoop) watch(s *tcpSide) {
 		return
 	}
 	if s.eof && s.shut { // done both ways: nothing more to wait for on it
-		t.l.unset(s.fd, &s.epoll)
+		t.l.Unset(s.fd, &s.epoll)
 		return
 	}
 	var want uint32
@@ -305,7 +309,7 @@ func (t *tcpLoop) watch(s *tcpSide) {
 			want |= unix.EPOLLOUT
 		}
 	}
-	t.l.set(s.fd, &s.epoll, want)
+	t.l.Set(s.fd, &s.epoll, want)
 }
 
 // finish closes both sockets of p and accounts for it.
@@ -314,13 +318,13 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 		return
 	}
 	delete(t.pairs, p)
-	t.l.ended()
+	t.l.Ended()
 	for _, s := range []*tcpSide{&p.client, &p.server} {
-		t.l.disown(s.fd)
+		t.l.Disown(s.fd)
 		s.fd = -1
 	}
 	if status == "refused" {
-		t.b.log.connection(p.from, nil, 0, 0, t.l.now.Sub(p.start), status, p.skipped)
+		t.b.log.connection(p.from, nil, 0, 0, t.l.Now().Sub(p.start), status, p.skipped)
 		return
 	}
 	if p.be == nil || p.connecting { // closed by a shutdown before it was joined
@@ -333,28 +337,28 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 	if status == "error" {
 		be.Errors.Add(1)
 	}
-	t.b.log.connection(p.from, be, p.up, p.down, t.l.now.Sub(p.start), status, p.skipped)
+	t.b.log.connection(p.from, be, p.up, p.down, t.l.Now().Sub(p.start), status, p.skipped)
 }
 
 // sweep ends connects past their timeout (and tries the next backend) and
 // idle connections.
-func (t *tcpLoop) sweep() {
+func (t *tcpLoop) Sweep() {
 	cfg := t.b.Config()
 	idleAfter := min(cfg.ClientIdle, cfg.ServerIdle)
 	for p := range t.pairs {
 		switch {
-		case p.connecting && t.l.now.Sub(p.dialed) > cfg.ConnectTimeout:
+		case p.connecting && t.l.Now().Sub(p.dialed) > cfg.ConnectTimeout:
 			t.retry(p, errConnectTimeout)
-		case !p.connecting && p.be != nil && t.l.now.Sub(p.active) > idleAfter:
+		case !p.connecting && p.be != nil && t.l.Now().Sub(p.active) > idleAfter:
 			t.finish(p, "idle")
 		}
 	}
 }
 
 // stopping: tcp connections run until their ends close them.
-func (t *tcpLoop) stopping() {}
+func (t *tcpLoop) Stopping() {}
 
-func (t *tcpLoop) closeAll() {
+func (t *tcpLoop) CloseAll() {
 	for p := range t.pairs {
 		t.finish(p, "closed")
 	}
