@@ -154,6 +154,7 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)
 	}
 
+	signal.Ignore(syscall.SIGPIPE) // a reader of the log pipe that went away must not end the balancer
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

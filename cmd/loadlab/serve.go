@@ -43,7 +43,7 @@ echoes a form, and every other path is a file of --root (or of the embedded
 default site: page.html, sending.html, testing.txt, payload-*.bin).
 
 Models:
-  async    one event loop (gnet, epoll); --loops N for more
+  async    one event loop over epoll; --loops N for more (0 = one per core)
   thread   a goroutine per connection; --os-threads pins each to an OS thread
   pool     --workers goroutines fed by a --queue of accepted connections
   prefork  --procs child processes sharing the port with SO_REUSEPORT
@@ -132,12 +132,21 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// A reader of the log pipe that went away must not end the server
+	// (SIGPIPE), nor a terminal that hung up (SIGHUP, which serve does not
+	// use).
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
 	if !f.quiet && cfg.Model != "prefork" {
 		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
 		if err != nil {
 			return err
 		}
-		defer buf.Close()
+		defer func() {
+			buf.Close()
+			if n := buf.Dropped(); n > 0 {
+				fmt.Fprintf(os.Stderr, "loadlab serve: %d access log lines dropped (the log's reader fell behind)\n", n)
+			}
+		}()
 		cfg.Log = log
 	}
 	if cfg.Model == "prefork" {
@@ -157,11 +166,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return fmt.Errorf("server on %s stopped unexpectedly", srv.Addr())
 	}
 	stop() // a second signal ends the process at once
+	began := time.Now()
+	fmt.Fprintf(os.Stderr, "loadlab serve: stopping: no new connections; requests in flight have %v (pid %d)\n", f.grace, os.Getpid())
 	grace, cancel := context.WithTimeout(context.Background(), f.grace)
 	defer cancel()
 	if err := srv.Shutdown(grace); err != nil {
 		fmt.Fprintf(os.Stderr, "loadlab serve: grace period over, closed connections still in flight\n")
 	}
+	fmt.Fprintf(os.Stderr, "loadlab serve: stopped after %v\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

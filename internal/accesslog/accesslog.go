@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,20 +36,34 @@ func New(w io.Writer, format string) (*slog.Logger, *Buffer, error) {
 }
 
 // Buffer collects writes in memory and passes them on every interval, or
-// at once when it holds 64 KiB. Safe for concurrent use.
+// soon after it holds 64 KiB, from a goroutine of its own: a writer that
+// blocks (a pipe nobody reads) or fails (a pipe whose reader left) holds
+// up only that goroutine, never a Write. When more than maxBuffered waits,
+// further lines are dropped and counted. Safe for concurrent use.
 type Buffer struct {
-	mu   sync.Mutex
-	buf  []byte
-	w    io.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	flushMu sync.Mutex // one write under way at a time
+	buf     []byte
+	spare   []byte
+	dropped atomic.Int64
+	w       io.Writer
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
-const flushAt = 64 << 10
+const (
+	flushAt     = 64 << 10
+	maxBuffered = 1 << 20
+)
+
+// closeWait bounds how long Close waits for a writer that does not take
+// the last lines.
+const closeWait = time.Second
 
 // NewBuffer starts a Buffer that flushes to w every interval.
 func NewBuffer(w io.Writer, interval time.Duration) *Buffer {
-	b := &Buffer{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Buffer{w: w, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(interval)
@@ -56,47 +71,67 @@ func NewBuffer(w io.Writer, interval time.Duration) *Buffer {
 		for {
 			select {
 			case <-t.C:
-				b.Flush()
+			case <-b.kick:
 			case <-b.stop:
 				b.Flush()
 				return
 			}
+			b.Flush()
 		}
 	}()
 	return b
 }
 
+// Write keeps p for the next flush, or drops it when too much waits.
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	if len(b.buf)+len(p) > maxBuffered {
+		b.mu.Unlock()
+		b.dropped.Add(1)
+		return len(p), nil
+	}
 	b.buf = append(b.buf, p...)
-	if len(b.buf) >= flushAt {
-		b.flushLocked()
+	full := len(b.buf) >= flushAt
+	b.mu.Unlock()
+	if full {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
 	}
 	return len(p), nil
 }
 
+// Dropped is how many writes were dropped because the writer fell behind.
+func (b *Buffer) Dropped() int64 { return b.dropped.Load() }
+
 // Flush writes out what is buffered.
 func (b *Buffer) Flush() {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.flushLocked()
-}
-
-func (b *Buffer) flushLocked() {
-	if len(b.buf) > 0 {
-		b.w.Write(b.buf) // a log that cannot be written must not stop the server
-		b.buf = b.buf[:0]
+	out := b.buf
+	b.buf = b.spare[:0]
+	b.mu.Unlock()
+	if len(out) > 0 {
+		b.w.Write(out) // a log that cannot be written must not stop the server
 	}
+	b.mu.Lock()
+	b.spare = out[:0]
+	b.mu.Unlock()
 }
 
-// Close flushes and stops the background flush.
+// Close flushes and stops the background flush; it gives a writer that
+// does not take the last lines closeWait, then leaves them.
 func (b *Buffer) Close() error {
 	select {
 	case <-b.stop:
 	default:
 		close(b.stop)
 	}
-	<-b.done
+	select {
+	case <-b.done:
+	case <-time.After(closeWait):
+	}
 	return nil
 }

@@ -3,9 +3,11 @@ package accesslog
 import (
 	"bytes"
 	"encoding/json"
+	"loadlab/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // lockedBuffer is a bytes.Buffer safe to write from the flush goroutine.
@@ -60,12 +62,47 @@ func TestTextFormatAndUnknownFormat(t *testing.T) {
 	}
 }
 
-func TestLargeWritesFlushAtOnce(t *testing.T) {
+func TestLargeWritesFlushSoon(t *testing.T) {
 	var out lockedBuffer
 	b := NewBuffer(&out, 1<<30) // never by time
 	defer b.Close()
 	b.Write(bytes.Repeat([]byte("x"), flushAt))
-	if got := len(out.String()); got != flushAt {
-		t.Errorf("after %d bytes the writer has %d", flushAt, got)
+	testutil.Eventually(t, 10*time.Second, "64 KiB written out without waiting for the interval", func() bool {
+		return len(out.String()) == flushAt
+	})
+}
+
+// stuckWriter never returns from Write, as a pipe nobody reads.
+type stuckWriter struct{ release chan struct{} }
+
+func (w stuckWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+// A writer that never takes its lines holds up neither Write nor Close:
+// lines past the bound are dropped and counted.
+func TestStuckWriterNeverBlocks(t *testing.T) {
+	w := stuckWriter{make(chan struct{})}
+	defer close(w.release)
+	log, b, _ := New(w, FormatText)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50000 { // about 4 MB of lines
+			log.Info("request", "path", "/payload-100k.bin", "status", 200)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("logging blocked behind a writer that does not take its lines")
+	}
+	if b.Dropped() == 0 {
+		t.Error("no line counted as dropped, with 4 MB behind a stuck writer")
+	}
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for the stuck writer")
 	}
 }

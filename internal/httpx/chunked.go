@@ -1,6 +1,9 @@
 package httpx
 
-import "bytes"
+import (
+	"bytes"
+	"strconv"
+)
 
 // chunkState decodes a chunked body (RFC 9112 §7.1) incrementally: it keeps
 // its place between calls, so a body that trickles in is read once.
@@ -179,4 +182,16 @@ func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
 		}
 	}
 	return i, false, nil
+}
+
+// AppendChunk appends p to dst as one chunk of a chunked body; an empty p
+// appends nothing, since a zero-size chunk ends the body.
+func AppendChunk(dst, p []byte) []byte {
+	if len(p) == 0 {
+		return dst
+	}
+	dst = strconv.AppendInt(dst, int64(len(p)), 16)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, p...)
+	return append(dst, '\r', '\n')
 }

@@ -108,6 +108,16 @@ func Read(fd int, p []byte) (int, error) {
 	return int(n), errnoErr(e)
 }
 
+// Writev writes a then b in one call: a response head and the body that
+// lies elsewhere.
+func Writev(fd int, a, b []byte) (int, error) {
+	iov := [2]unix.Iovec{{Base: unsafe.SliceData(a)}, {Base: unsafe.SliceData(b)}}
+	iov[0].SetLen(len(a))
+	iov[1].SetLen(len(b))
+	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+	return int(n), errnoErr(e)
+}
+
 // Close closes fd; that also takes it out of every epoll set.
 func Close(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 

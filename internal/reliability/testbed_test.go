@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"loadlab/internal/balancer"
 	"loadlab/internal/bench"
+	"loadlab/internal/testutil"
 )
 
 // loadlabBin is the loadlab binary the scenarios run, built once by
@@ -37,6 +37,15 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		// 10,000 connections through a balancer are 20,000 descriptors;
+		// root may lift the hard limit (not in every sandbox), and the
+		// children inherit it.
+		lim := syscall.Rlimit{Cur: 1 << 16, Max: 1 << 16}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		if loadlabBin, err = testutil.BuildBinary(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		switch {
 		case os.Geteuid() != 0:
 			skipReason = "needs root for network namespaces (CI runs it as root)"
@@ -44,46 +53,13 @@ func TestMain(m *testing.M) {
 			skipReason = "needs ip from iproute2 for network namespaces: apt-get install iproute2"
 		default:
 			removeStaleNamespaces()
-			// 10,000 connections through a balancer are 20,000 descriptors;
-			// root may lift the hard limit (not in every sandbox), and the
-			// children inherit it.
-			lim := syscall.Rlimit{Cur: 1 << 16, Max: 1 << 16}
-			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-			loadlabBin = filepath.Join(dir, "loadlab")
-			build := exec.Command(goTool(), "build", "-o", loadlabBin, "loadlab/cmd/loadlab")
-			if out, err := build.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "building loadlab: %v\n%s", err, out)
-				return 1
-			}
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
 }
 
-// noteSources looks at every Go file of the module, so that go test's
-// cache, which keys a result on the files a test looked at, reruns the
-// suite when any of them changes: the loadlab binary the scenarios run is
-// built from them by a separate go build that the cache does not see.
-// (Only what tests do is recorded, not TestMain before m.Run.)
-var noteSources = sync.OnceFunc(func() {
-	root := filepath.Join("..", "..")
-	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
-			os.Stat(path)
-		}
-		return nil
-	})
-})
-
 func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
 
 // nsPrefix starts every namespace this package makes; the pid after it
 // tells whether the run that made it is still alive.
@@ -108,7 +84,7 @@ func removeStaleNamespaces() {
 
 func requireTestbed(t *testing.T) {
 	t.Helper()
-	noteSources()
+	testutil.NoteSources()
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}

@@ -2,471 +2,477 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
-	"math"
 	"net"
-	"runtime"
-	"sync"
+	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
 	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
 )
 
-// asyncServer is the event-loop model: gnet's epoll loops call OnTraffic
-// with whatever arrived, and nothing on a loop ever blocks. Files are read
-// off the loop; timeouts are kept by a ticker that wakes expired connections.
+// asyncServer is the event-loop model: evloop's loops, one per core, read
+// what a connection sent, run it through the session and write the answer
+// without ever blocking. A connection whose answers are not being taken is
+// not read further: its socket is watched for room to write only, so the
+// client's own sends stall in the kernel (backpressure), and what one
+// connection holds is bounded by its input limit and outHigh.
 type asyncServer struct {
-	gnet.BuiltinEventEngine
-	core *core
-
-	eng    gnet.Engine
-	addr   net.Addr
-	booted chan struct{}
-	done   chan struct{}
-
-	connsMu  sync.Mutex
-	conns    map[*asyncConn]struct{} // for the ticker and the graceful stop
-	open     atomic.Int64
-	draining atomic.Bool
+	core  *core
+	ln    net.Listener
+	group *evloop.Group
+	open  atomic.Int64
+	done  chan struct{}
 }
 
-// asyncConn is one connection's state. Fields without atomics belong to the
-// connection's event loop.
-type asyncConn struct {
-	c    gnet.Conn
-	sess *session
+// outHigh is how much output a connection gathers from pipelined requests
+// before it stops parsing and writes; with a large body or a file pending
+// it parses nothing more until that is sent.
+const outHigh = 64 << 10
 
-	deadline atomic.Int64 // when the current wait times out, in Unix nanoseconds
-	expired  atomic.Bool  // set by the ticker; the loop acts on it
-	idle     atomic.Bool  // nothing buffered either way: a graceful stop may close it
-	// closed is made, on the loop, before work leaves the loop, and is
-	// closed by OnClose so that work stops waiting.
-	closed chan struct{}
-
-	busy      bool // a file or a final flush is being handled off the loop
-	proxied   bool // the PROXY header is read, or none is expected
-	buffered  int  // input left unparsed after the last OnTraffic
-	served    int
-	headStart time.Time
-}
+// lingerFor bounds the lingering close: after a refusal, input the client
+// still sends is read and dropped for this long, so that the kernel does
+// not answer it with a reset that would destroy the refusal in flight.
+const lingerFor = 2 * time.Second
 
 func startAsync(c *core) (Server, error) {
-	s := &asyncServer{core: c, booted: make(chan struct{}), done: make(chan struct{}), conns: map[*asyncConn]struct{}{}}
-	loops := c.cfg.Loops
-	if loops <= 0 {
-		loops = runtime.NumCPU()
+	ln, err := listen(c.cfg.Listen, c.cfg.ReusePort)
+	if err != nil {
+		return nil, err
 	}
-	addr := c.cfg.Listen
-	if !c.cfg.ReusePort {
-		var held io.Closer
-		var err error
-		if addr, held, err = claimPort(addr); err != nil {
-			return nil, err
-		}
-		defer held.Close() // once gnet has bound the port too
+	lnfd, err := evloop.ListenerFD(ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
-	runErr := make(chan error, 1)
-	go func() {
-		defer close(s.done)
-		// With SO_REUSEPORT gnet gives each loop its own listening socket
-		// and accepts on the loop itself, as nginx's workers do; without
-		// it, a separate acceptor hands every connection across threads,
-		// which halved the rate of new connections in our measurements.
-		runErr <- gnet.Run(s, "tcp://"+addr,
-			gnet.WithNumEventLoop(loops),
-			gnet.WithMulticore(loops > 1),
-			gnet.WithReusePort(true),
-			gnet.WithReuseAddr(true), // as net.Listen does: rebind at once after a restart
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithLogger(silentLogger{}))
-	}()
-	select {
-	case <-s.booted:
-	case err := <-runErr:
-		return nil, listenError(c.cfg.Listen, err)
+	s := &asyncServer{core: c, ln: ln, done: make(chan struct{})}
+	cfg := &c.cfg
+	sweep := min(cfg.HeaderTimeout, cfg.IdleTimeout, cfg.WriteTimeout) / 4
+	s.group, err = evloop.Start(lnfd, evloop.Config{
+		Loops:      cfg.Loops,
+		SweepEvery: max(10*time.Millisecond, min(sweep, 100*time.Millisecond)),
+		Panicked:   func(p any, stack []byte) { c.panicked("connection", p, stack) },
+	}, func(l *evloop.Loop) evloop.Handler {
+		return &asyncLoop{s: s, l: l, conns: map[*asyncConn]struct{}{}}
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
-	go s.tick()
 	return s, nil
 }
 
-// claimPort checks that addr is free, binding it once without
-// SO_REUSEPORT (so another server on the port is an error, not a silent
-// share). Port 0 becomes the free port the kernel chose, held (with
-// SO_REUSEPORT, so gnet may bind it too) until the caller closes the
-// returned Closer: released in between, the port could be taken as the
-// source port of any outgoing connection, and was, in CI.
-func claimPort(addr string) (string, io.Closer, error) {
-	host, port, _ := net.SplitHostPort(addr)
-	hold := port == "0"
-	ln, err := listen(addr, hold)
-	if err != nil {
-		return "", nil, err
-	}
-	_, chosen, _ := net.SplitHostPort(ln.Addr().String())
-	if !hold {
-		ln.Close()
-		return net.JoinHostPort(host, chosen), io.NopCloser(nil), nil
-	}
-	return net.JoinHostPort(host, chosen), ln, nil
-}
-
-func (s *asyncServer) Addr() net.Addr        { return s.addr }
+func (s *asyncServer) Addr() net.Addr        { return s.ln.Addr() }
 func (s *asyncServer) Done() <-chan struct{} { return s.done }
 
-func (s *asyncServer) OnBoot(eng gnet.Engine) gnet.Action {
-	s.eng = eng
-	// gnet does not say which port it bound; ask the socket.
-	if fd, err := eng.Dup(); err == nil {
-		if a, err := rawsys.LocalAddr(fd); err == nil {
-			s.addr = a
-		}
-		unix.Close(fd)
+// Shutdown stops accepting, closes idle connections, lets the others
+// finish their answer (with "Connection: close") and, when ctx ends
+// first, closes them.
+func (s *asyncServer) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return nil
+	default:
 	}
-	close(s.booted)
-	return gnet.None
+	s.group.Stop(func() { s.ln.Close() }, ctx.Done())
+	close(s.done)
+	return ctx.Err()
 }
 
-func (s *asyncServer) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if s.draining.Load() {
-		return nil, gnet.Close
-	}
+// asyncLoop is one loop's share of the server: its connections.
+type asyncLoop struct {
+	s     *asyncServer
+	l     *evloop.Loop
+	conns map[*asyncConn]struct{}
+}
+
+// asyncConn is one connection; only its loop touches it.
+type asyncConn struct {
+	h     *asyncLoop
+	fd    int
+	sess  *session
+	epoll evloop.Interest
+
+	in      []byte // input not parsed yet
+	sent    int    // of sess.out, already written
+	body    []byte // a large in-memory body, written after sess.out
+	stream  io.ReadCloser
+	file    *os.File // stream, when it is a file: sendfile
+	left    int64    // of stream, still to send; < 0: to its end
+	chunked bool     // stream goes out in chunked encoding
+
+	proxied    bool // the PROXY header is read, or none is expected
+	stalled    bool // parsing stopped for output to drain; input may hold whole requests
+	closeAfter bool // close once the output is written
+	eof        bool // the client sent FIN
+	linger     bool // closing: reading and dropping until the client's FIN
+	served     int
+	headStart  time.Time // when the head being read began
+	active     time.Time // last read, or last write progress
+}
+
+// Take starts serving a new connection, reading at once: the request is
+// usually there already.
+func (h *asyncLoop) Take(fd int, from net.Addr) {
+	s := h.s
+	now := h.l.Now()
 	if max := s.core.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
-		return s.core.serviceUnavailable("too many open connections"), gnet.Close
+		rawsys.Write(fd, s.core.serviceUnavailable("too many open connections"))
+		rawsys.Close(fd)
+		h.l.Ended()
+		return
 	}
 	s.open.Add(1)
-	ac := &asyncConn{c: c, sess: s.core.getSession(c.RemoteAddr()), headStart: time.Now(), proxied: !s.core.cfg.AcceptProxy}
-	ac.deadline.Store(ac.headStart.Add(s.core.cfg.HeaderTimeout).UnixNano())
-	ac.idle.Store(true)
-	c.SetContext(ac)
-	s.connsMu.Lock()
-	s.conns[ac] = struct{}{}
-	s.connsMu.Unlock()
-	return nil, gnet.None
+	c := &asyncConn{h: h, fd: fd, sess: s.core.getSession(from), proxied: !s.core.cfg.AcceptProxy, headStart: now, active: now}
+	h.conns[c] = struct{}{}
+	h.l.Own(fd, c)
+	if h.l.Stopping() {
+		c.close()
+		return
+	}
+	c.Ready(unix.EPOLLIN)
 }
 
-func (s *asyncServer) OnClose(c gnet.Conn, _ error) gnet.Action {
-	if ac, ok := c.Context().(*asyncConn); ok {
-		if ac.closed != nil {
-			close(ac.closed)
-		}
-		s.connsMu.Lock()
-		delete(s.conns, ac)
-		s.connsMu.Unlock()
-		s.open.Add(-1)
-		s.core.putSession(ac.sess)
-		ac.sess = nil
+// Refuse is never called: serve has no admission queue.
+func (h *asyncLoop) Refuse(fd int, _ net.Addr) { rawsys.Close(fd) }
+
+// Fail closes the connection after a panic.
+func (c *asyncConn) Fail() { c.close() }
+
+// Ready handles what epoll reported.
+func (c *asyncConn) Ready(events uint32) {
+	if events&unix.EPOLLERR != 0 {
+		c.close()
+		return
 	}
-	return gnet.None
+	if c.linger {
+		c.drop()
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 && !c.pending() && !c.closeAfter && !c.eof {
+		if !c.read() {
+			return
+		}
+	}
+	c.advance()
 }
 
-func (s *asyncServer) OnTraffic(c gnet.Conn) gnet.Action {
-	ac := c.Context().(*asyncConn)
-	if ac.busy {
-		return gnet.None // input waits in gnet's buffer until the work off the loop is done
+// read takes what arrived and serves the whole requests in it; false when
+// the connection was closed.
+func (c *asyncConn) read() bool {
+	buf := c.h.l.Buf()
+	n, err := rawsys.Read(c.fd, buf)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return true
+	case err != nil:
+		c.close()
+		return false
+	case n == 0:
+		c.eof = true
+		return true
 	}
-	buf, _ := c.Peek(-1)
-	if ac.expired.Load() {
-		return s.expire(ac, len(buf))
+	c.active = c.h.l.Now()
+	if len(c.in) == 0 {
+		c.headStart = c.active
+		// Parse straight from the loop's buffer; keep only what is left.
+		used := c.process(buf[:n])
+		c.in = append(c.in, buf[used:n]...)
+		return true
 	}
-	now := time.Now()
-	if ac.buffered == 0 && len(buf) > 0 {
-		ac.headStart = now
+	if len(c.in)+n > c.h.s.core.maxInput() {
+		c.refuse(&httpx.Error{Status: 413, Reason: "request larger than the limit"})
+		return true
 	}
-	sess := ac.sess
-	draining := s.draining.Load()
-	consumed := 0
-	if !ac.proxied {
-		addr, n, err := proxyproto.Parse(buf)
-		switch {
-		case err != nil:
-			return gnet.Close // not from a proxy that speaks the protocol
-		case n == 0:
-			ac.buffered = len(buf)
-			return s.arm(ac, now)
+	c.in = append(c.in, buf[:n]...)
+	c.in = c.in[:copy(c.in, c.in[c.process(c.in):])]
+	return true
+}
+
+// process serves the whole requests at the start of data until the output
+// gathered reaches outHigh or a body must be sent first, and returns how
+// many bytes it used.
+func (c *asyncConn) process(data []byte) int {
+	sess := c.sess
+	used := 0
+	c.stalled = false
+	for !c.closeAfter {
+		if c.body != nil || c.stream != nil || len(sess.out)-c.sent >= outHigh {
+			c.stalled = used < len(data)
+			break
 		}
-		ac.proxied, consumed = true, n
-		if addr != nil {
-			sess.remote = addr
+		if !c.proxied {
+			addr, n, err := proxyproto.Parse(data[used:])
+			if err != nil {
+				c.closeAfter = true // not from a proxy that speaks the protocol: nothing to answer
+				return len(data)
+			}
+			if n == 0 {
+				break
+			}
+			c.proxied, used = true, used+n
+			if addr != nil {
+				sess.remote = addr
+			}
 		}
-	}
-	for {
-		req, n, err := sess.parser.Parse(buf[consumed:])
+		req, n, err := sess.parser.Parse(data[used:])
 		if err != nil {
-			c.Discard(len(buf))
-			sess.refuse(err.(*httpx.Error))
-			return s.finish(ac)
+			c.refuse(err.(*httpx.Error))
+			return len(data)
 		}
 		if req == nil {
 			break
 		}
-		consumed += n
-		ac.served++
-		rep := sess.respond(req, draining)
-		switch {
-		case rep.stream != nil:
-			c.Discard(consumed) // consumed > 0: a request was just taken
-			s.streamFile(ac, rep)
-			return gnet.None
-		case rep.body != nil:
-			c.Writev([][]byte{sess.out, rep.body}) // gnet copies only what the socket did not take
-			sess.out = sess.out[:0]
+		used += n
+		c.served++
+		rep := sess.respond(req, c.h.l.Stopping())
+		c.body = rep.body
+		if rep.stream != nil {
+			c.stream, c.left, c.chunked = rep.stream, rep.size, rep.chunked
+			c.file, _ = rep.stream.(*os.File)
 		}
 		if !rep.keepAlive {
-			c.Discard(len(buf))
-			return s.finish(ac)
+			c.closeAfter = true
+			c.linger = used < len(data) // the client sent more than is answered
+			return len(data)
 		}
-		ac.headStart = now
-	}
-	if consumed > 0 {
-		c.Discard(consumed) // gnet's Discard(0) would drop everything buffered
+		c.headStart = c.h.l.Now()
 	}
 	if sess.parser.NeedsContinue() {
 		sess.out = append(sess.out, httpx.Continue...)
 	}
-	if len(sess.out) > 0 {
-		c.Write(sess.out)
-		sess.out = sess.out[:0]
-	}
-	ac.buffered = len(buf) - consumed
-	return s.arm(ac, now)
+	return used
 }
 
-// arm sets the deadline for what the connection waits for next.
-func (s *asyncServer) arm(ac *asyncConn, now time.Time) gnet.Action {
-	cfg := &s.core.cfg
-	var deadline time.Time
-	switch {
-	case ac.buffered == 0:
-		if s.draining.Load() && ac.c.OutboundBuffered() == 0 {
-			return gnet.Close
-		}
-		deadline = now.Add(cfg.IdleTimeout)
-		if ac.served == 0 {
-			deadline = ac.headStart.Add(cfg.HeaderTimeout)
-		}
-	case ac.sess.parser.InHead(ac.buffered):
-		deadline = ac.headStart.Add(cfg.HeaderTimeout)
-	default:
-		deadline = now.Add(cfg.IdleTimeout) // between reads of a body
-	}
-	pending := ac.c.OutboundBuffered() > 0
-	if w := now.Add(cfg.WriteTimeout); pending && w.After(deadline) {
-		deadline = w
-	}
-	ac.deadline.Store(deadline.UnixNano())
-	ac.idle.Store(ac.buffered == 0 && !pending)
-	return gnet.None
+// refuse answers a request the parser refused, then closes, lingering.
+func (c *asyncConn) refuse(e *httpx.Error) {
+	c.sess.refuse(e)
+	c.closeAfter, c.linger = true, true
 }
 
-// expire ends a connection whose deadline passed: a 408 when it was part
-// way through a head, a plain close otherwise.
-func (s *asyncServer) expire(ac *asyncConn, buffered int) gnet.Action {
-	if buffered > 0 && ac.sess.parser.InHead(buffered) {
-		ac.c.Discard(buffered)
-		ac.sess.refuse(timeoutError)
-		return s.finish(ac)
-	}
-	return gnet.Close
+// pending reports whether output waits to be written.
+func (c *asyncConn) pending() bool {
+	return c.sent < len(c.sess.out) || c.body != nil || c.stream != nil
 }
 
-// finish writes the last response and closes the connection once gnet has
-// flushed it: closing with bytes still in gnet's buffer would cut the
-// response short, and gnet has no flush callback, so a goroutine asks.
-func (s *asyncServer) finish(ac *asyncConn) gnet.Action {
-	if len(ac.sess.out) > 0 {
-		ac.c.Write(ac.sess.out)
-		ac.sess.out = ac.sess.out[:0]
-	}
-	if ac.c.OutboundBuffered() == 0 {
-		return gnet.Close
-	}
-	ac.leaveLoop()
-	go s.closeWhenFlushed(ac)
-	return gnet.None
-}
-
-// leaveLoop marks the connection as handled off the loop until that work
-// is done; the loop then leaves its input alone and the ticker its deadline.
-func (ac *asyncConn) leaveLoop() {
-	ac.busy = true
-	ac.deadline.Store(0)
-	if ac.closed == nil {
-		ac.closed = make(chan struct{})
-	}
-}
-
-func (s *asyncServer) closeWhenFlushed(ac *asyncConn) {
-	give := time.Now().Add(s.core.cfg.WriteTimeout)
-	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
-		time.Sleep(wait)
-		n, ok := s.outbound(ac)
-		if !ok || n == 0 || time.Now().After(give) {
-			ac.c.Close()
-			return
-		}
-	}
-}
-
-// outbound asks the connection's loop how many bytes gnet still holds for it.
-func (s *asyncServer) outbound(ac *asyncConn) (int, bool) {
-	ch := make(chan int, 1)
-	err := ac.c.Wake(func(c gnet.Conn, err error) error {
-		ch <- c.OutboundBuffered()
-		return nil
-	})
-	return s.await(ac, ch, err)
-}
-
-// asyncWrite hands b to the connection's loop and waits until gnet has
-// written or buffered it, returning what gnet still holds.
-func (s *asyncServer) asyncWrite(ac *asyncConn, b []byte) (int, bool) {
-	ch := make(chan int, 1)
-	err := ac.c.AsyncWrite(b, func(c gnet.Conn, err error) error {
-		if err != nil {
-			ch <- -1
-		} else {
-			ch <- c.OutboundBuffered()
-		}
-		return nil
-	})
-	return s.await(ac, ch, err)
-}
-
-func (s *asyncServer) await(ac *asyncConn, ch chan int, err error) (int, bool) {
-	if err != nil {
-		return 0, false
-	}
-	select {
-	case n := <-ch:
-		return n, n >= 0
-	case <-ac.closed:
-		return 0, false
-	case <-time.After(s.core.cfg.WriteTimeout):
-		return 0, false
-	}
-}
-
-// streamFile sends a file from disk without blocking the loop: a goroutine
-// reads it in pieces and queues each on the loop, pausing while gnet holds
-// more than a megabyte for a slow reader.
-func (s *asyncServer) streamFile(ac *asyncConn, rep reply) {
-	ac.leaveLoop()
-	head := append([]byte(nil), ac.sess.out...)
-	ac.sess.out = ac.sess.out[:0]
-	go func() {
-		defer rep.stream.Close()
-		_, ok := s.asyncWrite(ac, head)
-		piece := make([]byte, 256<<10)
-		// A stream of unknown length (never a file) is sent to its end and
-		// the connection closed; the session chose that already.
-		left := rep.size
-		if left < 0 {
-			left = math.MaxInt64
-		}
-		for ok && left > 0 {
-			n, err := io.ReadFull(rep.stream, piece[:min(int64(len(piece)), left)])
-			if n == 0 && err != nil {
-				ok = rep.size < 0 && (err == io.EOF || err == io.ErrUnexpectedEOF)
-				break
+// advance writes what is pending, serves input that waited for it, and
+// tells epoll what the connection waits for next.
+func (c *asyncConn) advance() {
+	for {
+		if c.pending() {
+			if !c.flush() {
+				return
 			}
-			left -= int64(n)
-			var held int
-			held, ok = s.asyncWrite(ac, piece[:n])
-			for ok && held > 1<<20 {
-				time.Sleep(time.Millisecond)
-				held, ok = s.outbound(ac)
+			if c.pending() {
+				c.h.l.Set(c.fd, &c.epoll, unix.EPOLLOUT) // and read nothing meanwhile
+				return
 			}
 		}
 		switch {
-		case !ok:
-			ac.c.Close()
-		case !rep.keepAlive:
-			s.closeWhenFlushed(ac)
-		default:
-			// Back to the loop: clear busy there, then wake it for any
-			// pipelined input that waited.
-			ac.c.Wake(func(gnet.Conn, error) error { ac.busy = false; return nil })
-			ac.c.Wake(nil)
+		case c.closeAfter:
+			c.finish()
+			return
+		case c.stalled:
+			c.in = c.in[:copy(c.in, c.in[c.process(c.in):])]
+			continue
+		case c.eof:
+			c.close() // a request cut short by the FIN cannot be finished
+			return
+		case c.h.l.Stopping() && len(c.in) == 0:
+			c.close() // draining: idle once more, so done
+			return
 		}
-	}()
+		c.h.l.Set(c.fd, &c.epoll, unix.EPOLLIN)
+		return
+	}
 }
 
-// tick enforces timeouts: it marks connections whose deadline passed and
-// wakes them, so their own loop answers or closes them.
-func (s *asyncServer) tick() {
-	cfg := &s.core.cfg
-	every := min(cfg.HeaderTimeout, cfg.IdleTimeout, cfg.WriteTimeout) / 4
-	every = max(10*time.Millisecond, min(every, time.Second))
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case now := <-t.C:
-			for _, ac := range s.connsWhere(func(ac *asyncConn) bool {
-				d := ac.deadline.Load()
-				return d != 0 && now.UnixNano() > d && !ac.expired.Swap(true)
-			}) {
-				ac.c.Wake(nil)
+// flush writes pending output until done or the socket is full; false when
+// the connection was closed.
+func (c *asyncConn) flush() bool {
+	out := c.sess.out[c.sent:]
+	for len(out) > 0 || c.body != nil {
+		var n int
+		var err error
+		if c.body != nil {
+			n, err = rawsys.Writev(c.fd, out, c.body)
+		} else {
+			n, err = rawsys.Write(c.fd, out)
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return true
+		}
+		if err != nil {
+			c.close()
+			return false
+		}
+		c.active = c.h.l.Now()
+		c.sent += min(n, len(out))
+		if n -= len(out); n >= 0 && c.body != nil {
+			c.body = c.body[n:]
+			if len(c.body) == 0 {
+				c.body = nil
+			}
+		}
+		out = c.sess.out[c.sent:]
+	}
+	c.sess.out, c.sent = c.sess.out[:0], 0
+	if c.stream != nil {
+		return c.sendStream()
+	}
+	return true
+}
+
+// sendStream sends the file being served: sendfile until the socket is
+// full, or, for another kind of stream, a piece at a time through out.
+func (c *asyncConn) sendStream() bool {
+	if c.file != nil && !c.chunked && c.left >= 0 {
+		for c.left > 0 {
+			n, err := unix.Sendfile(c.fd, int(c.file.Fd()), nil, int(min(c.left, 1<<20)))
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return true
+			}
+			if err != nil || n == 0 { // n == 0: the file shrank under us
+				c.close()
+				return false
+			}
+			c.active = c.h.l.Now()
+			c.left -= int64(n)
+		}
+		c.endStream()
+		return true
+	}
+	piece := c.h.l.Buf()
+	if c.left >= 0 {
+		piece = piece[:min(int64(len(piece)), c.left)]
+	}
+	n, err := io.ReadFull(c.stream, piece)
+	if n > 0 {
+		if c.chunked {
+			c.sess.out = httpx.AppendChunk(c.sess.out, piece[:n])
+		} else {
+			c.sess.out = append(c.sess.out, piece[:n]...)
+		}
+		if c.left > 0 {
+			c.left -= int64(n)
+		}
+	}
+	switch {
+	case c.left == 0, c.left < 0 && err != nil && (err == io.EOF || err == io.ErrUnexpectedEOF):
+		if c.chunked {
+			c.sess.out = append(c.sess.out, "0\r\n\r\n"...)
+		}
+		c.endStream()
+	case err != nil:
+		c.close()
+		return false
+	}
+	return true
+}
+
+func (c *asyncConn) endStream() {
+	c.stream.Close()
+	c.stream, c.file = nil, nil
+}
+
+// finish ends a connection whose last answer is written: at once, or by a
+// lingering close when the client may still be sending.
+func (c *asyncConn) finish() {
+	if !c.linger || c.eof {
+		c.close()
+		return
+	}
+	rawsys.ShutdownWrite(c.fd)
+	c.active = c.h.l.Now()
+	c.h.l.Set(c.fd, &c.epoll, unix.EPOLLIN)
+}
+
+// drop reads and drops what a lingering client sends, until its FIN.
+func (c *asyncConn) drop() {
+	n, err := rawsys.Read(c.fd, c.h.l.Buf())
+	if n == 0 && err == nil || err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		c.close()
+	}
+}
+
+// close ends the connection at once.
+func (c *asyncConn) close() {
+	h := c.h
+	if c.fd < 0 {
+		return
+	}
+	if c.stream != nil {
+		c.endStream()
+	}
+	delete(h.conns, c)
+	h.l.Disown(c.fd)
+	h.l.Ended()
+	h.s.open.Add(-1)
+	c.fd = -1
+	c.body = nil
+	c.sess.out = c.sess.out[:0]
+	h.s.core.putSession(c.sess)
+	c.sess = nil
+}
+
+// Sweep ends connections past their deadline: a head not received in
+// time is answered 408; an idle client, a body that stopped arriving, a
+// client that does not take its answer, and a lingering close that ran
+// out are closed.
+func (h *asyncLoop) Sweep() {
+	cfg := &h.s.core.cfg
+	now := h.l.Now()
+	for c := range h.conns {
+		switch {
+		case c.linger && c.closeAfter && !c.pending():
+			if now.Sub(c.active) > lingerFor {
+				c.close()
+			}
+		case c.pending():
+			if now.Sub(c.active) > cfg.WriteTimeout {
+				c.close()
+			}
+		case len(c.in) == 0 && c.served == 0: // a new connection owes its first head
+			if now.Sub(c.headStart) > cfg.HeaderTimeout {
+				c.close()
+			}
+		case c.sess.parser.InHead(len(c.in)):
+			if now.Sub(c.headStart) > cfg.HeaderTimeout {
+				c.refuse(timeoutError)
+				c.advance()
+			}
+		default: // idle between requests, or between reads of a body
+			if now.Sub(c.active) > cfg.IdleTimeout {
+				c.close()
 			}
 		}
 	}
 }
 
-// connsWhere lists the open connections for which pick is true.
-func (s *asyncServer) connsWhere(pick func(*asyncConn) bool) []*asyncConn {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	var picked []*asyncConn
-	for ac := range s.conns {
-		if pick(ac) {
-			picked = append(picked, ac)
+// Stopping closes the connections waiting for a request; the others
+// finish what they are doing, answered with "Connection: close".
+func (h *asyncLoop) Stopping() {
+	for c := range h.conns {
+		if !c.pending() && len(c.in) == 0 && !c.closeAfter {
+			c.close()
 		}
 	}
-	return picked
 }
 
-func (s *asyncServer) Shutdown(ctx context.Context) error {
-	if s.draining.Swap(true) {
-		<-s.done
-		return nil
+// CloseAll closes every connection: the grace is over.
+func (h *asyncLoop) CloseAll() {
+	for c := range h.conns {
+		c.close()
 	}
-	var err error
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for s.open.Load() > 0 && err == nil {
-		for _, ac := range s.connsWhere(func(ac *asyncConn) bool { return ac.idle.Load() }) {
-			ac.c.Close()
-		}
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-t.C:
-		}
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if stopErr := s.eng.Stop(stopCtx); stopErr != nil && !errors.Is(stopErr, context.DeadlineExceeded) && err == nil {
-		err = stopErr
-	}
-	<-s.done
-	return err
 }
-
-// silentLogger keeps gnet's own logging off the terminal; loadlab reports
-// what matters itself.
-type silentLogger struct{}
-
-func (silentLogger) Debugf(string, ...any) {}
-func (silentLogger) Infof(string, ...any)  {}
-func (silentLogger) Warnf(string, ...any)  {}
-func (silentLogger) Errorf(string, ...any) {}
-func (silentLogger) Fatalf(string, ...any) {}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httputil"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,11 @@ func (s *blockingServer) serve(nc net.Conn) {
 	tc := s.conns.add(nc)
 	defer s.conns.remove(tc)
 	defer nc.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			s.core.panicked("connection", p, debug.Stack())
+		}
+	}()
 	if s.draining.Load() {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -125,6 +126,7 @@ type core struct {
 	handler  Handler
 	head     httpx.HeadOptions
 	sessions sync.Pool // *session
+	panics   atomic.Int64
 }
 
 // listenError turns a bind failure into one line that says what to do.

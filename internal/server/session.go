@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"loadlab/internal/httpx"
@@ -104,7 +106,7 @@ func (s *session) respond(req *httpx.Request, draining bool) reply {
 func (s *session) serve(req *httpx.Request) {
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Error("handler panic", "path", string(req.Path), "panic", p)
+			s.core.panicked("handler for "+string(req.Path), p, debug.Stack())
 			s.resp.Reset()
 			s.resp.SetText(500, "500 Internal Server Error\n")
 			s.resp.Close = true
@@ -123,6 +125,14 @@ func (s *session) refuse(e *httpx.Error) {
 	if s.core.cfg.Log != nil {
 		s.log("-", "-", e.Status, int64(len(s.resp.Body)), 0)
 	}
+}
+
+// panicked logs a recovered panic in one line, with its stack, and
+// counts it; the connection it happened on is answered 500 or closed, and
+// serving goes on.
+func (c *core) panicked(where string, p any, stack []byte) {
+	n := c.panics.Add(1)
+	slog.Error("panic recovered; serving goes on", "in", where, "panic", fmt.Sprint(p), "panics", n, "stack", string(stack))
 }
 
 // timeoutError is the 408 sent to a client too slow to finish its head.
