@@ -136,18 +136,20 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	// (SIGPIPE), nor a terminal that hung up (SIGHUP, which serve does not
 	// use).
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	// After the ready line, everything serve says goes through a buffer
+	// that never blocks: a log pipe nobody reads must not hold up serving,
+	// nor a stop.
+	say := accesslog.NewBuffer(os.Stderr, 100*time.Millisecond)
+	defer func() {
+		if n := say.Dropped(); n > 0 {
+			fmt.Fprintf(say, "loadlab serve: %d log lines dropped (the log's reader fell behind)\n", n)
+		}
+		say.Close()
+	}()
 	if !f.quiet && cfg.Model != "prefork" {
-		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
-		if err != nil {
+		if cfg.Log, err = accesslog.NewLogger(say, f.logFormat); err != nil {
 			return err
 		}
-		defer func() {
-			buf.Close()
-			if n := buf.Dropped(); n > 0 {
-				fmt.Fprintf(os.Stderr, "loadlab serve: %d access log lines dropped (the log's reader fell behind)\n", n)
-			}
-		}()
-		cfg.Log = log
 	}
 	if cfg.Model == "prefork" {
 		cfg.Child = childCommand(cmd.Flags(), f.childModel)
@@ -167,13 +169,13 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	stop() // a second signal ends the process at once
 	began := time.Now()
-	fmt.Fprintf(os.Stderr, "loadlab serve: stopping: no new connections; requests in flight have %v (pid %d)\n", f.grace, os.Getpid())
+	fmt.Fprintf(say, "loadlab serve: stopping: no new connections; requests in flight have %v (pid %d)\n", f.grace, os.Getpid())
 	grace, cancel := context.WithTimeout(context.Background(), f.grace)
 	defer cancel()
 	if err := srv.Shutdown(grace); err != nil {
-		fmt.Fprintf(os.Stderr, "loadlab serve: grace period over, closed connections still in flight\n")
+		fmt.Fprintf(say, "loadlab serve: grace period over, closed connections still in flight\n")
 	}
-	fmt.Fprintf(os.Stderr, "loadlab serve: stopped after %v\n", time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(say, "loadlab serve: stopped after %v\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -22,17 +22,23 @@ const (
 // Buffer, whose Close flushes what is left.
 func New(w io.Writer, format string) (*slog.Logger, *Buffer, error) {
 	b := NewBuffer(w, 100*time.Millisecond)
-	var h slog.Handler
+	l, err := NewLogger(b, format)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return l, b, nil
+}
+
+// NewLogger returns a logger writing in format to b.
+func NewLogger(b *Buffer, format string) (*slog.Logger, error) {
 	switch format {
 	case FormatText, "":
-		h = slog.NewTextHandler(b, nil)
+		return slog.New(slog.NewTextHandler(b, nil)), nil
 	case FormatJSON:
-		h = slog.NewJSONHandler(b, nil)
-	default:
-		b.Close()
-		return nil, nil, fmt.Errorf("unknown log format %q (use text or json)", format)
+		return slog.New(slog.NewJSONHandler(b, nil)), nil
 	}
-	return slog.New(h), b, nil
+	return nil, fmt.Errorf("unknown log format %q (use text or json)", format)
 }
 
 // Buffer collects writes in memory and passes them on every interval, or

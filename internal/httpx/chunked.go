@@ -17,13 +17,21 @@ type chunkState struct {
 const maxChunkLine = 4 << 10
 
 // decode appends the data of complete chunks in b to body and reports how
-// many bytes of b the whole body took once it is complete.
+// many bytes of b the whole body took once it is complete. Every byte of
+// the body's wire form counts toward maxBody — sizes, extensions, CRLFs
+// and trailers as well as data — so that no framing, however wasteful,
+// makes a client cost more than the limit.
 func (s *chunkState) decode(b []byte, body *[]byte, maxBody int64) (int, bool, error) {
 	if !s.started {
 		s.started, s.remain = true, -1
 	}
 	for {
 		rest := b[s.pos:]
+		if s.remain < 0 && int64(s.pos)+int64(min(len(rest), maxChunkLine)) > maxBody {
+			if nl := bytes.IndexByte(rest, '\n'); nl < 0 || int64(s.pos+nl+1) > maxBody {
+				return 0, false, errBodyTooLarge
+			}
+		}
 		switch {
 		case s.trailer:
 			nl := bytes.IndexByte(rest, '\n')
@@ -49,8 +57,8 @@ func (s *chunkState) decode(b []byte, body *[]byte, maxBody int64) (int, bool, e
 			if err != nil {
 				return 0, false, err
 			}
-			if int64(len(*body))+size > maxBody {
-				return 0, false, fail(413, "request body larger than the limit")
+			if int64(s.pos+nl+1)+size+2 > maxBody {
+				return 0, false, errBodyTooLarge
 			}
 			s.pos += nl + 1
 			if size == 0 {
@@ -72,6 +80,8 @@ func (s *chunkState) decode(b []byte, body *[]byte, maxBody int64) (int, bool, e
 		}
 	}
 }
+
+var errBodyTooLarge = fail(413, "request body larger than the limit")
 
 func lineTooLong(rest []byte) error {
 	if len(rest) > maxChunkLine {

@@ -185,3 +185,38 @@ func TestParseAfterBufferMoves(t *testing.T) {
 		t.Fatalf("got %+v, %v", req, err)
 	}
 }
+
+// Every byte of a chunked body's framing counts toward MaxBody: floods of
+// extensions, of 1-byte chunks or of trailer lines end in 413 once they
+// pass the limit, however little data they carry.
+func TestChunkedFramingCountsTowardMaxBody(t *testing.T) {
+	const head = "POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	ext := ";" + strings.Repeat("e", 4000)
+	floods := map[string]string{
+		"extensions":       strings.Repeat("1"+ext+"\r\nA\r\n", 300),
+		"one-byte chunks":  strings.Repeat("1\r\nA\r\n", 200000),
+		"trailer lines":    "0\r\n" + strings.Repeat("X-Trailer: "+strings.Repeat("t", 1000)+"\r\n", 1200),
+		"data at the edge": "100000\r\n" + strings.Repeat("d", 1<<20) + "\r\n0\r\n\r\n",
+	}
+	for name, body := range floods {
+		for _, piece := range []int{1 << 20, 4096} {
+			p := NewParser(DefaultLimits())
+			buf := []byte(head + body)
+			var err error
+			for end := min(piece, len(buf)); ; end = min(end+piece, len(buf)) {
+				var req *Request
+				if req, _, err = p.Parse(buf[:end]); err != nil || req != nil || end == len(buf) {
+					break
+				}
+			}
+			e, ok := err.(*Error)
+			if !ok || e.Status != 413 {
+				t.Errorf("%s in pieces of %d: %v, want 413", name, piece, err)
+			}
+		}
+	}
+	// Within the limit, framing and all, the body is taken.
+	if got, err := parseAll(t, head+strings.Repeat("1;e\r\nA\r\n", 1000)+"0\r\n\r\n", 100); err != nil || len(got) != 1 {
+		t.Errorf("a body of 8 KB of framing: %v %v", got, err)
+	}
+}
