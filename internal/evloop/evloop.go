@@ -148,7 +148,7 @@ func (g *Group) Stopping() bool { return g.stopAccepting.Load() }
 
 // Each runs f on every loop's handler from the loop's own goroutine, and
 // returns when all have run it: the way to reach a loop's connections
-// from outside.
+// from outside. The loops run f at the same time.
 func (g *Group) Each(f func(Handler)) {
 	var wg sync.WaitGroup
 	for _, l := range g.loops {

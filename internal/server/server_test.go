@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"loadlab/internal/httpx"
 	"loadlab/internal/site"
 )
 
@@ -49,10 +51,14 @@ func runTestChild() {
 			cfg.HeaderTimeout, _ = time.ParseDuration(args[i+1])
 		}
 	}
-	h, err := site.New(root)
+	site, err := site.New(root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	var h Handler = site
+	if slices.Contains(args, "--boom") {
+		h = boomHandler{site}
 	}
 	srv, err := Start(cfg, h)
 	if err != nil {
@@ -72,6 +78,17 @@ func runTestChild() {
 // start runs a server of the given model on 127.0.0.1:0 for the test.
 func start(t *testing.T, model string, root string, tune func(*Config)) Server {
 	t.Helper()
+	h, err := site.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startWith(t, model, root, h, tune)
+}
+
+// startWith is start with a handler of the test's own: the site, or the
+// site behind boomHandler (prefork's children are told to do the same).
+func startWith(t *testing.T, model, root string, handler Handler, tune func(*Config)) Server {
+	t.Helper()
 	cfg := Config{Model: model, Listen: "127.0.0.1:0", Name: "test-" + model, Procs: 2}
 	var childArgs []string
 	if root != "" {
@@ -81,6 +98,9 @@ func start(t *testing.T, model string, root string, tune func(*Config)) Server {
 		tune(&cfg)
 	}
 	childArgs = append(childArgs, "--name", cfg.Name)
+	if _, ok := handler.(boomHandler); ok {
+		childArgs = append(childArgs, "--boom", "on")
+	}
 	if cfg.HeaderTimeout > 0 {
 		childArgs = append(childArgs, "--header-timeout", cfg.HeaderTimeout.String())
 	}
@@ -89,11 +109,7 @@ func start(t *testing.T, model string, root string, tune func(*Config)) Server {
 		cmd.Env = append(os.Environ(), "LOADLAB_TEST_CHILD=1")
 		return cmd
 	}
-	h, err := site.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Start(cfg, h)
+	srv, err := Start(cfg, handler)
 	if err != nil {
 		t.Fatalf("start %s: %v", model, err)
 	}
@@ -641,4 +657,69 @@ func TestOSThreadsServe(t *testing.T) {
 			t.Fatalf("got %q", body)
 		}
 	}
+}
+
+// boomHandler is the site, but GET /boom panics inside the handler.
+type boomHandler struct{ Handler }
+
+func (b boomHandler) Serve(req *httpx.Request, resp *httpx.Response) {
+	if string(req.Path) == "/boom" {
+		panic("boom: injected by the test")
+	}
+	b.Handler.Serve(req, resp)
+}
+
+// A panicking handler costs its own request a 500 and its connection;
+// the next request, on a new connection, is answered.
+func TestPanicIsKeptToItsConnection(t *testing.T) {
+	eachModel(t, func(t *testing.T, model string) {
+		h, _ := site.New("")
+		srv := startWith(t, model, "", boomHandler{h}, nil)
+		for range 3 {
+			c := dial(t, srv)
+			c.send(t, get("/boom"))
+			if resp, _ := c.read(t, "GET"); resp.StatusCode != 500 {
+				t.Errorf("the panicking request was answered %d, want 500", resp.StatusCode)
+			}
+			if !c.closed() {
+				t.Error("the connection of a panic was left open")
+			}
+			c = dial(t, srv)
+			c.send(t, get("/santai"))
+			if resp, body := c.read(t, "GET"); resp.StatusCode != 200 || body != "santai saja" {
+				t.Errorf("after a panic: %d %q", resp.StatusCode, body)
+			}
+		}
+	})
+}
+
+// A chunked body of floods of framing — 4 KB extensions on 1-byte chunks,
+// or endless trailer lines — is 413 once its wire size passes --max-body,
+// on every model.
+func TestChunkedFloodIs413(t *testing.T) {
+	floods := map[string]string{
+		"extensions": "1;" + strings.Repeat("e", 4000) + "\r\nA\r\n",
+		"trailers":   "X-Trailer: " + strings.Repeat("t", 1000) + "\r\n",
+	}
+	eachModel(t, func(t *testing.T, model string) {
+		srv := start(t, model, "", nil)
+		for name, piece := range floods {
+			c := dial(t, srv)
+			c.send(t, "POST /form HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+			if name == "trailers" {
+				c.send(t, "0\r\n")
+			}
+			// Send until the server answers and stops reading: at most
+			// 8 MB, far past the 1 MiB limit.
+			for sent := 0; sent < 8<<20; sent += len(piece) {
+				c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if _, err := io.WriteString(c, piece); err != nil {
+					break
+				}
+			}
+			if resp, _ := c.read(t, "POST"); resp.StatusCode != 413 {
+				t.Errorf("%s flood: %d, want 413", name, resp.StatusCode)
+			}
+		}
+	})
 }
