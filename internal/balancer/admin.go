@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,13 @@ func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
 	if err != nil {
 		return nil, listenError(addr, err)
 	}
+	b.addSelf(ln.Addr(), "admin address")
+	for _, be := range b.pool.All() {
+		if err := b.refuseSelf(be.Name); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	a := &Admin{b: b, token: token, ln: ln}
 	mux := http.NewServeMux()
 	reg := prometheus.NewRegistry()
@@ -47,7 +55,10 @@ func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
 	mux.HandleFunc("DELETE /api/backends/{name}", a.remove)
 	mux.HandleFunc("PUT /api/backends/{name}", a.update)
 	mux.HandleFunc("GET /{$}", a.page)
-	a.srv = &http.Server{Handler: a.guard(mux), ReadHeaderTimeout: 5 * time.Second}
+	// Every read and every idle wait is bounded: clients that never finish
+	// a request, or never send one, are closed, not kept.
+	a.srv = &http.Server{Handler: a.guard(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
 	go a.srv.Serve(ln)
 	return a, nil
 }
@@ -74,9 +85,17 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="loadlab admin"`)
+				w.Header().Set("Connection", "close") // an unread body is not waited for
 				http.Error(w, "401 Unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
 				return
 			}
+		}
+		if a.token == "" && !a.ownHost(r.Host) {
+			// Without a token, only a page that names this address may
+			// ask: a DNS-rebinding page names its own host.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "403 Forbidden: Host must name the admin's own address or loopback (or set --admin-token)", http.StatusForbidden)
+			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
 			http.Error(w, "403 Forbidden: cross-origin requests are not served", http.StatusForbidden)
@@ -84,6 +103,24 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// ownHost reports whether a request's Host names the admin listener: its
+// own address, or a loopback name or address, on its port.
+func (a *Admin) ownHost(host string) bool {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, "80"
+	}
+	own := a.ln.Addr().(*net.TCPAddr)
+	if port != strconv.Itoa(own.Port) {
+		return false
+	}
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && (ip.IsLoopback() || ip.Equal(own.IP) || own.IP.IsUnspecified() && isLocal(ip))
 }
 
 func (a *Admin) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -117,15 +154,19 @@ type BackendStatus struct {
 func (b *Balancer) Status() []BackendStatus {
 	var out []BackendStatus
 	for _, be := range b.pool.All() {
-		p50, p99 := be.Latency()
-		out = append(out, BackendStatus{
-			Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
-			Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
-			BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
-			LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99,
-		})
+		out = append(out, b.status(be))
 	}
 	return out
+}
+
+func (b *Balancer) status(be *Backend) BackendStatus {
+	p50, p99 := be.Latency()
+	return BackendStatus{
+		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
+		Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
+		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
+		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99,
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -159,20 +200,12 @@ func (a *Admin) add(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &c) {
 		return
 	}
-	spec := c.Addr
-	if c.Weight > 0 {
-		spec = fmt.Sprintf("%s,weight=%d", c.Addr, c.Weight)
-	}
-	addr, weight, err := ParseBackend(spec)
+	be, status, err := a.b.AddBackend(c.Addr, c.Weight)
 	if err != nil {
-		http.Error(w, "400 Bad Request: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, strconv.Itoa(status)+" "+http.StatusText(status)+": "+err.Error(), status)
 		return
 	}
-	if !a.b.pool.Add(NewBackend(addr, weight)) {
-		http.Error(w, "409 Conflict: backend "+addr+" exists", http.StatusConflict)
-		return
-	}
-	writeJSON(w, http.StatusCreated, a.b.Status())
+	writeJSON(w, http.StatusCreated, a.b.status(be))
 }
 
 func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {

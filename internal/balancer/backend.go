@@ -168,10 +168,36 @@ func ParseBackend(spec string) (addr string, weight int, err error) {
 		}
 		return addr, weight, nil
 	}
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		return "", 0, fmt.Errorf("backend %q is not host:port (for example 127.0.0.1:9002)", spec)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return "", 0, fmt.Errorf("backend %.80q is not host:port (for example 127.0.0.1:9002)", spec)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("backend %.80q: port must be a number from 1 to 65535", spec)
+	}
+	if net.ParseIP(host) == nil && !isHostName(host) {
+		return "", 0, fmt.Errorf("backend %.80q: %.80q is neither an IP address nor a host name", spec, host)
 	}
 	return addr, weight, nil
+}
+
+// isHostName reports whether s is a DNS name as RFC 1123 allows: labels
+// of letters, digits and hyphens, up to 63 bytes each and 253 in all.
+func isHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Pool is the set of backends. Readers take a snapshot without locking;

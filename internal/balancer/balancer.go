@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -81,8 +82,37 @@ func (c *Config) fillDefaults() {
 	c.Check.fillDefaults()
 }
 
+// MaxBackends bounds the pool, from the configuration and the admin API
+// together: far more than any real pool, and small enough that a reload
+// or a status page stays quick.
+const MaxBackends = 10000
+
 // Validate reports the first problem with c in one line.
 func (c *Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"connect_timeout", c.ConnectTimeout}, {"client_idle", c.ClientIdle}, {"server_idle", c.ServerIdle},
+		{"head_timeout", c.HeadTimeout}, {"queue_timeout", c.QueueTimeout}, {"resolve_every", c.ResolveEvery},
+		{"check.interval", c.Check.Interval}, {"check.timeout", c.Check.Timeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: %v is negative; give a duration such as 2s, or leave it out for the default", d.name, d.v)
+		}
+	}
+	if c.Check.Interval > 0 && c.Check.Interval < MinCheckInterval {
+		return fmt.Errorf("check.interval: %v is too short; checks at most every %v", c.Check.Interval, MinCheckInterval)
+	}
+	if c.ResolveEvery > 0 && c.ResolveEvery < MinCheckInterval {
+		return fmt.Errorf("resolve_every: %v is too short; look DNS up at most every %v", c.ResolveEvery, MinCheckInterval)
+	}
+	if c.Check.Rise < 0 || c.Check.Fall < 0 {
+		return errors.New("check.rise and check.fall must be 1 or more")
+	}
+	if len(c.Backends) > MaxBackends {
+		return fmt.Errorf("%d backends: at most %d", len(c.Backends), MaxBackends)
+	}
 	c.fillDefaults()
 	if c.Mode != "tcp" && c.Mode != "http" {
 		return fmt.Errorf("mode %q: use tcp or http", c.Mode)
@@ -106,6 +136,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("backend %s: weight must be from 1 to 1000", b.Addr)
 		}
 	}
+	if err := sameAddress(c.Backends); err != nil {
+		return err
+	}
 	if c.SendProxy != "" && c.SendProxy != "v1" && c.SendProxy != "v2" {
 		return fmt.Errorf("send_proxy %q: use v1 or v2", c.SendProxy)
 	}
@@ -128,6 +161,9 @@ type Balancer struct {
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
 	panics   atomic.Int64  // recovered panics, each of which closed one connection
+	via      string        // this balancer's pseudonym in Via, to see a request come round a loop
+	selfMu   sync.Mutex
+	selves   []self // addresses the balancer listens on, never a backend
 	draining atomic.Bool
 	done     chan struct{}
 	checker  *checker
@@ -149,7 +185,14 @@ func Start(cfg Config) (*Balancer, error) {
 	if err != nil {
 		return nil, listenError(cfg.Listen, err)
 	}
-	b := &Balancer{ln: ln, done: make(chan struct{}), log: newAccessLog(cfg.Log)}
+	b := &Balancer{ln: ln, done: make(chan struct{}), log: newAccessLog(cfg.Log), via: newPseudonym()}
+	b.addSelf(ln.Addr(), "listen address")
+	for _, bc := range cfg.Backends {
+		if err := b.refuseSelf(bc.Addr); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	b.pool = NewPool(backendsOf(cfg.Backends))
 	b.apply(cfg)
 	if cfg.MaxConns > 0 {
@@ -208,9 +251,52 @@ func (b *Balancer) Reload(cfg Config) error {
 		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
 	}
 	cfg.Log, cfg.Resolver = b.Config().Log, b.Config().Resolver
+	for _, bc := range cfg.Backends {
+		if err := b.refuseSelf(bc.Addr); err != nil {
+			return err
+		}
+	}
 	b.forget(b.pool.Replace(backendsOf(cfg.Backends), srvEntries(cfg.Backends)))
 	b.apply(cfg)
 	return nil
+}
+
+// AddBackend adds a backend at addr, as the admin API asks, after the
+// checks a configuration gets; the status is the HTTP answer to give on
+// an error.
+func (b *Balancer) AddBackend(addr string, weight int) (*Backend, int, error) {
+	if weight < 0 || weight > 1000 {
+		return nil, 400, fmt.Errorf("weight %d: give a whole number from 1 to 1000", weight)
+	}
+	if strings.HasPrefix(addr, "srv://") {
+		return nil, 400, errors.New("srv:// backends come from the configuration only (they follow DNS, not the API)")
+	}
+	addr, _, err := ParseBackend(addr)
+	if err != nil {
+		return nil, 400, err
+	}
+	if err := b.refuseSelf(addr); err != nil {
+		return nil, 400, err
+	}
+	if b.pool.Len() >= MaxBackends {
+		return nil, 409, fmt.Errorf("the pool has %d backends, the most it takes", MaxBackends)
+	}
+	be := NewBackend(addr, max(weight, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	b.resolver.resolve(ctx, be)
+	cancel()
+	for _, other := range b.pool.All() {
+		if other.Name == be.Name {
+			return nil, 409, fmt.Errorf("backend %s exists", addr)
+		}
+		if sa := be.sockaddr.Load(); sa != nil && other.Addr() == be.Addr() {
+			return nil, 409, fmt.Errorf("backend %s is %s, which backend %s is already", addr, be.Addr(), other.Name)
+		}
+	}
+	if !b.pool.Add(be) {
+		return nil, 409, fmt.Errorf("backend %s exists", addr)
+	}
+	return be, 201, nil
 }
 
 // RemoveBackend takes the named backend out of the pool, as the admin API

@@ -25,12 +25,24 @@ import (
 //
 // Unknown keys are errors, so a typo is not silently ignored.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %v", path, errors.Unwrap(err))
 	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %v", path, err)
+	}
+	if len(data) > MaxConfigSize {
+		return Config{}, fmt.Errorf("config %s: larger than %d MiB; no real balancer needs that much", path, MaxConfigSize>>20)
+	}
 	return ParseConfig(data, path)
 }
+
+// MaxConfigSize bounds a configuration file: ample for MaxBackends, and
+// small enough that loading one never stalls a reload.
+const MaxConfigSize = 4 << 20
 
 // ParseConfig reads YAML configuration; name is used in errors.
 func ParseConfig(data []byte, name string) (Config, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -21,6 +22,10 @@ type CheckConfig struct {
 	Rise     int           `yaml:"rise"` // passes in a row that bring a down backend back
 	Fall     int           `yaml:"fall"` // failures in a row that take a backend down
 }
+
+// MinCheckInterval is the shortest check.interval: a backend checked more
+// often only costs CPU, and at a nanosecond every check times out.
+const MinCheckInterval = 10 * time.Millisecond
 
 func (c *CheckConfig) fillDefaults() {
 	if c.Kind == "" {
@@ -123,6 +128,9 @@ func (c *checker) loop() {
 
 // record applies one result with HAProxy's rise and fall.
 func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
+	if errors.Is(err, errLocalCheck) {
+		return // this machine's shortage says nothing of the backend
+	}
 	res := &CheckResult{At: time.Now(), OK: err == nil, Detail: "ok"}
 	if err != nil {
 		res.Detail = err.Error()
@@ -147,9 +155,19 @@ func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
 }
 
 // probe checks one backend: a TCP connect, or an HTTP GET expecting 2xx or 3xx.
+// errLocalCheck is a check that could not be made for want of this
+// machine's descriptors or ports.
+var errLocalCheck = errors.New("check not made: out of local resources")
+
+// maxStatusLine is the most a check reads of a response.
+const maxStatusLine = 1 << 10
+
 func probe(addr string, cfg CheckConfig) error {
 	conn, err := net.DialTimeout("tcp", addr, cfg.Timeout)
 	if err != nil {
+		if localFailure(err) {
+			return errLocalCheck
+		}
 		return errors.New(shortErr(err))
 	}
 	defer conn.Close()
@@ -160,8 +178,13 @@ func probe(addr string, cfg CheckConfig) error {
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, addr); err != nil {
 		return errors.New(shortErr(err))
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
+	// Only the status line is read, and no more than maxStatusLine of it:
+	// a backend that sends an endless line costs one small buffer.
+	line, err := bufio.NewReaderSize(io.LimitReader(conn, maxStatusLine), maxStatusLine).ReadString('\n')
+	switch {
+	case err == io.EOF && len(line) == maxStatusLine:
+		return fmt.Errorf("status line longer than %d bytes", maxStatusLine)
+	case err != nil:
 		return errors.New("no response: " + shortErr(err))
 	}
 	f := strings.Fields(line)

@@ -157,7 +157,7 @@ func (h *httpLoop) Take(fd int, from net.Addr) {
 	if n := len(h.free); n > 0 {
 		c, h.free = h.free[n-1], h.free[:n-1]
 	} else {
-		c = &httpClient{h: h, parser: httpx.NewParser(httpx.DefaultLimits())}
+		c = &httpClient{h: h, parser: httpx.NewParser(frontLimits())}
 	}
 	c.fd, c.from, c.state, c.eof = fd, from, reading, false
 	c.parser.Limits.MaxBody = h.b.Config().MaxBody // as of this connection's start, as a reload means it
@@ -267,6 +267,11 @@ func (c *httpClient) parse() {
 		c.watch()
 		return
 	}
+	if passedThrough(req, c.h.b.via) {
+		c.ex = exchange{start: c.h.l.Now()}
+		c.replyError(508, "508 Loop Detected: this request has passed through this balancer already (its Via); a backend points back at the balancer\n", true)
+		return
+	}
 	c.begin(req, n)
 	c.in = c.in[:copy(c.in, c.in[n:])]
 	c.state = forwarding
@@ -278,7 +283,7 @@ func (c *httpClient) parse() {
 func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
-		req: appendRequest(ex.req[:0], req, c.ip), received: n, isHead: req.IsHead(),
+		req: appendRequest(ex.req[:0], req, c.ip, c.h.b.via), received: n, isHead: req.IsHead(),
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
 		tried: ex.tried[:0], skipped: ex.skipped[:0],
 	}
@@ -303,6 +308,10 @@ func (c *httpClient) dispatch() {
 		be.Active.Add(1)
 		if err := h.send(c, be, true); err != nil {
 			be.Active.Add(-1)
+			if localFailure(err) {
+				c.replyError(503, "503 Service Unavailable: the balancer is out of "+shortErr(err)+"\n", true)
+				return
+			}
 			be.suspect(suspectFor) // counts the error
 			ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
 			continue
@@ -558,7 +567,7 @@ func (bc *backendConn) readHead(p []byte) {
 			}
 			return
 		}
-		rh, err := httpx.ParseResponseHead(data[:end])
+		rh, err := httpx.ParseResponseHeadStrict(data[:end])
 		if err != nil || rh.Status == 101 {
 			c.backendFailed(httpx.ErrMalformedResponse)
 			return
@@ -1065,7 +1074,7 @@ func proxyWrites(name []byte) bool {
 // appendRequest writes req as the backend gets it: HTTP/1.1, the client's
 // end-to-end headers, forwarding headers added, the body by
 // Content-Length, the connection kept alive.
-func appendRequest(b []byte, req *httpx.Request, client string) []byte {
+func appendRequest(b []byte, req *httpx.Request, client, self string) []byte {
 	var connection [][]byte
 	var xff, fwd, via []byte
 	for _, f := range req.Headers {
@@ -1101,7 +1110,7 @@ func appendRequest(b []byte, req *httpx.Request, client string) []byte {
 	b = append(b, ";proto=http\r\n"...)
 	b = appendList(b, "Via", via, "1.")
 	b = strconv.AppendInt(b, int64(req.Minor), 10)
-	b = append(b, " loadlab\r\n"...)
+	b = append(append(append(b, ' '), self...), "\r\n"...)
 	if len(req.Body) > 0 || req.ContentLength >= 0 || req.Chunked {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(req.Body)), 10)
@@ -1109,6 +1118,33 @@ func appendRequest(b []byte, req *httpx.Request, client string) []byte {
 	}
 	b = append(b, "Connection: keep-alive\r\n\r\n"...)
 	return append(b, req.Body...)
+}
+
+// addedHeaders is how many header fields appendRequest may add to what
+// the client sent (X-Forwarded-For, X-Forwarded-Proto, Forwarded, Via,
+// Content-Length, Connection, Host), less the ones it replaces.
+const addedHeaders = 7
+
+// frontLimits are the limits on what clients send: the defaults, less
+// room for the headers the balancer adds, so that a request the front
+// takes is never one a backend with the same limits refuses (431).
+func frontLimits() httpx.Limits {
+	l := httpx.DefaultLimits()
+	l.MaxHeaders -= addedHeaders
+	l.MaxHead -= 512
+	return l
+}
+
+// passedThrough reports whether req carries this balancer's own Via
+// pseudonym: it came back round a loop of backends pointing at the
+// balancer, and would go round again until a limit stopped it.
+func passedThrough(req *httpx.Request, self string) bool {
+	for _, f := range req.Headers {
+		if bytes.EqualFold(f.Name, []byte("via")) && bytes.Contains(f.Value, []byte(self)) {
+			return true
+		}
+	}
+	return false
 }
 
 // listed reports whether name is a token of one of the Connection values.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"loadlab/internal/evloop"
+
+	"golang.org/x/sys/unix"
 )
 
 // Both modes run as handlers on evloop's event loops, one per core, as
@@ -45,6 +47,19 @@ func dial(l *evloop.Loop, be *Backend) (int, error) {
 		return -1, &net.OpError{Op: "dial", Net: "tcp", Err: errUnresolved}
 	}
 	return l.Connect(sa)
+}
+
+// localFailure reports whether a connect failed for want of something of
+// this machine's — descriptors, memory, source ports — not because of
+// the backend: such a failure is not held against the backend, and no
+// other backend would fare better.
+func localFailure(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "socket" {
+		return true
+	}
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) ||
+		errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.EADDRNOTAVAIL)
 }
 
 var errUnresolved = errors.New("host name not resolved yet")

@@ -78,8 +78,11 @@ func (t *tcpLoop) dial(p *tcpPair) {
 		p.tried = append(p.tried, be)
 		fd, err := dial(t.l, be)
 		if err != nil {
-			be.suspect(suspectFor)
 			p.skipped = append(p.skipped, be.Name+": "+shortErr(err))
+			if localFailure(err) {
+				break
+			}
+			be.suspect(suspectFor)
 			continue
 		}
 		p.be, p.connecting, p.dialed = be, true, t.l.Now()

@@ -152,7 +152,7 @@ func (p *Parser) findHead(buf []byte) (bool, error) {
 		}
 		if p.lineEnd == 0 {
 			p.lineEnd = i
-			if i-p.skip > p.Limits.MaxRequestLine {
+			if i-1-p.skip > p.Limits.MaxRequestLine { // the line without its CRLF
 				return false, fail(414, "request line longer than the limit")
 			}
 		}
@@ -171,7 +171,7 @@ func (p *Parser) findHead(buf []byte) (bool, error) {
 		p.scanned--
 	}
 	n := len(buf) - p.skip
-	if p.lineEnd == 0 && n > p.Limits.MaxRequestLine {
+	if p.lineEnd == 0 && n-boolInt(n > 0 && buf[len(buf)-1] == '\r') > p.Limits.MaxRequestLine {
 		return false, fail(414, "request line longer than the limit")
 	}
 	if n > p.Limits.MaxHead {
@@ -379,4 +379,11 @@ func (p *Parser) parseTarget() error {
 	}
 	r.Path = out
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

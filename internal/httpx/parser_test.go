@@ -220,3 +220,21 @@ func TestChunkedFramingCountsTowardMaxBody(t *testing.T) {
 		t.Errorf("a body of 8 KB of framing: %v %v", got, err)
 	}
 }
+
+// A request line of exactly MaxRequestLine bytes (without its CRLF) is
+// taken; one byte more is 414, whether the line is whole or still coming.
+func TestRequestLineLimitIsInclusive(t *testing.T) {
+	limit := DefaultLimits().MaxRequestLine
+	line := func(n int) string { return "GET /" + strings.Repeat("a", n-len("GET / HTTP/1.1")) + " HTTP/1.1" }
+	if len(line(limit)) != limit {
+		t.Fatalf("test line is %d bytes", len(line(limit)))
+	}
+	for _, piece := range []int{1 << 20, 1000} {
+		if _, err := parseAll(t, line(limit)+"\r\nHost: x\r\n\r\n", piece); err != nil {
+			t.Errorf("a line of exactly %d bytes, in pieces of %d: %v", limit, piece, err)
+		}
+		if _, err := parseAll(t, line(limit+1)+"\r\nHost: x\r\n\r\n", piece); err == nil || err.Status != 414 {
+			t.Errorf("a line of %d bytes, in pieces of %d: %v, want 414", limit+1, piece, err)
+		}
+	}
+}

@@ -22,8 +22,19 @@ type ResponseHead struct {
 var ErrMalformedResponse = errors.New("malformed response head")
 
 // ParseResponseHead reads a complete response head (status line through
-// the blank line, CRLF or bare LF as servers send it).
-func ParseResponseHead(head []byte) (ResponseHead, error) {
+// the blank line, CRLF or bare LF as servers send it), as leniently as a
+// client such as ab; two different Content-Lengths are refused all the
+// same, since no reading of them is safe.
+func ParseResponseHead(head []byte) (ResponseHead, error) { return parseResponseHead(head, false) }
+
+// ParseResponseHeadStrict is ParseResponseHead for a proxy, which passes
+// the head on to clients that may read it otherwise: as strict as the
+// request parser, it also refuses a bare CR, a NUL or any other control
+// byte in a field, a folded line, and a field name that is not a token
+// (a space before the colon, say). HAProxy answers such a response 502.
+func ParseResponseHeadStrict(head []byte) (ResponseHead, error) { return parseResponseHead(head, true) }
+
+func parseResponseHead(head []byte, strict bool) (ResponseHead, error) {
 	r := ResponseHead{ContentLength: -1, Head: head}
 	nl := bytes.IndexByte(head, '\n')
 	if nl < 0 {
@@ -40,11 +51,15 @@ func ParseResponseHead(head []byte) (ResponseHead, error) {
 		return r, ErrMalformedResponse
 	}
 	var closeConn, keepAlive bool
-	err := EachField(head[nl+1:], func(name, value []byte) error {
+	fields := head[nl+1:]
+	if strict && !strictFields(fields) {
+		return r, ErrMalformedResponse
+	}
+	err := EachField(fields, func(name, value []byte) error {
 		switch {
 		case equalFold(name, "content-length"):
 			n, ok := parseContentLength(value)
-			if !ok {
+			if !ok || r.ContentLength >= 0 && n != r.ContentLength {
 				return ErrMalformedResponse
 			}
 			r.ContentLength = n
@@ -62,6 +77,41 @@ func ParseResponseHead(head []byte) (ResponseHead, error) {
 	})
 	r.KeepAlive = !closeConn && (r.Minor >= 1 || keepAlive)
 	return r, err
+}
+
+// strictFields reports whether every field line is name ":" value with a
+// token for a name and no control byte but HTAB in the value; CR may only
+// end a line.
+func strictFields(fields []byte) bool {
+	for len(fields) > 0 {
+		nl := bytes.IndexByte(fields, '\n')
+		if nl < 0 {
+			nl = len(fields)
+		}
+		line := fields[:nl]
+		fields = fields[min(nl+1, len(fields)):]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			return true
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return false // a folded line starts with a space, so it has no name either
+		}
+		for _, c := range line[:colon] {
+			if !isTokenChar(c) {
+				return false
+			}
+		}
+		for _, c := range line[colon+1:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // EachField calls fn with each header field of fields (the lines after a
