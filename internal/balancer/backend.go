@@ -290,28 +290,44 @@ func (p *Pool) ReplaceFrom(origin string, bs []*Backend) []*Backend {
 	return p.replaceWhere(func(b *Backend) bool { return b.origin == origin }, bs)
 }
 
-// replaceWhere swaps the backends for which mine is true for bs.
+// replaceWhere swaps the backends for which mine is true for bs, keeping
+// the others in place and what the API added last.
 func (p *Pool) replaceWhere(mine func(*Backend) bool, bs []*Backend) []*Backend {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var next, gone []*Backend
+	old := map[string]*Backend{}
 	for _, b := range p.All() {
-		if !mine(b) || slices.Contains(p.apiAdded, b) {
-			next = append(next, b)
+		old[b.Name] = b
+	}
+	kept := map[*Backend]bool{}
+	keep := func(b *Backend) {
+		next = append(next, b)
+		kept[b] = true
+	}
+	has := func(name string) bool { return kept[old[name]] }
+	for _, b := range p.All() {
+		if !mine(b) && !slices.Contains(p.apiAdded, b) {
+			keep(b)
 		}
 	}
 	for _, b := range bs {
-		if p.apiRemoved[b.Name] || slices.ContainsFunc(next, func(x *Backend) bool { return x.Name == b.Name }) {
+		if p.apiRemoved[b.Name] || has(b.Name) || kept[b] {
 			continue
 		}
-		if old := p.Find(b.Name); old != nil {
-			old.weight.Store(b.Weight())
-			b = old
+		if o := old[b.Name]; o != nil {
+			o.weight.Store(b.Weight())
+			b = o
 		}
-		next = append(next, b)
+		keep(b)
+	}
+	for _, b := range p.apiAdded {
+		if !kept[b] {
+			keep(b)
+		}
 	}
 	for _, b := range p.All() {
-		if !slices.Contains(next, b) {
+		if !kept[b] {
 			gone = append(gone, b)
 		}
 	}
