@@ -85,7 +85,10 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="loadlab admin"`)
-				w.Header().Set("Connection", "close") // an unread body is not waited for
+				// Close after the answer, and read no more: a body the
+				// client may never finish is not waited for.
+				w.Header().Set("Connection", "close")
+				http.NewResponseController(w).SetReadDeadline(time.Now())
 				http.Error(w, "401 Unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
 				return
 			}

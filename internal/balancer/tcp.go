@@ -118,7 +118,7 @@ func (t *tcpLoop) speculate(p *tcpPair) bool {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return false
 	case err != nil:
-		t.finish(p, "error")
+		t.broken(c)
 		return true
 	case n == 0:
 		c.eof = true
@@ -182,7 +182,18 @@ func (t *tcpLoop) retry(p *tcpPair, err error) {
 }
 
 // Fail ends the pair after a panic in Ready.
-func (s *tcpSide) Fail() { s.pair.t.finish(s.pair, "error") }
+func (s *tcpSide) Fail() { s.pair.t.finish(s.pair, "panic") }
+
+// broken ends a pair whose socket s failed (a reset, mostly): an error of
+// the backend's when s is the backend's side, else the client's, which is
+// not held against the backend.
+func (t *tcpLoop) broken(s *tcpSide) {
+	if s == &s.pair.server {
+		t.finish(s.pair, "error")
+	} else {
+		t.finish(s.pair, "client error")
+	}
+}
 
 // Ready handles epoll's report for one socket.
 func (s *tcpSide) Ready(events uint32) {
@@ -195,7 +206,7 @@ func (s *tcpSide) Ready(events uint32) {
 		return
 	}
 	if events&unix.EPOLLERR != 0 { // a reset, or worse: the pair is broken
-		t.finish(p, "error")
+		t.broken(s)
 		return
 	}
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && len(s.pending) > 0 {
@@ -224,7 +235,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 			break
 		}
 		if err != nil {
-			t.finish(p, "error")
+			t.broken(src)
 			return
 		}
 		if n == 0 { // FIN: pass it on once what is pending is written
@@ -261,7 +272,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 func (t *tcpLoop) flush(s *tcpSide) bool {
 	rest, err := evloop.WriteSome(s.fd, s.pending)
 	if err != nil {
-		t.finish(s.pair, "error")
+		t.broken(s)
 		return false
 	}
 	s.pending = rest

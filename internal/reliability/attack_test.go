@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -222,7 +223,7 @@ func TestDescriptorLimit(t *testing.T) {
 	}
 	for _, mode := range []string{"tcp", "http"} {
 		b := testutil.Start(t, nil, loadlabBin, "serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet")
-		lb := testutil.Start(t, nil, "bash", "-c", "ulimit -n 64 && exec "+loadlabBin+" balance --quiet --check none --listen 127.0.0.1:0 --mode "+mode+" --backend "+b.Addr())
+		lb := testutil.Start(t, nil, "bash", "-c", "ulimit -n 64 && exec "+loadlabBin+" balance --quiet --check tcp --listen 127.0.0.1:0 --admin 127.0.0.1:0 --mode "+mode+" --backend "+b.Addr())
 		tgs = append(tgs, &target{name: "balance " + mode, addr: lb.Addr(), main: lb, procs: []*testutil.Proc{lb, b}})
 	}
 	for _, tg := range tgs {
@@ -253,6 +254,24 @@ func TestDescriptorLimit(t *testing.T) {
 			return resp.StatusCode == 200
 		})
 		tg.alive(t)
+		if strings.HasPrefix(tg.name, "balance") {
+			// Running out of its own descriptors is not the backend's fault.
+			var list []struct {
+				State  string `json:"state"`
+				Errors int64  `json:"errors"`
+			}
+			admin := tg.main.Output()
+			admin = admin[strings.Index(admin, "admin on http://")+len("admin on http://"):]
+			resp, err := http.Get("http://" + strings.Fields(admin)[0] + "api/backends")
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&list)
+			resp.Body.Close()
+			if len(list) != 1 || list[0].State != "ready" || list[0].Errors != 0 {
+				t.Errorf("%s: at its own descriptor limit the backend was blamed: %+v", tg.name, list)
+			}
+		}
 		row(t, "%-13s at ulimit -n 64, %d clients held: still up, answering once they left", tg.name, len(held))
 	}
 }
