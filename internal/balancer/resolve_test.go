@@ -111,3 +111,26 @@ func TestSRVBackendsFollowDNS(t *testing.T) {
 		t.Errorf("new backend: %v", b.Status())
 	}
 }
+
+// During a DNS outage a backend named by a host name keeps its last good
+// address, and no client waits on DNS: look-ups happen off the loops.
+func TestDNSOutageKeepsLastGoodAddress(t *testing.T) {
+	bs := startServe(t, "b1")
+	port := bs.srv.Addr().(*net.TCPAddr).Port
+	dns := startDNS(t)
+	name := "b1.lab.test:" + strconv.Itoa(port)
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: name}}, ResolveEvery: 20 * time.Millisecond,
+		Resolver: dns.resolver(), Check: CheckConfig{Kind: "none"}})
+	if status, by, _, err := fetch(b.Addr().String(), "/"); err != nil || status != 200 || by != "b1" {
+		t.Fatalf("before the outage: %d %q %v", status, by, err)
+	}
+	dns.conn.Close() // DNS is gone: every look-up from now on fails
+	for i := range 50 {
+		if status, _, _, err := fetch(b.Addr().String(), "/"); err != nil || status != 200 {
+			t.Fatalf("request %d during the outage: %d %v", i, status, err)
+		}
+	}
+	if got := b.Pool().Find(name).Addr(); got != "127.0.0.1:"+strconv.Itoa(port) {
+		t.Errorf("address during the outage: %s", got)
+	}
+}
