@@ -167,7 +167,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	case <-srv.Done():
 		return fmt.Errorf("server on %s stopped unexpectedly", srv.Addr())
 	}
-	stop() // a second signal ends the process at once
+	// A second Ctrl-C ends the process at once; a second SIGTERM does not:
+	// a prefork child gets one from its parent as well as the one sent to
+	// its process group, and must still finish its downloads.
+	stop()
+	signal.Ignore(syscall.SIGTERM)
 	began := time.Now()
 	fmt.Fprintf(say, "loadlab serve: stopping: no new connections; requests in flight have %v (pid %d)\n", f.grace, os.Getpid())
 	grace, cancel := context.WithTimeout(context.Background(), f.grace)
