@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +25,7 @@ type labFlags struct {
 	printConfig bool
 	compare     string
 	screenshots bool
+	repetitions int
 }
 
 func newLabCommand() *cobra.Command {
@@ -35,10 +35,15 @@ func newLabCommand() *cobra.Command {
 		Short: "Run the lab's whole experiment and write a report",
 		Long: `Run the network-programming lab's experiment: four async servers behind a
 round-robin balancer, and a thread-per-connection server, each under
-ab -n 1000 -c 1..100; then every other model, the balancer's http mode, a
+loadlab bench (ab-compatible) -n 1000 -c 1..100; then every other model, the balancer's http mode, a
 keep-alive series, and nginx and HAProxy as peers when installed. Writes
 REPORT.md (the lab's tables filled, the seed's figures beside them),
-charts, index.html, every run's text, results.json and results.csv.`,
+charts, index.html, every run's text, results.json and results.csv.
+
+Every system starts first and stays up; each cell (system × level) runs
+--repetitions times, in rounds whose order of systems rotates, and the
+report gives the median and the spread. A repetition during which the
+hypervisor stole more than max_steal of the CPU runs again.`,
 		Example: `  loadlab lab
   loadlab lab --quick --ports auto --out /tmp/report
   loadlab lab --print-config > my-lab.yaml && loadlab lab --config my-lab.yaml`,
@@ -48,7 +53,8 @@ charts, index.html, every run's text, results.json and results.csv.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "experiment in YAML (default: the embedded lab experiment; see --print-config)")
 	fl.StringVar(&f.out, "out", "report", "directory to write the report into")
-	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5")
+	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5, 3 repetitions")
+	fl.IntVar(&f.repetitions, "repetitions", 0, "times each cell runs, in rotating rounds (default: the config's repetitions, 5)")
 	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
 	fl.BoolVar(&f.screenshots, "screenshots", lab.Chromium() != "", "save screenshots of the page, the stats page and the report (needs chromium; on when it is installed)")
@@ -75,6 +81,12 @@ func runLab(f *labFlags) error {
 	if f.quick {
 		cfg.Quick()
 	}
+	if f.repetitions != 0 {
+		if f.repetitions < 1 || f.repetitions > 100 {
+			return usagef("--repetitions %d: give 1 to 100", f.repetitions)
+		}
+		cfg.Repetitions = f.repetitions
+	}
 	var baseline *report.Results
 	if f.compare != "" {
 		if baseline, err = report.LoadResults(f.compare); err != nil {
@@ -95,27 +107,25 @@ func runLab(f *labFlags) error {
 		opts.Screenshots = filepath.Join(f.out, "screenshots")
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		var mu sync.Mutex
+		// One bar for the whole run: repetitions done, and the time left.
 		var bar *progressbar.ProgressBar
-		var current string
-		opts.Progress = func(system string, level int, done, total int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			if key := fmt.Sprintf("%s c=%d", system, level); key != current {
-				current = key
-				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(key),
-					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(50*time.Millisecond))
+		opts.Progress = func(label string, done, total int) {
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(),
+					progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
 			}
-			bar.Set64(done)
+			bar.Describe(label)
+			bar.Set(done)
 		}
 	}
 	res, err := lab.Run(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted; every process it started is stopped")
+			return fmt.Errorf("interrupted before any cell finished; every process it started is stopped")
 		}
 		return err
 	}
+	stop() // a second Ctrl-C, while the report is written, ends it at once
 	res.Baseline, res.BaselineName = baseline, f.compare
 	if f.screenshots {
 		res.Screenshots = append(res.Screenshots, "index.png")
@@ -129,6 +139,9 @@ func runLab(f *labFlags) error {
 		}
 	}
 	abs, _ := filepath.Abs(f.out)
+	if res.Interrupted {
+		return fmt.Errorf("interrupted after %s; a partial report of what finished is in %s", res.Duration.Round(time.Second), abs)
+	}
 	fmt.Fprintf(os.Stderr, "loadlab lab: done in %s; report in %s (REPORT.md, index.html)\n", res.Duration.Round(time.Second), abs)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +36,9 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	}
 	sc := bufio.NewScanner(stderr)
 	var log []string
-	for sc.Scan() { // wait until the first measurement is under way
+	for sc.Scan() { // wait until the first round is under way
 		log = append(log, sc.Text())
-		if strings.Contains(sc.Text(), "c=1 ") {
+		if strings.Contains(sc.Text(), "round 1/") {
 			break
 		}
 	}
@@ -49,8 +50,12 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("after Ctrl-C: %v\n%s", err, strings.Join(log, "\n"))
 	}
-	if !strings.Contains(strings.Join(log, "\n"), "interrupted; every process it started is stopped") {
+	if !strings.Contains(strings.Join(log, "\n"), "interrupted after") {
 		t.Errorf("no word of the interruption:\n%s", strings.Join(log, "\n"))
+	}
+	// What finished is reported.
+	if md, err := os.ReadFile(filepath.Join(out, "REPORT.md")); err != nil || !strings.Contains(string(md), "interrupted") {
+		t.Errorf("no partial report after Ctrl-C: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for len(processesOf(binary)) > 0 && time.Now().Before(deadline) {

@@ -141,7 +141,7 @@ func TestBrowserShowsTheReport(t *testing.T) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		t.Fatal(err)
 	}
-	if tables < 4 || charts != 3 || chartWidth < 100 {
+	if tables < 4 || charts != 4 || chartWidth < 100 {
 		t.Errorf("index.html shows %d tables and %d charts (first %.0f px wide)", tables, charts, chartWidth)
 	}
 }

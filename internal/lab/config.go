@@ -8,8 +8,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -22,11 +24,24 @@ var DefaultYAML []byte
 
 // Config is an experiment: the matrix and the systems to run it on.
 type Config struct {
-	Requests int      `yaml:"requests"`
-	Levels   []int    `yaml:"levels"`
-	Path     string   `yaml:"path"`
+	Requests int    `yaml:"requests"`
+	Levels   []int  `yaml:"levels"`
+	Path     string `yaml:"path"`
+	// Repetitions is how many times each cell (system × level) runs, in
+	// rounds whose order of systems rotates; the report gives the median
+	// and the spread.
+	Repetitions int `yaml:"repetitions"`
+	// MaxSteal is the share of CPU time the hypervisor may take during a
+	// repetition (0.05 for 5 %) before the repetition is run again.
+	MaxSteal float64  `yaml:"max_steal"`
 	Systems  []System `yaml:"systems"`
 }
+
+// Defaults of an experiment.
+const (
+	DefaultRepetitions = 5
+	DefaultMaxSteal    = 0.05
+)
 
 // System is one thing measured: its processes and which one takes the load.
 type System struct {
@@ -39,16 +54,21 @@ type System struct {
 	Path      string    `yaml:"path,omitempty"` // this system's path, instead of the experiment's
 	Processes []Process `yaml:"processes"`
 	Target    string    `yaml:"target"` // the process the load goes to
+	// URL, instead of processes, is a server already running: loadlab
+	// starts nothing for it and measures it there.
+	URL string `yaml:"url,omitempty"`
 }
 
 // Process is one program of a system. Run is serve or balance (this
-// binary), nginx or haproxy. In Args, {name} is the address of the
-// process called name.
+// binary), nginx or haproxy, or command: any program, Command, told its
+// port by {port} and its address by {addr}. In Args and Command, {name}
+// is the address of the process called name.
 type Process struct {
-	Name string   `yaml:"name"`
-	Run  string   `yaml:"run"`
-	Port int      `yaml:"port"`
-	Args []string `yaml:"args"`
+	Name    string   `yaml:"name"`
+	Run     string   `yaml:"run"`
+	Port    int      `yaml:"port"`
+	Args    []string `yaml:"args,omitempty"`
+	Command []string `yaml:"command,omitempty"`
 }
 
 // Parse reads and checks an experiment.
@@ -99,6 +119,18 @@ func (c *Config) check() error {
 	if !strings.HasPrefix(c.Path, "/") {
 		return fmt.Errorf("path %q must start with /", c.Path)
 	}
+	if c.Repetitions == 0 {
+		c.Repetitions = DefaultRepetitions
+	}
+	if c.Repetitions < 1 || c.Repetitions > 100 {
+		return fmt.Errorf("repetitions %d: give 1 to 100", c.Repetitions)
+	}
+	if c.MaxSteal == 0 {
+		c.MaxSteal = DefaultMaxSteal
+	}
+	if c.MaxSteal < 0 || c.MaxSteal > 1 {
+		return fmt.Errorf("max_steal %v: give a share from 0 to 1 (0.05 for 5 %%)", c.MaxSteal)
+	}
 	if len(c.Systems) == 0 {
 		return errors.New("no systems")
 	}
@@ -108,12 +140,26 @@ func (c *Config) check() error {
 			return fmt.Errorf("system %q: every system needs a name of its own", s.Name)
 		}
 		names[s.Name] = true
+		if s.URL != "" {
+			u, err := url.Parse(s.URL)
+			if err != nil || u.Scheme != "http" || u.Host == "" || len(s.Processes) > 0 {
+				return fmt.Errorf("system %s: url %q: give http://host:port/path, and no processes (loadlab starts nothing for it)", s.Name, s.URL)
+			}
+			continue
+		}
 		procs := map[string]bool{}
 		for _, p := range s.Processes {
 			switch p.Run {
 			case "serve", "balance", "nginx", "haproxy":
+				if len(p.Command) > 0 {
+					return fmt.Errorf("system %s, process %s: command is for run: command", s.Name, p.Name)
+				}
+			case "command":
+				if len(p.Command) == 0 {
+					return fmt.Errorf("system %s, process %s: run: command needs command: [program, args…]", s.Name, p.Name)
+				}
 			default:
-				return fmt.Errorf("system %s, process %s: run %q (use serve, balance, nginx or haproxy)", s.Name, p.Name, p.Run)
+				return fmt.Errorf("system %s, process %s: run %q (use serve, balance, nginx, haproxy or command)", s.Name, p.Name, p.Run)
 			}
 			if p.Port < 1 || p.Port > 65535 {
 				return fmt.Errorf("system %s, process %s: port %d", s.Name, p.Name, p.Port)
@@ -121,9 +167,9 @@ func (c *Config) check() error {
 			procs[p.Name] = true
 		}
 		for _, p := range s.Processes {
-			for _, a := range p.Args {
+			for _, a := range append(slices.Clone(p.Args), p.Command...) {
 				for _, m := range placeholder.FindAllStringSubmatch(a, -1) {
-					if !procs[m[1]] {
+					if !procs[m[1]] && m[1] != "port" && m[1] != "addr" {
 						return fmt.Errorf("system %s, process %s: {%s} names no process", s.Name, p.Name, m[1])
 					}
 				}
@@ -145,10 +191,12 @@ func (c *Config) check() error {
 	return nil
 }
 
-// Quick cuts an experiment to a smoke run: 50 requests at c = 1 and 5.
+// Quick cuts an experiment to a smoke run: 50 requests at c = 1 and 5,
+// three repetitions.
 func (c *Config) Quick() {
 	c.Requests = 50
 	c.Levels = []int{1, 5}
+	c.Repetitions = 3
 }
 
 // YAML is the experiment as it ran, for the report.

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"loadlab"
 	"loadlab/internal/bench"
+	"loadlab/internal/procstat"
 	"loadlab/internal/report"
 )
 
@@ -23,12 +26,16 @@ type Options struct {
 	Config    *Config
 	Binary    string    // loadlab itself, for serve and balance; default os.Executable
 	PortsAuto bool      // pick free ports instead of the configured ones
-	Log       io.Writer // what runs, system by system and level by level
-	// Progress is told each run's completed requests, for a progress bar.
-	Progress func(system string, level int, done, total int64)
+	Log       io.Writer // what runs, round by round
+	// Progress is told, after each repetition, how many of all the
+	// repetitions are done, and what ran last; for a progress bar.
+	Progress func(label string, done, total int)
 	// Screenshots, when set, is a directory for PNGs of the page through
 	// the lab's balancer and of its stats page, taken with Chromium.
 	Screenshots string
+	// ReadCPU reads the machine's CPU times; nil reads /proc/stat. Tests
+	// replace it to inject steal.
+	ReadCPU func() (procstat.CPUTimes, error)
 }
 
 // runner holds what one experiment needs while it runs.
@@ -50,16 +57,39 @@ func Plan(cfg *Config) []string {
 			kind = " [peer]"
 		case s.LabTable != "":
 			kind = " [lab table]"
+		case s.URL != "":
+			kind = " [already running]"
 		}
 		lines = append(lines, fmt.Sprintf("%-22s %s%s", s.Name, s.Title, kind))
 	}
 	return lines
 }
 
-// Run performs the experiment and returns its results. A system that
-// fails to start is an error naming it; a missing peer is skipped with a
-// note. Every process it started is stopped before it returns, also when
-// ctx is cancelled.
+// live is a system whose processes are up for the whole run.
+type live struct {
+	sys    System
+	res    *report.System
+	procs  []*running
+	url    string
+	reps     map[int][]rep // by level
+	repeated map[int]int   // by level: repetitions run again for steal
+	cpuPID []int         // its processes, for CPU per request
+}
+
+// rep is one repetition as it ran.
+type rep struct {
+	sum *bench.Summary
+	rec report.Repetition
+}
+
+// Run performs the experiment and returns its results. Every system's
+// processes start first and stay up; then the cells run in rounds, each
+// round every system at every level once, the systems' order rotating
+// from round to round so that the machine's drift hits all alike. A
+// system that fails to start is an error naming it; a missing peer is
+// skipped with a note. When ctx is cancelled, Run returns what finished,
+// with Interrupted set. Every process it started is stopped before it
+// returns.
 func Run(ctx context.Context, opts Options) (*report.Results, error) {
 	r := &runner{opts: opts, binary: opts.Binary, peers: map[string]string{}}
 	if r.binary == "" {
@@ -68,6 +98,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 			return nil, err
 		}
 		r.binary = self
+	}
+	if r.opts.ReadCPU == nil {
+		r.opts.ReadCPU = procstat.ReadCPUTimes
 	}
 	for _, peer := range []string{"nginx", "haproxy"} {
 		if path, err := exec.LookPath(peer); err == nil {
@@ -85,82 +118,199 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 	cfg := opts.Config
 	res := &report.Results{
 		Started: time.Now(), Requests: cfg.Requests, Levels: cfg.Levels, Path: cfg.Path,
-		Machine: machine(), ConfigYAML: cfg.YAML(),
+		Machine: machine(), ConfigYAML: cfg.YAML(), Repetitions: cfg.Repetitions, MaxSteal: cfg.MaxSteal,
 	}
+	var systems []*live
+	defer func() {
+		for _, ls := range systems {
+			stopAll(ls.procs)
+		}
+	}()
 	for _, s := range cfg.Systems {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		sr, err := r.system(ctx, s)
+		ls, err := r.bringUp(ctx, s)
 		if err != nil {
 			return nil, err
 		}
-		res.Systems = append(res.Systems, sr)
+		res.Systems = append(res.Systems, ls.res)
+		if ls.res.Skipped == "" {
+			systems = append(systems, ls)
+		}
+	}
+	total := len(systems) * len(cfg.Levels) * cfg.Repetitions
+	done := 0
+rounds:
+	for round := range cfg.Repetitions {
+		var order []string
+		for i := range systems {
+			ls := systems[(i+round)%len(systems)]
+			order = append(order, ls.sys.Name)
+			var line strings.Builder
+			for _, c := range cfg.Levels {
+				rp, err := r.repetition(ctx, ls, c, round, res)
+				if ctx.Err() != nil {
+					res.Interrupted = true
+					res.Rounds = append(res.Rounds, order)
+					break rounds
+				}
+				if err != nil {
+					return nil, err
+				}
+				ls.reps[c] = append(ls.reps[c], rp)
+				fmt.Fprintf(&line, " %.0f", rp.sum.RequestsPerSecond)
+				done++
+				if r.opts.Progress != nil {
+					r.opts.Progress(fmt.Sprintf("round %d/%d %s c=%d", round+1, cfg.Repetitions, ls.sys.Name, c), done, total)
+				}
+			}
+			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, cfg.Levels, line.String())
+		}
+		res.Rounds = append(res.Rounds, order)
+	}
+	for _, ls := range systems {
+		summarize(ls, cfg.Levels)
+		if !res.Interrupted {
+			r.afterRounds(ls)
+		}
 	}
 	res.Duration = time.Since(res.Started)
 	res.Screenshots = r.shots
 	return res, nil
 }
 
-// system measures one system at every level.
-func (r *runner) system(ctx context.Context, s System) (*report.System, error) {
-	sr := &report.System{Name: s.Name, Title: s.Title, LabTable: s.LabTable, Peer: s.Peer, KeepAlive: s.KeepAlive}
-	for _, p := range s.Processes {
-		if (p.Run == "nginx" || p.Run == "haproxy") && r.peers[p.Run] == "" {
-			sr.Skipped = p.Run + " is not installed (apt-get install " + p.Run + ")"
-			r.logf("%-22s skipped: %s\n", s.Name, sr.Skipped)
-			return sr, nil
-		}
-	}
-	ports, err := portsFor(s, r.opts.PortsAuto)
-	if err != nil {
-		return nil, err
-	}
-	procs, err := r.start(s, ports)
-	if err != nil {
-		return nil, err
-	}
-	defer stopAll(procs)
-	var target *running
-	for _, p := range procs {
-		if p.proc.Name == s.Target {
-			target = p
-		}
-	}
+// bringUp starts a system's processes and warms it up once, uncounted.
+func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
+	ls := &live{sys: s, reps: map[int][]rep{}, repeated: map[int]int{}, res: &report.System{Name: s.Name, Title: s.Title, LabTable: s.LabTable, Peer: s.Peer, KeepAlive: s.KeepAlive, URL: s.URL}}
 	cfg := r.opts.Config
 	path := cfg.Path
 	if s.Path != "" {
 		path = s.Path
 	}
-	url := "http://" + target.addr + path
-	for _, c := range cfg.Levels {
-		if c > cfg.Requests && s.Rate == 0 {
-			r.logf("%-22s c=%-4d skipped: more than the %d requests\n", s.Name, c, cfg.Requests)
-			continue
+	if s.URL != "" {
+		ls.url = s.URL
+	} else {
+		for _, p := range s.Processes {
+			if (p.Run == "nginx" || p.Run == "haproxy") && r.peers[p.Run] == "" {
+				ls.res.Skipped = p.Run + " is not installed (apt-get install " + p.Run + ")"
+				r.logf("%-22s skipped: %s\n", s.Name, ls.res.Skipped)
+				return ls, nil
+			}
 		}
-		var progress bench.Progress
-		if r.opts.Progress != nil {
-			progress = func(done int64) { r.opts.Progress(s.Name, c, done, int64(cfg.Requests)) }
+		ports, err := portsFor(s, r.opts.PortsAuto)
+		if err != nil {
+			return nil, err
 		}
-		sum, err := bench.Run(ctx, bench.Work{URL: url, Requests: cfg.Requests, Concurrency: c, KeepAlive: s.KeepAlive, Rate: s.Rate, Timeout: 10 * time.Second}, progress)
-		if sum == nil {
-			return nil, fmt.Errorf("system %s at c=%d: %v", s.Name, c, err)
+		if ls.procs, err = r.start(s, ports); err != nil {
+			return nil, err
 		}
-		sum.Label = s.Name
-		sr.Runs = append(sr.Runs, sum)
-		r.logf("%-22s c=%-4d %9.2f req/s  %d failed%s\n", s.Name, c, sum.RequestsPerSecond, sum.Failed, abortNote(sum))
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		for _, p := range ls.procs {
+			ls.cpuPID = append(ls.cpuPID, p.cmd.Process.Pid)
+			if p.proc.Name == s.Target {
+				ls.url = "http://" + p.addr + path
+			}
 		}
 	}
-	for _, p := range procs {
+	// Warm up: the first connections of a fresh process pay for page
+	// faults, pools and caches that every later run finds ready.
+	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(cfg.Levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}
+	if _, err := bench.Run(ctx, warm, nil); err != nil && ctx.Err() == nil {
+		stopAll(ls.procs)
+		return nil, fmt.Errorf("system %s: warming up on %s: %v", s.Name, ls.url, err)
+	}
+	r.logf("%-22s up on %s\n", s.Name, ls.url)
+	return ls, nil
+}
+
+// maxRepeats bounds how often one repetition is run again for steal.
+const maxRepeats = 3
+
+// clientBoundAt is the generator's CPU use, in cores, from which a cell
+// is marked client-bound.
+const clientBoundAt = 0.8
+
+// repetition runs one cell once, watching the machine: when the
+// hypervisor took more than MaxSteal of the CPU meanwhile, it runs again
+// (up to maxRepeats times; the last one counts whatever the steal).
+func (r *runner) repetition(ctx context.Context, ls *live, c, round int, res *report.Results) (rep, error) {
+	cfg := r.opts.Config
+	for try := 0; ; try++ {
+		pids := procstat.WithDescendants(ls.cpuPID)
+		self := []int{os.Getpid()}
+		cpu0, _ := r.opts.ReadCPU()
+		server0, client0 := procstat.ProcessCPU(pids), procstat.ProcessCPU(self)
+		start := time.Now()
+		sum, err := bench.Run(ctx, bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: c, KeepAlive: ls.sys.KeepAlive, Rate: ls.sys.Rate, Timeout: 10 * time.Second}, nil)
+		wall := time.Since(start)
+		server1, client1 := procstat.ProcessCPU(pids), procstat.ProcessCPU(self)
+		cpu1, _ := r.opts.ReadCPU()
+		if sum == nil {
+			return rep{}, fmt.Errorf("system %s at c=%d: %v", ls.sys.Name, c, err)
+		}
+		sum.Label = ls.sys.Name
+		steal := procstat.StealShare(cpu0, cpu1)
+		if ctx.Err() != nil {
+			return rep{}, ctx.Err()
+		}
+		if steal > cfg.MaxSteal && try < maxRepeats {
+			res.Repeated++
+			ls.repeated[c]++
+			r.logf("%-22s c=%-4d round %d: %.0f %% of the CPU was stolen; running it again\n", ls.sys.Name, c, round+1, 100*steal)
+			continue
+		}
+		res.StealMax = max(res.StealMax, steal)
+		n := float64(max(sum.Complete, 1))
+		rec := report.Repetition{Round: round, Steal: steal, Failed: sum.Failed,
+			ClientCores: float64(client1-client0) / float64(max(wall, 1))}
+		rec.Figures = figuresOf(sum)
+		if len(ls.cpuPID) > 0 {
+			rec.ServerCPU = float64((server1 - server0).Microseconds()) / n
+		}
+		rec.ClientCPU = float64((client1 - client0).Microseconds()) / n
+		return rep{sum: sum, rec: rec}, nil
+	}
+}
+
+func figuresOf(s *bench.Summary) report.Figures {
+	return report.Figures{RequestsPerSecond: s.RequestsPerSecond, TimePerRequest: s.TimePerRequest, TimePerRequestAll: s.TimePerRequestAll,
+		P50: s.Total.Median, P99: s.Total.P99}
+}
+
+// summarize makes a system's cells from its repetitions: medians, spread,
+// and the median repetition's run for the lab tables.
+func summarize(ls *live, levels []int) {
+	for _, c := range levels {
+		reps := ls.reps[c]
+		if len(reps) == 0 {
+			continue
+		}
+		cell := &report.Cell{Level: c, Repeated: ls.repeated[c]}
+		byRPS := slices.Clone(reps)
+		slices.SortFunc(byRPS, func(a, b rep) int { return cmp.Compare(a.sum.RequestsPerSecond, b.sum.RequestsPerSecond) })
+		ls.res.Runs = append(ls.res.Runs, byRPS[(len(byRPS)-1)/2].sum)
+		var clientCores []float64
+		for _, rp := range reps {
+			cell.Repetitions = append(cell.Repetitions, rp.rec)
+			clientCores = append(clientCores, rp.rec.ClientCores)
+		}
+		cell.Median, cell.Low, cell.High = report.Spread(cell.Repetitions)
+		cell.ClientBound = report.Median(clientCores) >= clientBoundAt
+		ls.res.Cells = append(ls.res.Cells, cell)
+	}
+}
+
+// afterRounds asks a balanced system's admin API how its backends shared
+// the load, after screenshots of its page and stats when asked for.
+func (r *runner) afterRounds(ls *live) {
+	for _, p := range ls.procs {
 		if p.admin == "" {
 			continue
 		}
-		if r.opts.Screenshots != "" && s.LabTable != "" {
+		if r.opts.Screenshots != "" && ls.sys.LabTable != "" {
 			pages := []page{
-				{s.Name + "-page", "http://" + target.addr + "/page.html", "#jaringan"},
-				{s.Name + "-stats", "http://" + p.admin + "/", "#backends"},
+				{ls.sys.Name + "-page", strings.TrimSuffix(ls.url, r.opts.Config.Path) + "/page.html", "#jaringan"},
+				{ls.sys.Name + "-stats", "http://" + p.admin + "/", "#backends"},
 			}
 			if err := shoot(r.opts.Screenshots, pages); err != nil {
 				r.logf("screenshots: %v\n", err)
@@ -168,9 +318,8 @@ func (r *runner) system(ctx context.Context, s System) (*report.System, error) {
 				r.shots = append(r.shots, pages[0].name+".png", pages[1].name+".png")
 			}
 		}
-		sr.Backends = backendShares(p.admin) // after the screenshots: they count too
+		ls.res.Backends = backendShares(p.admin) // after the screenshots: they count too
 	}
-	return sr, nil
 }
 
 func abortNote(s *bench.Summary) string {

@@ -47,13 +47,30 @@ func (r *runner) start(s System, ports map[string]int) ([]*running, error) {
 }
 
 func (r *runner) launch(s System, p Process, addrs map[string]string) (*running, error) {
-	args := make([]string, len(p.Args))
-	for i, a := range p.Args {
-		args[i] = placeholder.ReplaceAllStringFunc(a, func(m string) string { return addrs[m[1:len(m)-1]] })
+	expand := func(list []string) []string {
+		out := make([]string, len(list))
+		for i, a := range list {
+			out[i] = placeholder.ReplaceAllStringFunc(a, func(m string) string {
+				switch name := m[1 : len(m)-1]; name {
+				case "port":
+					_, port, _ := net.SplitHostPort(addrs[p.Name])
+					return port
+				case "addr":
+					return addrs[p.Name]
+				default:
+					return addrs[name]
+				}
+			})
+		}
+		return out
 	}
+	args := expand(p.Args)
 	rp := &running{proc: p, addr: addrs[p.Name], done: make(chan struct{})}
 	var cmd *exec.Cmd
 	switch p.Run {
+	case "command":
+		argv := expand(p.Command)
+		cmd = exec.Command(argv[0], argv[1:]...)
 	case "serve", "balance":
 		full := append([]string{p.Run, "--listen", rp.addr}, args...)
 		if p.Run == "balance" {
@@ -76,17 +93,24 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 	// Its own process group, so that a stop reaches a prefork server's
 	// children too; and killed with us, so nothing outlives the lab.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
+	// What it prints, on either stream, is read for its ready line, and
+	// the last lines are kept for an error that says why it did not start.
+	out, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		out.Close()
 		return nil, fmt.Errorf("system %s, process %s: %v", s.Name, p.Name, err)
 	}
 	rp.cmd = cmd
 	lines := make(chan string, 16)
 	go func() {
-		sc := bufio.NewScanner(stderr)
+		defer out.Close()
+		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			select {
 			case lines <- sc.Text():
@@ -109,7 +133,7 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 func (r *runner) waitReady(rp *running, lines <-chan string) error {
 	deadline := time.After(readyTimeout)
 	var last string
-	if rp.proc.Run == "nginx" || rp.proc.Run == "haproxy" {
+	if rp.proc.Run == "nginx" || rp.proc.Run == "haproxy" || rp.proc.Run == "command" {
 		for {
 			if c, err := net.DialTimeout("tcp", rp.addr, 100*time.Millisecond); err == nil {
 				c.Close()
@@ -120,14 +144,14 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 			select {
 			case line, ok := <-lines:
 				if ok {
-					last = line
+					last = lastLines(last, line)
 				} else {
 					lines = nil
 				}
 			case <-rp.done:
-				return fmt.Errorf("exited before it was ready (%v): %s", rp.err, last)
+				return fmt.Errorf("exited before its port accepted (%v); it said: %s", rp.err, orNothing(last))
 			case <-deadline:
-				return fmt.Errorf("not ready within %s", readyTimeout)
+				return fmt.Errorf("its port did not accept within %s; it said: %s", readyTimeout, orNothing(last))
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -153,6 +177,22 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 			return fmt.Errorf("no ready line within %s", readyTimeout)
 		}
 	}
+}
+
+// lastLines keeps the last three lines a process printed, for an error.
+func lastLines(kept, line string) string {
+	all := append(strings.Split(kept, " | "), strings.TrimSpace(line))
+	if kept == "" {
+		all = all[1:]
+	}
+	return strings.Join(all[max(0, len(all)-3):], " | ")
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
 }
 
 // stopAll stops processes in reverse order: the balancer before its backends.

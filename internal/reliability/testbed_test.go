@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -244,124 +243,49 @@ func (h *host) client() *http.Client {
 
 // proc is a loadlab process running on a host.
 type proc struct {
-	h    *host
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu    sync.Mutex
-	lines []string // what it wrote on stderr
+	h *host
+	*testutil.Proc
 }
 
 // start runs loadlab with args on the host and waits for its ready line.
 func (h *host) start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := h.spawn(t, args...)
-	deadline := time.Now().Add(15 * time.Second)
-	for !p.saw(": ready on ") {
-		select {
-		case <-p.done:
-			t.Fatalf("loadlab %s on %s exited before it was ready: %s", args[0], h.name, p.output())
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("loadlab %s on %s: no ready line in 15s: %s", args[0], h.name, p.output())
-		}
-	}
+	p.WaitReady(t)
 	return p
 }
 
 // spawn runs loadlab with args on the host; it is killed when the test ends.
 func (h *host) spawn(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, loadlabBin}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{h: h, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(p.kill)
-	return p
+	return &proc{h: h, Proc: testutil.Spawn(t, nil, "ip", append([]string{"netns", "exec", h.ns, loadlabBin}, args...)...)}
 }
 
-func (p *proc) saw(s string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, l := range p.lines {
-		if strings.Contains(l, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// count is how many of its stderr lines contain s.
-func (p *proc) count(s string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, l := range p.lines {
-		if strings.Contains(l, s) {
-			n++
-		}
-	}
-	return n
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
-}
-
-func (p *proc) signal(sig syscall.Signal) { p.cmd.Process.Signal(sig) }
-
-// kill ends the process at once and waits for it; a frozen one too.
-func (p *proc) kill() {
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
-	<-p.done
-}
+func (p *proc) saw(s string) bool         { return p.Saw(s) }
+func (p *proc) count(s string) int        { return p.Count(s) }
+func (p *proc) output() string            { return p.Output() }
+func (p *proc) kill()                     { p.Kill() }
+func (p *proc) signal(sig syscall.Signal) { p.Cmd.Process.Signal(sig) }
 
 // wait waits for the process to exit by itself.
 func (p *proc) wait(t *testing.T, limit time.Duration) {
 	t.Helper()
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(limit):
 		t.Fatalf("process on %s still running after %s", p.h.name, limit)
 	}
 }
 
-// rssKiB is the process's resident memory.
+// rssKiB is the process's resident memory (ip netns exec execs loadlab,
+// so the pid is loadlab's).
 func (p *proc) rssKiB(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
+	n := testutil.RSS(p.Cmd.Process.Pid) >> 10
+	if n == 0 {
+		t.Fatal("no VmRSS")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 // openConns counts the host's TCP connections on a local port that a
@@ -388,23 +312,8 @@ type benchRun struct {
 func (h *host) bench(t *testing.T, args ...string) *benchRun {
 	t.Helper()
 	br := &benchRun{}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, loadlabBin, "bench", "-q", "--format", "json", "--timeline", "100ms"}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout = &br.out
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	br.p = &proc{h: h, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		br.p.mu.Lock()
-		br.p.lines = strings.Split(stderr.String(), "\n")
-		br.p.mu.Unlock()
-		close(br.p.done)
-	}()
-	t.Cleanup(br.p.kill)
+	args = append([]string{"netns", "exec", h.ns, loadlabBin, "bench", "-q", "--format", "json", "--timeline", "100ms"}, args...)
+	br.p = &proc{h: h, Proc: testutil.Spawn(t, func(cmd *exec.Cmd) { cmd.Stdout = &br.out }, "ip", args...)}
 	return br
 }
 
@@ -412,7 +321,7 @@ func (h *host) bench(t *testing.T, args ...string) *benchRun {
 func (br *benchRun) result(t *testing.T) *bench.Summary {
 	t.Helper()
 	select {
-	case <-br.p.done:
+	case <-br.p.Done:
 	case <-time.After(2 * time.Minute):
 		t.Fatal("bench still running after 2 minutes")
 	}

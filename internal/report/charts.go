@@ -3,14 +3,16 @@ package report
 import (
 	"fmt"
 	"image/color"
+	"io"
+	"os"
 	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-
-	"loadlab/internal/bench"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // chart is one figure of the report, saved as charts/<name>.png and .svg.
@@ -18,67 +20,138 @@ type chart struct {
 	name, title string
 }
 
-// palette tells systems apart; it repeats with a dashed line past its end.
+// palette tells systems apart, together with a glyph and a dash pattern
+// each, so that no two series differ by colour alone.
 var palette = []color.RGBA{
 	{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {255, 127, 14, 255}, {148, 103, 189, 255},
-	{140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}, {23, 190, 207, 255},
+	{140, 86, 75, 255}, {227, 119, 194, 255}, {90, 90, 90, 255}, {188, 189, 34, 255}, {23, 190, 207, 255},
 }
 
-// writeCharts draws requests per second, p50 and p99 against concurrency,
-// a line per system.
+var glyphs = []draw.GlyphDrawer{
+	draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{},
+	draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{},
+}
+
+var dashes = [][]vg.Length{
+	nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)},
+}
+
+// writeCharts draws requests per second, p50, p99 and server CPU per
+// request against concurrency, a line per system through the medians,
+// with whiskers from the smallest to the largest repetition. The lab's own
+// two systems are drawn thicker; the legend sits beside the plot.
 func writeCharts(dir string, res *Results) ([]chart, error) {
 	charts := []struct {
 		chart
 		y     string
-		value func(*bench.Summary) float64
+		value func(*Figures) *float64
 	}{
-		{chart{"rps", "Requests per second against concurrency"}, "requests per second", func(s *bench.Summary) float64 { return s.RequestsPerSecond }},
-		{chart{"p50", "Median (p50) latency against concurrency"}, "p50 latency (ms)", func(s *bench.Summary) float64 { return s.Total.Median }},
-		{chart{"p99", "p99 latency against concurrency"}, "p99 latency (ms)", func(s *bench.Summary) float64 { return s.Total.P99 }},
+		{chart{"rps", "Requests per second against concurrency (median, whiskers min–max)"}, "requests per second", func(f *Figures) *float64 { return &f.RequestsPerSecond }},
+		{chart{"p50", "Median (p50) latency against concurrency"}, "p50 latency (ms)", func(f *Figures) *float64 { return &f.P50 }},
+		{chart{"p99", "p99 latency against concurrency"}, "p99 latency (ms)", func(f *Figures) *float64 { return &f.P99 }},
+		{chart{"cpu", "Server CPU time per request against concurrency"}, "server CPU (µs per request)", func(f *Figures) *float64 { return &f.ServerCPU }},
 	}
 	var out []chart
 	for _, c := range charts {
 		p := plot.New()
 		p.Title.Text = c.title
-		p.X.Label.Text = "concurrency (ab -c)"
+		p.X.Label.Text = "concurrency (-c), log scale"
 		p.Y.Label.Text = c.y
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = levelTicks(res.Levels)
-		p.Legend.Top = true
-		p.Legend.Left = true
 		p.Add(plotter.NewGrid())
+		legend := plot.NewLegend()
 		i := 0
 		for _, s := range res.Systems {
-			if len(s.Runs) == 0 {
+			if len(s.Cells) == 0 {
 				continue
 			}
-			pts := make(plotter.XYs, len(s.Runs))
-			for j, r := range s.Runs {
-				pts[j].X, pts[j].Y = float64(r.Concurrency), c.value(r)
+			series := cellSeries{cells: s.Cells, value: c.value}
+			if c.name == "cpu" && s.Cells[0].Median.ServerCPU == 0 {
+				continue // a system loadlab did not start: its CPU is not known
 			}
-			line, points, err := plotter.NewLinePoints(pts)
+			line, points, err := plotter.NewLinePoints(series)
+			if err != nil {
+				return nil, err
+			}
+			whiskers, err := plotter.NewYErrorBars(series)
 			if err != nil {
 				return nil, err
 			}
 			col := palette[i%len(palette)]
-			line.Color, points.Color = col, col
-			line.Width = vg.Points(1.5)
-			if i >= len(palette) {
-				line.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+			line.Color, points.Color, whiskers.Color = col, col, col
+			line.Width = vg.Points(1.2)
+			if s.LabTable != "" {
+				line.Width = vg.Points(3)
 			}
-			points.Shape = draw.CircleGlyph{}
-			p.Add(line, points)
-			p.Legend.Add(s.Name, line, points)
+			line.Dashes = dashes[i%len(dashes)]
+			points.Shape = glyphs[i%len(glyphs)]
+			points.Radius = vg.Points(3)
+			whiskers.CapWidth = vg.Points(5)
+			p.Add(line, whiskers, points)
+			name := s.Name
+			if s.LabTable != "" {
+				name += " (lab)"
+			}
+			legend.Add(name, line, points)
 			i++
 		}
+		p.Y.Min = 0 // a ratio read off the chart is the real one
 		for _, ext := range []string{"png", "svg"} {
-			if err := p.Save(9*vg.Inch, 5.5*vg.Inch, filepath.Join(dir, c.name+"."+ext)); err != nil {
+			if err := save(p, legend, filepath.Join(dir, c.name+"."+ext)); err != nil {
 				return nil, fmt.Errorf("chart %s: %v", c.name, err)
 			}
 		}
 		out = append(out, c.chart)
 	}
 	return out, nil
+}
+
+// cellSeries is one system's cells as points with whiskers.
+type cellSeries struct {
+	cells []*Cell
+	value func(*Figures) *float64
+}
+
+func (s cellSeries) Len() int { return len(s.cells) }
+func (s cellSeries) XY(i int) (float64, float64) {
+	return float64(s.cells[i].Level), *s.value(&s.cells[i].Median)
+}
+func (s cellSeries) YError(i int) (float64, float64) {
+	c := s.cells[i]
+	med := *s.value(&c.Median)
+	return med - *s.value(&c.Low), *s.value(&c.High) - med
+}
+
+// legendWidth is the strip right of the plot that holds the legend.
+const legendWidth = 2.6 * vg.Inch
+
+// save draws the plot with its legend beside it, never over its lines,
+// as PNG or SVG by the file's extension.
+func save(p *plot.Plot, legend plot.Legend, path string) error {
+	w, h := 11*vg.Inch, 5.5*vg.Inch
+	var c interface {
+		vg.CanvasSizer
+		io.WriterTo
+	}
+	if filepath.Ext(path) == ".svg" {
+		c = vgsvg.New(w, h)
+	} else {
+		c = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
+	}
+	dc := draw.New(c)
+	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+	legend.Top, legend.Left = true, true
+	legend.Draw(draw.Crop(dc, w-legendWidth+vg.Points(8), 0, 0, -vg.Points(30)))
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // levelTicks marks the levels that ran, on a log axis.

@@ -2,109 +2,78 @@ package report
 
 import (
 	"bytes"
+	"encoding/base64"
 	"html/template"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 
-	"loadlab/internal/bench"
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
+	"github.com/yuin/goldmark/renderer/html"
 )
 
-// writeHTML writes index.html: the tables and charts on one page that
-// needs nothing else, no network and no other file (the charts are inline SVG).
+// writeHTML writes index.html: everything REPORT.md holds, on one page
+// that needs no network and no other file — the charts inline SVG, the
+// screenshots inline PNG, the configuration folded away — with links to
+// runs/ and the results files beside it.
 func writeHTML(w io.Writer, res *Results, dir string, charts []chart) error {
-	type figure struct {
-		Title string
-		SVG   template.HTML
+	var md bytes.Buffer
+	if err := writeMarkdown(&md, res, charts); err != nil {
+		return err
 	}
-	var figs []figure
-	for _, c := range charts {
-		svg, err := os.ReadFile(filepath.Join(dir, "charts", c.name+".svg"))
-		if err != nil {
-			return err
-		}
-		if i := bytes.Index(svg, []byte("<svg")); i > 0 {
-			svg = svg[i:] // drop the XML prologue: the page is HTML
-		}
-		figs = append(figs, figure{c.title, template.HTML(svg)})
+	var body bytes.Buffer
+	conv := goldmark.New(goldmark.WithExtensions(extension.Table), goldmark.WithRendererOptions(html.WithUnsafe()))
+	if err := conv.Convert(md.Bytes(), &body); err != nil {
+		return err
 	}
-	type table struct {
-		Title, System string
-		Head          []string
-		Rows          [][]string
-	}
-	var tables []table
-	for _, name := range []string{"async_lb", "thread"} {
-		for _, s := range res.Systems {
-			if s.LabTable != name {
-				continue
+	page := tableTag.ReplaceAll(body.Bytes(), []byte(`<table class="results">`))
+	var err error
+	page = image.ReplaceAllFunc(page, func(tag []byte) []byte {
+		m := image.FindSubmatch(tag)
+		src, alt := string(m[1]), string(m[2])
+		switch filepath.Dir(src) {
+		case "charts":
+			svg, rerr := os.ReadFile(filepath.Join(dir, "charts", trimExt(filepath.Base(src))+".svg"))
+			if rerr != nil {
+				err = rerr
+				return tag
 			}
-			t := table{Title: labTitles[name], System: s.Title}
-			var buf bytes.Buffer
-			writeLabTable(&buf, s, res.Levels)
-			t.Head, t.Rows = splitMarkdown(buf.String())
-			tables = append(tables, t)
+			if i := bytes.Index(svg, []byte("<svg")); i > 0 {
+				svg = svg[i:] // drop the XML prologue: the page is HTML
+			}
+			return append(append([]byte(`<figure class="chart"><figcaption>`+template.HTMLEscapeString(alt)+`</figcaption>`), svg...), "</figure>"...)
+		case "screenshots":
+			png, rerr := os.ReadFile(filepath.Join(dir, src))
+			if rerr != nil {
+				return tag // taken after the report was written (index.png): leave the link
+			}
+			return []byte(`<img src="data:image/png;base64,` + base64.StdEncoding.EncodeToString(png) + `" alt="` + template.HTMLEscapeString(alt) + `">`)
 		}
+		return tag
+	})
+	if err != nil {
+		return err
 	}
-	for _, s := range res.Systems {
-		if s.Skipped != "" {
-			tables = append(tables, table{Title: s.Name, System: s.Title + " — skipped: " + s.Skipped})
-			continue
-		}
-		var rows [][]string
-		for i, run := range s.Runs {
-			rows = append(rows, bench.ExtendedRow(i+1, run))
-		}
-		var buf bytes.Buffer
-		bench.WriteExtendedTable(&buf, rows)
-		t := table{Title: s.Name, System: s.Title}
-		t.Head, t.Rows = splitMarkdown(buf.String())
-		tables = append(tables, t)
-	}
-	return pageTemplate.Execute(w, struct {
-		Results *Results
-		Tables  []table
-		Figures []figure
-	}{res, tables, figs})
+	return pageTemplate.Execute(w, template.HTML(page))
 }
 
-// splitMarkdown takes a markdown table apart into its header and rows.
-func splitMarkdown(md string) ([]string, [][]string) {
-	var head []string
-	var rows [][]string
-	for i, line := range bytes.Split(bytes.TrimSpace([]byte(md)), []byte("\n")) {
-		var cells []string
-		for _, c := range bytes.Split(bytes.Trim(line, "|"), []byte("|")) {
-			cells = append(cells, string(bytes.TrimSpace(c)))
-		}
-		switch i {
-		case 0:
-			head = cells
-		case 1: // the alignment row
-		default:
-			rows = append(rows, cells)
-		}
-	}
-	return head, rows
-}
+var (
+	tableTag = regexp.MustCompile(`<table>`)
+	image    = regexp.MustCompile(`<img src="([^"]+)" alt="([^"]*)"\s*/?>`)
+)
+
+func trimExt(name string) string { return name[:len(name)-len(filepath.Ext(name))] }
 
 var pageTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>loadlab lab report</title>
 <style>
-body{font-family:sans-serif;max-width:75em;margin:2em auto;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:center}
-th{background:#eee}figure{margin:2em 0}svg{max-width:100%;height:auto}
+body{font-family:sans-serif;max-width:80em;margin:2em auto;padding:0 1em;line-height:1.4}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:center}
+th{background:#eee}figure{margin:2em 0}svg{max-width:100%;height:auto}img{max-width:100%}
+details{margin:1em 0}summary{cursor:pointer;font-weight:bold}pre{background:#f6f6f6;padding:1em;overflow:auto}
 </style></head><body>
-<h1>loadlab lab report</h1>
-<p>Run on {{.Results.Started.UTC.Format "2006-01-02 15:04 MST"}}: {{.Results.Requests}} requests at each level
-{{range $i, $l := .Results.Levels}}{{if $i}}, {{end}}{{$l}}{{end}}, on {{.Results.Machine.CPU}} ({{.Results.Machine.Cores}} cores),
-Go {{.Results.Machine.Go}}, loadlab {{.Results.Machine.Loadlab}}.</p>
-{{range .Figures}}<figure class="chart"><figcaption>{{.Title}}</figcaption>{{.SVG}}</figure>
-{{end}}
-{{range .Tables}}<h2>{{.Title}}</h2><p>{{.System}}</p>
-{{if .Head}}<table class="results"><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
-{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>{{end}}</table>{{end}}
-{{end}}
-<h2>Configuration</h2><pre>{{.Results.ConfigYAML}}</pre>
+{{.}}
 </body></html>
 `))

@@ -37,9 +37,20 @@ var labTitles = map[string]string{
 func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("# loadlab lab report\n\n")
+	if res.Interrupted {
+		p("**Interrupted (Ctrl-C): this report holds only the repetitions that finished.**\n\n")
+	}
 	p("The network-programming lab's experiment (Tugas Pemrograman Jaringan 10), run by `loadlab lab` on %s in %s: ",
 		res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Duration.Round(1e9))
-	p("`ab -n %d -c C` for C = %s against `%s`, on every system below.\n\n", res.Requests, joinInts(res.Levels), res.Path)
+	p("`loadlab bench -n %d -c C` (ab-compatible: the same requests and the same report as ApacheBench's `ab -n %d -c C`; ab itself did not run) for C = %s against `%s`, on every system below. ",
+		res.Requests, res.Requests, joinInts(res.Levels), res.Path)
+	p("Every system was started first and kept up; each cell (system × level) ran %d times, in rounds whose order of systems rotates (`rounds` in results.json), after one warm-up run per system that is not counted. ", res.Repetitions)
+	p("Tables give the median and the spread (min–max) over the repetitions; where two spreads overlap, the difference is called *within noise*.\n\n")
+	p("\"Time per request\" in the lab tables is ab's \"mean, across all concurrent requests\": the run's time divided by its requests, in ms")
+	if res.Requests == 1000 {
+		p(" — at 1,000 requests that is \"Time taken\" again (s per 1,000 requests is ms per request), so the two columns show the same digits")
+	}
+	p(". ab's other figure, the mean per concurrent client, is C times larger; the tables under *Every system* give it.\n\n")
 	for _, c := range charts {
 		if c.name == "rps" {
 			p("![%s](charts/%s.png)\n\n", c.title, c.name)
@@ -51,13 +62,14 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 				continue
 			}
 			p("## %s\n\n%s\n\n", labTitles[table], s.Title)
+			p("Each row is one real run: the repetition with the median requests per second, so its figures agree with each other.\n\n")
 			writeLabTable(w, s, res.Levels)
-			p("\nThe seed's figures beside ours (requests per second; a blank seed row is a run that hung):\n\n")
+			p("\nThe seed's figures beside ours (requests per second, our median and spread; a blank seed row is a run that hung):\n\n")
 			writeSeedComparison(w, s, table, res.Levels)
 			p("\n")
 		}
 	}
-	p("## Every system\n\nBoth time-per-request figures, the total time's percentiles and the failures by kind, per level.\n\n")
+	p("## Every system\n\nMedian (min–max) over the repetitions. *Server CPU* is the CPU time the system's own processes spent per request (user and system, from the scheduler's counts in /proc), a steadier figure than req/s on a shared machine; *client CPU* is the load generator's. A cell is *client-bound* when the generator used most of a core: its req/s may be the client's limit.\n\n")
 	for _, s := range res.Systems {
 		kind := ""
 		if s.Peer {
@@ -68,11 +80,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("Skipped: %s.\n\n", s.Skipped)
 			continue
 		}
-		var rows [][]string
-		for i, run := range s.Runs {
-			rows = append(rows, bench.ExtendedRow(i+1, run))
-		}
-		bench.WriteExtendedTable(w, rows)
+		writeSpreadTable(w, s)
 		p("\n")
 		if len(s.Backends) > 0 {
 			p("Which backend served how many (from the balancer's admin API, over all levels):\n\n| backend | served |\n|---|---|\n")
@@ -85,9 +93,11 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	if res.Baseline != nil {
 		writeComparison(w, res)
 	}
-	p("## Charts\n\n")
+	p("## Charts\n\nThe requests-per-second chart is at the top; each is also in [charts/](charts/) as SVG.\n\n")
 	for _, c := range charts {
-		p("### %s\n\n![%s](charts/%s.png)\n\n(SVG: [charts/%s.svg](charts/%s.svg))\n\n", c.title, c.title, c.name, c.name, c.name)
+		if c.name != "rps" {
+			p("### %s\n\n![%s](charts/%s.png)\n\n", c.title, c.title, c.name)
+		}
 	}
 	if len(res.Screenshots) > 0 {
 		p("## Screenshots\n\nTaken with headless Chromium during the run: the lab's page through the balancer, the balancer's stats page, and this report's index.html.\n\n")
@@ -98,8 +108,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	m := res.Machine
 	p("## The machine\n\n| | |\n|---|---|\n| CPU | %s |\n| cores | %d |\n| kernel | %s |\n| OS | %s |\n| Go | %s |\n| loadlab | %s |\n\n",
 		m.CPU, m.Cores, m.Kernel, m.OS, m.Go, m.Loadlab)
-	p("Every run's ab-style text is in `runs/`, every figure in `results.json` and `results.csv`.\n\n")
-	p("## The configuration\n\nRepeat this run with `loadlab lab --config` on this file:\n\n```yaml\n%s```\n", res.ConfigYAML)
+	p("CPU steal (time the hypervisor gave to others) was read from /proc/stat around every repetition: the most any kept repetition saw was %.1f %%; %d repetitions saw more than %.0f %% and were run again.\n\n", 100*res.StealMax, res.Repeated, 100*res.MaxSteal)
+	p("The median repetition of every cell has its ab-style text in [runs/](runs/); every figure of every repetition is in [results.json](results.json), and the median runs in [results.csv](results.csv).\n\n")
+	p("## The configuration\n\n<details><summary>Repeat this run with <code>loadlab lab --config</code> on this file</summary>\n\n```yaml\n%s```\n\n</details>\n", res.ConfigYAML)
 	return nil
 }
 
@@ -134,13 +145,21 @@ func writeSeedComparison(w io.Writer, s *System, table string, levels []int) {
 	for i, c := range labLevels(levels) {
 		ours, seedRun := "-", "-"
 		speedup, seedFailed, ourFailed := "-", "-", "-"
-		run := s.run(c)
+		run, cell := s.run(c), s.cell(c)
 		if run != nil {
 			ours, ourFailed = fmt.Sprintf("%.2f", run.RequestsPerSecond), fmt.Sprint(run.Failed)
 		}
+		if cell != nil {
+			ours = spreadText(cell.Median.RequestsPerSecond, cell.Low.RequestsPerSecond, cell.High.RequestsPerSecond, "%.0f")
+		}
 		if sr, ok := seed[table][c]; ok {
 			seedRun, seedFailed = fmt.Sprintf("%.2f", sr.rps), fmt.Sprint(sr.failed)
-			if run != nil {
+			switch {
+			case cell != nil && sr.rps >= cell.Low.RequestsPerSecond && sr.rps <= cell.High.RequestsPerSecond:
+				speedup = "within noise"
+			case cell != nil:
+				speedup = fmt.Sprintf("%.0f× (%.0f–%.0f×)", cell.Median.RequestsPerSecond/sr.rps, cell.Low.RequestsPerSecond/sr.rps, cell.High.RequestsPerSecond/sr.rps)
+			case run != nil:
 				speedup = fmt.Sprintf("%.0f×", run.RequestsPerSecond/sr.rps)
 			}
 		} else if run != nil {
@@ -158,12 +177,42 @@ func joinInts(xs []int) string {
 	return strings.Join(s, ", ")
 }
 
+// writeSpreadTable writes a system's cells: median and spread of each
+// figure, failures, repetitions run again, and whether it is client-bound.
+func writeSpreadTable(w io.Writer, s *System) {
+	fmt.Fprintln(w, "| concurrency | req/s | time per request (ms) | p50 (ms) | p99 (ms) | server CPU (µs/req) | client CPU (µs/req) | failed | repeated | note |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, c := range s.Cells {
+		var failed int64
+		for _, r := range c.Repetitions {
+			failed += r.Failed
+		}
+		note := ""
+		if c.ClientBound {
+			note = "client-bound"
+		}
+		server := "-"
+		if c.Median.ServerCPU > 0 {
+			server = spreadText(c.Median.ServerCPU, c.Low.ServerCPU, c.High.ServerCPU, "%.1f")
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", c.Level,
+			spreadText(c.Median.RequestsPerSecond, c.Low.RequestsPerSecond, c.High.RequestsPerSecond, "%.0f"),
+			spreadText(c.Median.TimePerRequest, c.Low.TimePerRequest, c.High.TimePerRequest, "%.3f"),
+			spreadText(c.Median.P50, c.Low.P50, c.High.P50, "%.3f"),
+			spreadText(c.Median.P99, c.Low.P99, c.High.P99, "%.3f"),
+			server,
+			spreadText(c.Median.ClientCPU, c.Low.ClientCPU, c.High.ClientCPU, "%.1f"),
+			failed, c.Repeated, note)
+	}
+}
+
 // writeComparison adds, for every system and level in both runs, the
-// change in requests per second and p99 against the baseline run.
+// change in requests per second against the baseline run, called faster
+// or slower only when the two spreads do not overlap.
 func writeComparison(w io.Writer, res *Results) {
-	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | p99 then (ms) | p99 now (ms) | failed then → now |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | verdict | p99 then (ms) | p99 now (ms) | failed then → now |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---|")
 	for _, s := range res.Systems {
 		old := res.Baseline.system(s.Name)
 		if old == nil {
@@ -174,9 +223,19 @@ func writeComparison(w io.Writer, res *Results) {
 			if then == nil || then.RequestsPerSecond == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %d | %.2f | %.2f | %+.1f%% | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
-				then.RequestsPerSecond, run.RequestsPerSecond, (run.RequestsPerSecond/then.RequestsPerSecond-1)*100,
-				then.Total.P99, run.Total.P99, then.Failed, run.Failed)
+			nowCell, thenCell := s.cell(run.Concurrency), old.cell(run.Concurrency)
+			thenText, nowText, verdict := fmt.Sprintf("%.2f", then.RequestsPerSecond), fmt.Sprintf("%.2f", run.RequestsPerSecond), "no spread in the baseline"
+			change := (run.RequestsPerSecond/then.RequestsPerSecond - 1) * 100
+			if nowCell != nil {
+				nowText = spreadText(nowCell.Median.RequestsPerSecond, nowCell.Low.RequestsPerSecond, nowCell.High.RequestsPerSecond, "%.0f")
+			}
+			if thenCell != nil && nowCell != nil {
+				thenText = spreadText(thenCell.Median.RequestsPerSecond, thenCell.Low.RequestsPerSecond, thenCell.High.RequestsPerSecond, "%.0f")
+				change = (nowCell.Median.RequestsPerSecond/thenCell.Median.RequestsPerSecond - 1) * 100
+				verdict = Verdict(nowCell, thenCell, rps, true)
+			}
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
+				thenText, nowText, change, verdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
 		}
 	}
 	fmt.Fprintln(w)

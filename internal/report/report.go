@@ -27,6 +27,18 @@ type Results struct {
 	// Screenshots are PNG files in screenshots/, as the seed's write-up had.
 	Screenshots []string `json:"screenshots,omitempty"`
 
+	// Repetitions is how often each cell ran, in rounds; Rounds is the
+	// order of the systems in each round (it rotates).
+	Repetitions int        `json:"repetitions"`
+	Rounds      [][]string `json:"rounds"`
+	// MaxSteal is the steal share over which a repetition was run again;
+	// Repeated is how many were, and StealMax the most steal any kept
+	// repetition saw.
+	MaxSteal    float64 `json:"max_steal"`
+	Repeated    int     `json:"repeated"`
+	StealMax    float64 `json:"steal_max"`
+	Interrupted bool    `json:"interrupted,omitempty"` // stopped by Ctrl-C: only finished cells are here
+
 	// Baseline, when set, is an earlier run to compare with, and
 	// BaselineName where it came from.
 	Baseline     *Results `json:"-"`
@@ -64,8 +76,48 @@ type System struct {
 	Peer      bool             `json:"peer,omitempty"`
 	KeepAlive bool             `json:"keep_alive,omitempty"`
 	Skipped   string           `json:"skipped,omitempty"`
-	Runs      []*bench.Summary `json:"runs"`
-	Backends  []BackendShare   `json:"backends,omitempty"`
+	URL       string           `json:"url,omitempty"` // a server loadlab did not start
+	// Runs has, per level, the repetition with the median req/s: one real
+	// run, whose figures agree with each other (the lab tables show it).
+	Runs []*bench.Summary `json:"runs"`
+	// Cells has, per level, every repetition and their medians and spread.
+	Cells    []*Cell        `json:"cells"`
+	Backends []BackendShare `json:"backends,omitempty"`
+}
+
+// Cell is one system at one level over its repetitions.
+type Cell struct {
+	Level       int          `json:"level"`
+	Median      Figures      `json:"median"`
+	Low         Figures      `json:"low"`  // the smallest of each figure
+	High        Figures      `json:"high"` // the largest
+	Repetitions []Repetition `json:"repetitions"`
+	Repeated    int          `json:"repeated"` // repetitions run again because of steal
+	// ClientBound is set when the load generator used most of a core: the
+	// figures may be the client's limit, not the server's.
+	ClientBound bool `json:"client_bound,omitempty"`
+}
+
+// Figures are what one repetition measured, or a median or bound of them.
+type Figures struct {
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	TimePerRequest    float64 `json:"time_per_request_ms"`
+	TimePerRequestAll float64 `json:"time_per_request_all_ms"`
+	P50               float64 `json:"p50_ms"`
+	P99               float64 `json:"p99_ms"`
+	// ServerCPU is the CPU time the system's own processes spent per
+	// request, in µs (0 for a url: system); ClientCPU is the generator's.
+	ServerCPU float64 `json:"server_cpu_us_per_request"`
+	ClientCPU float64 `json:"client_cpu_us_per_request"`
+}
+
+// Repetition is one run of a cell.
+type Repetition struct {
+	Round int `json:"round"`
+	Figures
+	Steal       float64 `json:"steal"`        // share of CPU time stolen during it
+	ClientCores float64 `json:"client_cores"` // the generator's CPU time over the wall time
+	Failed      int64   `json:"failed"`
 }
 
 // BackendShare is how much of a balanced system's load one backend took.

@@ -8,11 +8,11 @@ package testutil
 import (
 	"bufio"
 	"fmt"
+	"loadlab/internal/procstat"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,9 +82,18 @@ type Proc struct {
 // ReadyMark is what every loadlab server writes on stderr once it listens.
 const ReadyMark = ": ready on "
 
-// Start runs bin with args, kills it when the test ends, and waits for its
-// ready line; tune, when not nil, may change the command before it starts.
+// Start runs bin with args, kills it (and its process group) when the
+// test ends, and waits for its ready line; tune, when not nil, may change
+// the command before it starts.
 func Start(t testing.TB, tune func(*exec.Cmd), bin string, args ...string) *Proc {
+	t.Helper()
+	p := Spawn(t, tune, bin, args...)
+	p.WaitReady(t)
+	return p
+}
+
+// Spawn is Start without waiting for the ready line.
+func Spawn(t testing.TB, tune func(*exec.Cmd), bin string, args ...string) *Proc {
 	t.Helper()
 	NoteSources()
 	cmd := exec.Command(bin, args...)
@@ -111,22 +120,32 @@ func Start(t testing.TB, tune func(*exec.Cmd), bin string, args ...string) *Proc
 		cmd.Wait()
 		close(p.Done)
 	}()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-p.Done
-	})
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// WaitReady waits for the ready line, failing the test when the process
+// exits first or says nothing for 15 s.
+func (p *Proc) WaitReady(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !p.Saw(ReadyMark) {
 		select {
 		case <-p.Done:
-			t.Fatalf("%s exited before it was ready: %s", strings.Join(args, " "), p.Output())
+			t.Fatalf("%s exited before it was ready: %s", strings.Join(p.Cmd.Args, " "), p.Output())
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no ready line in 15s: %s", strings.Join(args, " "), p.Output())
+			t.Fatalf("%s: no ready line in 15s: %s", strings.Join(p.Cmd.Args, " "), p.Output())
 		}
 	}
-	return p
+}
+
+// Kill ends the process group at once, a frozen one too, and waits.
+func (p *Proc) Kill() {
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGCONT)
+	<-p.Done
 }
 
 // Addr is the address from the ready line.
@@ -173,52 +192,8 @@ func (p *Proc) Alive() bool {
 	}
 }
 
-// RSS is a process's resident memory in bytes, from /proc/PID/status.
-func RSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+// RSS is a process's resident memory in bytes.
+func RSS(pid int) int64 { return procstat.RSS(pid) }
 
-// Descendants are pid's children, their children and so on, from /proc.
-func Descendants(pid int) []int {
-	parent := map[int]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The second field, the command, may hold spaces: parse after its ')'.
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 {
-			parent[child], _ = strconv.Atoi(fields[1])
-		}
-	}
-	var out []int
-	frontier := []int{pid}
-	for len(frontier) > 0 {
-		p := frontier[0]
-		frontier = frontier[1:]
-		for c, pp := range parent {
-			if pp == p {
-				out = append(out, c)
-				frontier = append(frontier, c)
-			}
-		}
-	}
-	return out
-}
+// Descendants are pid's children, their children and so on.
+func Descendants(pid int) []int { return procstat.WithDescendants([]int{pid})[1:] }

@@ -1,0 +1,88 @@
+package report
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Median is the middle of xs (the mean of the two middle values for an
+// even count); 0 for none.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// figureFields lists the fields of Figures, so that each is summarized
+// the same way.
+var figureFields = []func(*Figures) *float64{
+	func(f *Figures) *float64 { return &f.RequestsPerSecond },
+	func(f *Figures) *float64 { return &f.TimePerRequest },
+	func(f *Figures) *float64 { return &f.TimePerRequestAll },
+	func(f *Figures) *float64 { return &f.P50 },
+	func(f *Figures) *float64 { return &f.P99 },
+	func(f *Figures) *float64 { return &f.ServerCPU },
+	func(f *Figures) *float64 { return &f.ClientCPU },
+}
+
+// Spread is the median, the smallest and the largest of every figure over
+// the repetitions.
+func Spread(reps []Repetition) (median, low, high Figures) {
+	for _, field := range figureFields {
+		var xs []float64
+		for i := range reps {
+			xs = append(xs, *field(&reps[i].Figures))
+		}
+		if len(xs) == 0 {
+			continue
+		}
+		*field(&median), *field(&low), *field(&high) = Median(xs), slices.Min(xs), slices.Max(xs)
+	}
+	return median, low, high
+}
+
+// Verdict compares two cells on one figure: "faster" or "slower" (a is
+// against b; higher is better when higherBetter), only when their spreads
+// do not overlap; otherwise "within noise".
+func Verdict(a, b *Cell, field func(*Figures) *float64, higherBetter bool) string {
+	aLo, aHi, bLo, bHi := *field(&a.Low), *field(&a.High), *field(&b.Low), *field(&b.High)
+	better := "faster"
+	worse := "slower"
+	switch {
+	case aLo > bHi:
+		if higherBetter {
+			return better
+		}
+		return worse
+	case aHi < bLo:
+		if higherBetter {
+			return worse
+		}
+		return better
+	}
+	return "within noise"
+}
+
+// rps is the req/s field, for Verdict.
+func rps(f *Figures) *float64 { return &f.RequestsPerSecond }
+
+// spreadText is a median with its spread, as the tables show it.
+func spreadText(med, lo, hi float64, format string) string {
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, lo, hi)
+}
+
+// cell returns s's cell at level c, or nil.
+func (s *System) cell(c int) *Cell {
+	for _, x := range s.Cells {
+		if x.Level == c {
+			return x
+		}
+	}
+	return nil
+}
