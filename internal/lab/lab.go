@@ -67,13 +67,13 @@ func Plan(cfg *Config) []string {
 
 // live is a system whose processes are up for the whole run.
 type live struct {
-	sys    System
-	res    *report.System
-	procs  []*running
-	url    string
+	sys      System
+	res      *report.System
+	procs    []*running
+	url      string
 	reps     map[int][]rep // by level
 	repeated map[int]int   // by level: repetitions run again for steal
-	cpuPID []int         // its processes, for CPU per request
+	cpuPID   []int         // its processes, for CPU per request
 }
 
 // rep is one repetition as it ran.

@@ -70,13 +70,13 @@ func (r *Results) system(name string) *System {
 
 // System is one system's runs, level by level.
 type System struct {
-	Name      string           `json:"name"`
-	Title     string           `json:"title"`
-	LabTable  string           `json:"lab_table,omitempty"`
-	Peer      bool             `json:"peer,omitempty"`
-	KeepAlive bool             `json:"keep_alive,omitempty"`
-	Skipped   string           `json:"skipped,omitempty"`
-	URL       string           `json:"url,omitempty"` // a server loadlab did not start
+	Name      string `json:"name"`
+	Title     string `json:"title"`
+	LabTable  string `json:"lab_table,omitempty"`
+	Peer      bool   `json:"peer,omitempty"`
+	KeepAlive bool   `json:"keep_alive,omitempty"`
+	Skipped   string `json:"skipped,omitempty"`
+	URL       string `json:"url,omitempty"` // a server loadlab did not start
 	// Runs has, per level, the repetition with the median req/s: one real
 	// run, whose figures agree with each other (the lab tables show it).
 	Runs []*bench.Summary `json:"runs"`
