@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"loadlab/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
@@ -73,6 +74,7 @@ func servedBy(t *testing.T, addr string) string {
 }
 
 func TestBalanceReloadsOnSIGHUPAndKeepsOldConfigOnError(t *testing.T) {
+	testutil.NoteSources()
 	_, b1, _ := serve(t, "--quiet", "--name", "one")
 	_, b2, _ := serve(t, "--quiet", "--name", "two")
 	dir := t.TempDir()
@@ -104,6 +106,7 @@ func TestBalanceReloadsOnSIGHUPAndKeepsOldConfigOnError(t *testing.T) {
 }
 
 func TestBalanceBadInput(t *testing.T) {
+	testutil.NoteSources()
 	for _, args := range [][]string{
 		{"balance"},
 		{"balance", "--backend", "nohostport"},

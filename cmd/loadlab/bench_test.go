@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"loadlab/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,7 @@ func labels(out string) []string {
 }
 
 func TestBenchAgreesWithAB(t *testing.T) {
+	testutil.NoteSources()
 	ab, err := exec.LookPath("ab")
 	if err != nil {
 		t.Skip("ab not installed (apt-get install apache2-utils); .ci/run installs it")
@@ -78,6 +80,7 @@ func TestBenchAgreesWithAB(t *testing.T) {
 }
 
 func TestBenchCommandLine(t *testing.T) {
+	testutil.NoteSources()
 	_, addr, _ := serve(t, "--model", "async", "--quiet")
 	url := "http://" + addr + "/"
 	exit := func(err error) int {

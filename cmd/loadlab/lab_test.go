@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"loadlab/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ func processesOf(bin string) []string {
 }
 
 func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
+	testutil.NoteSources()
 	out := t.TempDir()
 	cmd := exec.Command(binary, "lab", "--ports", "auto", "--screenshots=false", "--out", out)
 	stderr, _ := cmd.StderrPipe()
@@ -67,6 +69,7 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 }
 
 func TestLabPrintConfigAndBadFlags(t *testing.T) {
+	testutil.NoteSources()
 	out, err := exec.Command(binary, "lab", "--print-config").Output()
 	if err != nil || !strings.Contains(string(out), "name: async-balancer") || !strings.Contains(string(out), "port: 44444") {
 		t.Errorf("--print-config: %v\n%s", err, out)

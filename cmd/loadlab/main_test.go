@@ -2,11 +2,12 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"loadlab/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,9 +22,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "loadlab")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
+	if binary, err = testutil.BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestBadInputIsOneLineAndExit2(t *testing.T) {
+	testutil.NoteSources()
 	for _, args := range [][]string{
 		{"serve", "--model", "fibers"},
 		{"serve", "--listen", "9002"},
@@ -57,6 +58,7 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 }
 
 func TestMissingRootIsExit1(t *testing.T) {
+	testutil.NoteSources()
 	out, err := exec.Command(binary, "serve", "--root", "/no/such/dir", "--listen", "127.0.0.1:0").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "--root") {
 		t.Errorf("exit %v, output %q", err, out)
@@ -97,6 +99,7 @@ func serve(t *testing.T, args ...string) (*exec.Cmd, string, *bufio.Scanner) {
 }
 
 func TestServeEveryModelThenStopOnSIGTERM(t *testing.T) {
+	testutil.NoteSources()
 	for _, model := range []string{"async", "thread", "pool", "prefork"} {
 		t.Run(model, func(t *testing.T) {
 			cmd, addr, sc := serve(t, "--model", model, "--name", "b1", "--log-format", "json")
@@ -131,6 +134,7 @@ func TestServeEveryModelThenStopOnSIGTERM(t *testing.T) {
 }
 
 func TestPortInUseIsOneClearLine(t *testing.T) {
+	testutil.NoteSources()
 	_, addr, _ := serve(t, "--quiet")
 	out, err := exec.Command(binary, "serve", "--listen", addr).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") ||
@@ -140,6 +144,7 @@ func TestPortInUseIsOneClearLine(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	testutil.NoteSources()
 	out, err := exec.Command(binary, "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "loadlab 0.") {
 		t.Errorf("%q %v", out, err)

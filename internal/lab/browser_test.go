@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"loadlab/internal/report"
+	"loadlab/internal/testutil"
 )
 
 // browser starts headless Chromium (Debian's), or skips the test.
@@ -83,6 +84,7 @@ type BackendStatusJSON struct {
 }
 
 func TestBrowserThroughTheBalancer(t *testing.T) {
+	testutil.NoteSources()
 	ctx := browser(t)
 	for _, system := range []string{"async-balancer", "async-balancer-http"} {
 		procs := startSystem(t, system)
@@ -120,6 +122,7 @@ func TestBrowserThroughTheBalancer(t *testing.T) {
 }
 
 func TestBrowserShowsTheReport(t *testing.T) {
+	testutil.NoteSources()
 	ctx := browser(t)
 	cfg, _ := Load("")
 	cfg.Quick()

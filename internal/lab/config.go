@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -69,6 +70,9 @@ type Process struct {
 	Port    int      `yaml:"port"`
 	Args    []string `yaml:"args,omitempty"`
 	Command []string `yaml:"command,omitempty"`
+	// ReadyTimeout bounds its start: until its ready line, or for
+	// nginx, haproxy and command until its port accepts; 0 means 15 s.
+	ReadyTimeout time.Duration `yaml:"ready_timeout,omitempty"`
 }
 
 // Parse reads and checks an experiment.

@@ -7,13 +7,13 @@ import (
 	"image/png"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"loadlab/internal/report"
+	"loadlab/internal/testutil"
 )
 
 var binary string
@@ -25,9 +25,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "loadlab")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/loadlab").CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
+	if binary, err = testutil.BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -51,6 +50,7 @@ func childrenOf(bin string) []string {
 }
 
 func TestQuickLabEndToEnd(t *testing.T) {
+	testutil.NoteSources()
 	cfg, err := Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +163,7 @@ func labRows(md string) [][]string {
 }
 
 func TestPortInUseIsOneClearError(t *testing.T) {
+	testutil.NoteSources()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +188,7 @@ systems:
 }
 
 func TestConfigErrors(t *testing.T) {
+	testutil.NoteSources()
 	for _, bad := range []string{
 		"requests: 0\nlevels: [1]\nsystems: []\n",
 		"requests: 10\nlevels: []\nsystems: []\n",
@@ -202,6 +204,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestRateAndPathPerSystem(t *testing.T) {
+	testutil.NoteSources()
 	cfg, err := Parse([]byte(`requests: 40
 levels: [2]
 systems:

@@ -131,7 +131,11 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 // waitReady waits for loadlab's ready line (and a balancer's admin line),
 // or for a peer's port to accept connections.
 func (r *runner) waitReady(rp *running, lines <-chan string) error {
-	deadline := time.After(readyTimeout)
+	limit := readyTimeout
+	if rp.proc.ReadyTimeout > 0 {
+		limit = rp.proc.ReadyTimeout
+	}
+	deadline := time.After(limit)
 	var last string
 	if rp.proc.Run == "nginx" || rp.proc.Run == "haproxy" || rp.proc.Run == "command" {
 		for {
@@ -151,7 +155,7 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 			case <-rp.done:
 				return fmt.Errorf("exited before its port accepted (%v); it said: %s", rp.err, orNothing(last))
 			case <-deadline:
-				return fmt.Errorf("its port did not accept within %s; it said: %s", readyTimeout, orNothing(last))
+				return fmt.Errorf("its port did not accept within %s; it said: %s", limit, orNothing(last))
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -174,7 +178,7 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 				return nil
 			}
 		case <-deadline:
-			return fmt.Errorf("no ready line within %s", readyTimeout)
+			return fmt.Errorf("no ready line within %s", limit)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -96,7 +97,15 @@ func writeCharts(dir string, res *Results) ([]chart, error) {
 			legend.Add(name, line, points)
 			i++
 		}
+		if i == 0 {
+			continue // nothing to draw (a CPU chart of systems loadlab did not start)
+		}
 		p.Y.Min = 0 // a ratio read off the chart is the real one
+		if lo, hi := slices.Min(res.Levels), slices.Max(res.Levels); lo == hi {
+			// One level: give the log axis a width around it (an empty range
+			// would be widened to include 0).
+			p.X.Min, p.X.Max = float64(lo)/2, float64(hi)*2
+		}
 		for _, ext := range []string{"png", "svg"} {
 			if err := save(p, legend, filepath.Join(dir, c.name+"."+ext)); err != nil {
 				return nil, fmt.Errorf("chart %s: %v", c.name, err)

@@ -17,8 +17,20 @@ func summary(c int, rps float64) *bench.Summary {
 	return s
 }
 
+// cellsOf gives runs the cells of one repetition each, a spread of ±10 %.
+func cellsOf(runs ...*bench.Summary) []*Cell {
+	var cells []*Cell
+	for _, r := range runs {
+		f := Figures{RequestsPerSecond: r.RequestsPerSecond, P99: r.Total.P99, ServerCPU: 50}
+		lo, hi := f, f
+		lo.RequestsPerSecond, hi.RequestsPerSecond = 0.9*f.RequestsPerSecond, 1.1*f.RequestsPerSecond
+		cells = append(cells, &Cell{Level: r.Concurrency, Median: f, Low: lo, High: hi, Repetitions: []Repetition{{Figures: f}}})
+	}
+	return cells
+}
+
 func results(rps float64) *Results {
-	return &Results{
+	res := &Results{
 		Started: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Requests: 1000, Levels: []int{1, 5}, Path: "/",
 		Systems: []*System{
 			{Name: "async-balancer", Title: "four async behind a balancer", LabTable: "async_lb",
@@ -26,6 +38,41 @@ func results(rps float64) *Results {
 			{Name: "thread", Title: "thread", LabTable: "thread", Runs: []*bench.Summary{summary(1, rps)}},
 			{Name: "nginx", Title: "nginx", Peer: true, Skipped: "nginx is not installed"},
 		},
+	}
+	for _, s := range res.Systems {
+		s.Cells = cellsOf(s.Runs...)
+	}
+	return res
+}
+
+// "Faster" and "slower" only when the spreads do not overlap; otherwise
+// "within noise", in Verdict and in the --compare table.
+func TestWithinNoise(t *testing.T) {
+	cell := func(lo, med, hi float64) *Cell {
+		return &Cell{Low: Figures{RequestsPerSecond: lo}, Median: Figures{RequestsPerSecond: med}, High: Figures{RequestsPerSecond: hi}}
+	}
+	for _, c := range []struct {
+		a, b *Cell
+		want string
+	}{
+		{cell(90, 100, 110), cell(105, 115, 125), "within noise"},
+		{cell(120, 130, 140), cell(90, 100, 110), "faster"},
+		{cell(50, 60, 70), cell(90, 100, 110), "slower"},
+		{cell(100, 100, 100), cell(100, 100, 100), "within noise"},
+	} {
+		if got := Verdict(c.a, c.b, rps, true); got != c.want {
+			t.Errorf("%+v against %+v: %q, want %q", c.a, c.b, got, c.want)
+		}
+	}
+	dir := t.TempDir()
+	res := results(4218)
+	res.Baseline, res.BaselineName = results(4000), "old/results.json" // 4218 ± 10 % overlaps 4000 ± 10 %
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	if !strings.Contains(string(md), "| async-balancer | 1 | 4000 (3600–4400) | 4218 (3796–4640) | +5.4% | within noise |") {
+		t.Errorf("the comparison does not say within noise:\n%s", md)
 	}
 }
 
@@ -41,14 +88,14 @@ func TestReportFromKnownResults(t *testing.T) {
 	for _, want := range []string{
 		"|    1    |         1         |             0.237             |       1000       |        0       |           190000          |       4218.00      |         0.237         |",
 		"|    3    |         10        |               -               |         -        |",
-		"| 1 | 1 | 42.18 | 4218.00 | 100× | 0 | 0 |",
+		"| 1 | 1 | 42.18 | 4218 (3796–4640) | 100× (90–110×) | 0 | 0 |",
 		"| 3 | 10 | - | - | - | - | - |",
-		"| 2 | 5 | 64.29 | 8436.00 | 131× | 0 | 0 |",
-		"| 1 | 1 | 5.04 | 4218.00 | 837× | 0 | 0 |",
+		"| 2 | 5 | 64.29 | 8436 (7592–9280) | 131× (118–144×) | 0 | 0 |",
+		"| 1 | 1 | 5.04 | 4218 (3796–4640) | 837× (753–921×) | 0 | 0 |",
 		"Skipped: nginx is not installed.",
 		"| b1 | 1000 |",
 		"## Change against old/results.json",
-		"| async-balancer | 1 | 2109.00 | 4218.00 | +100.0% |",
+		"| async-balancer | 1 | 2109 (1898–2320) | 4218 (3796–4640) | +100.0% | faster |",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("REPORT.md lacks %q", want)

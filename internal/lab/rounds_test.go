@@ -1,0 +1,210 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"loadlab/internal/procstat"
+	"loadlab/internal/report"
+	"loadlab/internal/testutil"
+)
+
+// labServer is a server already running, for url: systems.
+func labServer(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("Ini Adalah web Server percobaan"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+func parse(t *testing.T, yaml string) *Config {
+	t.Helper()
+	cfg, err := Parse([]byte(yaml), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Rounds rotate the order of the systems, every cell has every
+// repetition, the lab table shows the median repetition, and spreads are
+// in results.json and REPORT.md.
+func TestRoundsRotateAndReportSpreads(t *testing.T) {
+	testutil.NoteSources()
+	cfg := parse(t, fmt.Sprintf(`requests: 30
+levels: [1, 3]
+repetitions: 3
+systems:
+  - name: a
+    lab_table: thread
+    processes: [{name: s, run: serve, port: 8000, args: [--model, thread, --quiet]}]
+    target: s
+  - name: b
+    processes: [{name: s, run: serve, port: 8001, args: [--model, async, --quiet]}]
+    target: s
+  - name: c
+    url: %s
+`, labServer(t)))
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"a", "b", "c"}, {"b", "c", "a"}, {"c", "a", "b"}}
+	if fmt.Sprint(res.Rounds) != fmt.Sprint(want) {
+		t.Errorf("rounds %v, want %v", res.Rounds, want)
+	}
+	for _, s := range res.Systems {
+		if len(s.Cells) != 2 || len(s.Runs) != 2 {
+			t.Fatalf("%s: %d cells, %d runs", s.Name, len(s.Cells), len(s.Runs))
+		}
+		for i, cell := range s.Cells {
+			var rps []float64
+			for _, r := range cell.Repetitions {
+				rps = append(rps, r.RequestsPerSecond)
+				if r.Failed != 0 {
+					t.Errorf("%s c=%d: %d failed", s.Name, cell.Level, r.Failed)
+				}
+			}
+			if len(rps) != 3 || cell.Median.RequestsPerSecond != report.Median(rps) ||
+				cell.Low.RequestsPerSecond != slices.Min(rps) || cell.High.RequestsPerSecond != slices.Max(rps) {
+				t.Errorf("%s c=%d: median %v low %v high %v of %v", s.Name, cell.Level, cell.Median.RequestsPerSecond, cell.Low.RequestsPerSecond, cell.High.RequestsPerSecond, rps)
+			}
+			if s.Runs[i].RequestsPerSecond != cell.Median.RequestsPerSecond {
+				t.Errorf("%s c=%d: the table's run has %v req/s, not the median %v", s.Name, cell.Level, s.Runs[i].RequestsPerSecond, cell.Median.RequestsPerSecond)
+			}
+			if (s.Name == "c") != (cell.Median.ServerCPU == 0) {
+				t.Errorf("%s c=%d: server CPU %v µs/request (known only for what loadlab started)", s.Name, cell.Level, cell.Median.ServerCPU)
+			}
+		}
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	var back report.Results
+	data, _ := os.ReadFile(filepath.Join(out, "results.json"))
+	if err := json.Unmarshal(data, &back); err != nil || back.Repetitions != 3 || len(back.Systems[0].Cells[0].Repetitions) != 3 ||
+		back.Systems[0].Cells[0].High.RequestsPerSecond == 0 {
+		t.Errorf("results.json: %v, %+v", err, back.Systems[0].Cells)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	a := res.Systems[0]
+	median := fmt.Sprintf("%.2f", a.Runs[0].RequestsPerSecond)
+	spread := fmt.Sprintf("%.0f (%.0f–%.0f)", a.Cells[0].Median.RequestsPerSecond, a.Cells[0].Low.RequestsPerSecond, a.Cells[0].High.RequestsPerSecond)
+	if !strings.Contains(string(md), median) || !strings.Contains(string(md), spread) {
+		t.Errorf("REPORT.md lacks the median run's %s or the spread %s", median, spread)
+	}
+}
+
+// A repetition during which more than max_steal of the CPU was stolen
+// runs again, and the report counts it.
+func TestStealRepeatsARepetition(t *testing.T) {
+	testutil.NoteSources()
+	cfg := parse(t, fmt.Sprintf("requests: 20\nlevels: [1]\nrepetitions: 2\nsystems:\n  - {name: u, url: %s}\n", labServer(t)))
+	var calls atomic.Int64
+	// Readings come in pairs around a repetition; the first pair after the
+	// warm-up shows half the CPU stolen, every other none.
+	fake := func() (procstat.CPUTimes, error) {
+		n := uint64(calls.Add(1))
+		t := procstat.CPUTimes{Total: 1000 * n}
+		if n >= 2 {
+			t.Steal = 500
+		}
+		return t, nil
+	}
+	res, err := Run(context.Background(), Options{Config: cfg, ReadCPU: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cell := res.Systems[0].Cells[0]
+	if res.Repeated != 1 || cell.Repeated != 1 || len(cell.Repetitions) != 2 {
+		t.Errorf("repeated %d (cell %d), %d repetitions kept; want 1, 1, 2", res.Repeated, cell.Repeated, len(cell.Repetitions))
+	}
+	var md strings.Builder
+	out := t.TempDir()
+	report.Write(out, res)
+	b, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	md.Write(b)
+	if !strings.Contains(md.String(), "1 repetitions saw more than 5 %") {
+		t.Errorf("REPORT.md does not say a repetition was run again")
+	}
+}
+
+// Any server goes in the lab with run: command; here Python's.
+func TestRunCommandPythonServer(t *testing.T) {
+	testutil.NoteSources()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3")
+	}
+	cfg := parse(t, `requests: 20
+levels: [1, 2]
+repetitions: 1
+systems:
+  - name: python
+    processes: [{name: s, run: command, port: 8000, command: [`+python+`, -m, http.server, "{port}", --bind, 127.0.0.1]}]
+    target: s
+`)
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range res.Systems[0].Runs {
+		if run.Complete != 20 || run.Failed != 0 || run.ServerSoftware == "" {
+			t.Errorf("python at c=%d: %d complete, %d failed, server %q", run.Concurrency, run.Complete, run.Failed, run.ServerSoftware)
+		}
+	}
+	if cpu := res.Systems[0].Cells[0].Median.ServerCPU; cpu <= 0 {
+		t.Errorf("python's CPU per request: %v", cpu)
+	}
+}
+
+// A command that exits, or never listens, is one clear line naming the
+// system, with what it printed; nothing it started is left running.
+func TestRunCommandThatFails(t *testing.T) {
+	testutil.NoteSources()
+	for name, c := range map[string]struct{ command, want string }{
+		"exits":         {`[sh, -c, "echo cannot bind; exit 3"]`, "exited before its port accepted (exit status 3); it said: cannot bind"},
+		"never listens": {`[sh, -c, "echo waiting; exec sleep 60"]`, "its port did not accept within 1s; it said: waiting"},
+	} {
+		cfg := parse(t, `requests: 5
+levels: [1]
+systems:
+  - name: broken
+    processes: [{name: s, run: command, port: 8000, ready_timeout: 1s, command: `+c.command+`}]
+    target: s
+`)
+		_, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+		if err == nil || !strings.Contains(err.Error(), "system broken, process s") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", name, err)
+		}
+		if left := sleepers(); len(left) > 0 {
+			t.Errorf("%s: left running: %v", name, left)
+		}
+	}
+}
+
+// sleepers are "sleep 60" processes that are children of this test.
+func sleepers() []int {
+	var left []int
+	for _, pid := range procstat.WithDescendants([]int{os.Getpid()})[1:] {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.HasPrefix(string(b), "sleep\x0060") {
+			if syscall.Kill(pid, 0) == nil {
+				left = append(left, pid)
+			}
+		}
+	}
+	return left
+}
