@@ -143,31 +143,41 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 	done := 0
 rounds:
 	for round := range cfg.Repetitions {
-		var order []string
+		// Level by level, every system in this round's order: a system and
+		// the one it is compared with run within moments of each other,
+		// so the machine's drift hits both alike.
+		order := make([]*live, len(systems))
+		var names []string
 		for i := range systems {
-			ls := systems[(i+round)%len(systems)]
-			order = append(order, ls.sys.Name)
-			var line strings.Builder
-			for _, c := range cfg.Levels {
+			order[i] = systems[(i+round)%len(systems)]
+			names = append(names, order[i].sys.Name)
+		}
+		res.Rounds = append(res.Rounds, names)
+		lines := map[*live]*strings.Builder{}
+		for _, c := range cfg.Levels {
+			for _, ls := range order {
 				rp, err := r.repetition(ctx, ls, c, round, res)
 				if ctx.Err() != nil {
 					res.Interrupted = true
-					res.Rounds = append(res.Rounds, order)
 					break rounds
 				}
 				if err != nil {
 					return nil, err
 				}
 				ls.reps[c] = append(ls.reps[c], rp)
-				fmt.Fprintf(&line, " %.0f", rp.sum.RequestsPerSecond)
+				if lines[ls] == nil {
+					lines[ls] = &strings.Builder{}
+				}
+				fmt.Fprintf(lines[ls], " %.0f", rp.sum.RequestsPerSecond)
 				done++
 				if r.opts.Progress != nil {
-					r.opts.Progress(fmt.Sprintf("round %d/%d %s c=%d", round+1, cfg.Repetitions, ls.sys.Name, c), done, total)
+					r.opts.Progress(fmt.Sprintf("round %d/%d c=%d %s", round+1, cfg.Repetitions, c, ls.sys.Name), done, total)
 				}
 			}
-			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, cfg.Levels, line.String())
 		}
-		res.Rounds = append(res.Rounds, order)
+		for _, ls := range order {
+			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, cfg.Levels, lines[ls].String())
+		}
 	}
 	for _, ls := range systems {
 		summarize(ls, cfg.Levels)
