@@ -56,7 +56,7 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 		t.Errorf("no word of the interruption:\n%s", strings.Join(log, "\n"))
 	}
 	// What finished is reported.
-	if md, err := os.ReadFile(filepath.Join(out, "REPORT.md")); err != nil || !strings.Contains(string(md), "interrupted") {
+	if md, err := os.ReadFile(filepath.Join(out, "REPORT.md")); err != nil || !strings.Contains(string(md), "Interrupted (Ctrl-C)") {
 		t.Errorf("no partial report after Ctrl-C: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

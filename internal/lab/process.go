@@ -153,6 +153,11 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 					lines = nil
 				}
 			case <-rp.done:
+				if lines != nil { // closed by now: what it printed last, still buffered
+					for line := range lines {
+						last = lastLines(last, line)
+					}
+				}
 				return fmt.Errorf("exited before its port accepted (%v); it said: %s", rp.err, orNothing(last))
 			case <-deadline:
 				return fmt.Errorf("its port did not accept within %s; it said: %s", limit, orNothing(last))
