@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"loadlab"
 	"os"
 	"os/signal"
 	"strings"
@@ -148,7 +149,7 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 		defer a.Close()
 		adminAt = a.Addr().String()
 	}
-	fmt.Fprintf(os.Stderr, "loadlab balance: ready on %s (mode %s, algo %s, %d backends, pid %d)\n",
+	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %d backends, pid %d)\n",
 		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid())
 	if adminAt != "" {
 		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"loadlab"
 	"loadlab/internal/testutil"
 	"net/http"
 	"os"
@@ -34,7 +35,7 @@ func balance(t *testing.T, args ...string) (*exec.Cmd, string, <-chan string) {
 		close(lines)
 	}()
 	for line := range lines {
-		if rest, ok := strings.CutPrefix(line, "loadlab balance: ready on "); ok {
+		if rest, ok := strings.CutPrefix(line, "loadlab balance"+loadlab.ReadyMark); ok {
 			return cmd, strings.Fields(rest)[0], lines
 		}
 	}

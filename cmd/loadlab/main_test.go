@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"loadlab/internal/server"
 	"loadlab/internal/testutil"
 	"net/http"
 	"os"
@@ -79,8 +80,8 @@ func serve(t *testing.T, args ...string) (*exec.Cmd, string, *bufio.Scanner) {
 	lines := make(chan string)
 	go func() {
 		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, "loadlab serve: ready on ") {
-				lines <- strings.Fields(strings.TrimPrefix(line, "loadlab serve: ready on "))[0]
+			if line := sc.Text(); strings.HasPrefix(line, server.ReadyPrefix) {
+				lines <- strings.Fields(strings.TrimPrefix(line, server.ReadyPrefix))[0]
 				break
 			}
 		}

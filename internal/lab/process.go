@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"loadlab"
 	"net"
 	"os"
 	"os/exec"
@@ -173,7 +174,7 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 				return fmt.Errorf("exited before it was ready: %s", last)
 			}
 			last = line
-			if strings.Contains(line, ": ready on ") {
+			if strings.Contains(line, loadlab.ReadyMark) {
 				ready = true
 			}
 			if a, ok := strings.CutPrefix(line, "loadlab balance: admin on http://"); ok {

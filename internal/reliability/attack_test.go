@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"loadlab"
 	"net"
 	"net/http"
 	"os"
@@ -363,7 +364,7 @@ func TestLogPipe(t *testing.T) {
 					if err != nil {
 						t.Fatalf("no ready line: %v", err)
 					}
-					if _, rest, ok := strings.Cut(line, testutil.ReadyMark); ok {
+					if _, rest, ok := strings.Cut(line, loadlab.ReadyMark); ok {
 						addr = strings.Fields(rest)[0]
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"loadlab"
 	"log/slog"
 	"net"
 	"os"
@@ -18,7 +19,7 @@ import (
 
 // ReadyPrefix starts the line a server prints on stderr once it accepts
 // connections; scripts, tests and the prefork parent wait for it.
-const ReadyPrefix = "loadlab serve: ready on "
+const ReadyPrefix = "loadlab serve" + loadlab.ReadyMark
 
 // ReadyLine is the whole ready line, naming the address actually bound.
 func ReadyLine(model string, addr net.Addr) string {

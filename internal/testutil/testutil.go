@@ -8,6 +8,7 @@ package testutil
 import (
 	"bufio"
 	"fmt"
+	"loadlab"
 	"loadlab/internal/procstat"
 	"os"
 	"os/exec"
@@ -79,9 +80,6 @@ type Proc struct {
 	lines []string
 }
 
-// ReadyMark is what every loadlab server writes on stderr once it listens.
-const ReadyMark = ": ready on "
-
 // Start runs bin with args, kills it (and its process group) when the
 // test ends, and waits for its ready line; tune, when not nil, may change
 // the command before it starts.
@@ -129,7 +127,7 @@ func Spawn(t testing.TB, tune func(*exec.Cmd), bin string, args ...string) *Proc
 func (p *Proc) WaitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for !p.Saw(ReadyMark) {
+	for !p.Saw(loadlab.ReadyMark) {
 		select {
 		case <-p.Done:
 			t.Fatalf("%s exited before it was ready: %s", strings.Join(p.Cmd.Args, " "), p.Output())
@@ -151,7 +149,7 @@ func (p *Proc) Kill() {
 // Addr is the address from the ready line.
 func (p *Proc) Addr() string {
 	for _, l := range p.Lines() {
-		if _, rest, ok := strings.Cut(l, ReadyMark); ok {
+		if _, rest, ok := strings.Cut(l, loadlab.ReadyMark); ok {
 			return strings.Fields(rest)[0]
 		}
 	}
