@@ -125,6 +125,13 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	if err != nil {
 		return err
 	}
+	// Signals are taken before anything starts: a SIGHUP sent as soon as
+	// "ready" is read must reload, not end the process (Go's default).
+	signal.Ignore(syscall.SIGPIPE) // a reader of the log pipe that went away must not end the balancer
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	if !f.quiet {
 		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
 		if err != nil {
@@ -155,11 +162,6 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)
 	}
 
-	signal.Ignore(syscall.SIGPIPE) // a reader of the log pipe that went away must not end the balancer
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	for {
 		select {
 		case <-hup:

@@ -45,7 +45,7 @@ func startSystem(t *testing.T, name string) []*running {
 		if s.Name != name {
 			continue
 		}
-		ports, err := portsFor(s, true)
+		ports, err := portsFor(s, true, map[int]bool{})
 		if err != nil {
 			t.Fatal(err)
 		}

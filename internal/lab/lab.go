@@ -44,7 +44,8 @@ type runner struct {
 	binary string
 	peers  map[string]string // nginx, haproxy: their paths, when installed
 	tmp    string
-	shots  []string // screenshots taken, file names
+	shots  []string     // screenshots taken, file names
+	ports  map[int]bool // given to processes with --ports auto
 }
 
 // Plan describes what Run will do, one line per system, before it starts.
@@ -91,7 +92,7 @@ type rep struct {
 // with Interrupted set. Every process it started is stopped before it
 // returns.
 func Run(ctx context.Context, opts Options) (*report.Results, error) {
-	r := &runner{opts: opts, binary: opts.Binary, peers: map[string]string{}}
+	r := &runner{opts: opts, binary: opts.Binary, peers: map[string]string{}, ports: map[int]bool{}}
 	if r.binary == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -208,7 +209,7 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 				return ls, nil
 			}
 		}
-		ports, err := portsFor(s, r.opts.PortsAuto)
+		ports, err := portsFor(s, r.opts.PortsAuto, r.ports)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"loadlab"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -229,14 +230,20 @@ func (rp *running) stop() {
 }
 
 // portsFor gives each process of s its port: the configured one, checked
-// free, or with auto any free one.
-func portsFor(s System, auto bool) (map[string]int, error) {
+// free, or with auto a free one that no other process of the run (in
+// used) was given.
+func portsFor(s System, auto bool, used map[int]bool) (map[string]int, error) {
 	ports := map[string]int{}
 	for _, p := range s.Processes {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
 		if auto {
-			addr = "127.0.0.1:0"
+			port, err := freePort(used)
+			if err != nil {
+				return nil, fmt.Errorf("system %s, process %s: %v", s.Name, p.Name, err)
+			}
+			ports[p.Name] = port
+			continue
 		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -248,10 +255,40 @@ func portsFor(s System, auto bool) (map[string]int, error) {
 			}
 			return nil, fmt.Errorf("port %d (system %s, process %s): %v", p.Port, s.Name, p.Name, err)
 		}
-		ports[p.Name] = ln.Addr().(*net.TCPAddr).Port
+		ports[p.Name] = p.Port
 		ln.Close()
 	}
 	return ports, nil
+}
+
+// freePort finds a port that is free now, below the kernel's range of
+// ephemeral ports: the process it is for binds it only later, and a port
+// the kernel hands out as the source of outgoing connections could be
+// taken meanwhile — by the lab's own load, thousands of connections a
+// second — which it was, under load.
+func freePort(used map[int]bool) (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
+	}
+	base := max(1024, low-12000)
+	for range 200 {
+		port := base + rand.IntN(low-base)
+		if used[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			used[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port below the ephemeral range after 200 tries")
 }
 
 func (r *runner) writeNginx(s System, addr string) (string, error) {
