@@ -58,7 +58,7 @@ func startPrefork(c *core) (Server, error) {
 	s := &preforkServer{core: c, addr: hold.Addr(), stopping: make(chan struct{}), done: make(chan struct{}),
 		children: make([]*exec.Cmd, c.cfg.Procs)}
 	for i := range c.cfg.Procs {
-		cmd, err := s.startChild(i)
+		ch, err := s.startChild(i)
 		if err != nil {
 			close(s.stopping)
 			s.signalAll(syscall.SIGKILL)
@@ -66,7 +66,7 @@ func startPrefork(c *core) (Server, error) {
 			return nil, err
 		}
 		s.exited.Add(1)
-		go s.supervise(i, cmd)
+		go s.supervise(i, ch)
 	}
 	go func() {
 		s.exited.Wait()
@@ -91,35 +91,48 @@ func (s *preforkServer) PIDs() []int {
 	return pids
 }
 
+// child is a running prefork child; relayed is closed once all it wrote
+// on stderr has passed through to ours.
+type child struct {
+	cmd     *exec.Cmd
+	relayed chan struct{}
+}
+
 // startChild starts the child of slot i and waits for its ready line. The
 // child's other stderr lines (its access log) pass through to ours.
-func (s *preforkServer) startChild(i int) (*exec.Cmd, error) {
+func (s *preforkServer) startChild(i int) (child, error) {
 	cmd := s.core.cfg.Child(s.addr.String())
 	cmd.Stdout = os.Stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, err
+		return child{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("prefork: start child: %w", err)
+		return child{}, fmt.Errorf("prefork: start child: %w", err)
 	}
 	ready := make(chan bool, 1)
-	go relayChildOutput(stderr, ready)
+	relayed := make(chan struct{})
+	go func() {
+		defer close(relayed)
+		relayChildOutput(stderr, ready)
+	}()
 	select {
 	case ok := <-ready:
 		if !ok {
+			<-relayed
 			err := cmd.Wait()
-			return nil, fmt.Errorf("prefork: child %d exited before it was ready: %v", i, err)
+			return child{}, fmt.Errorf("prefork: child %d exited before it was ready: %v", i, err)
 		}
 	case <-time.After(childStartTimeout):
 		cmd.Process.Kill()
+		<-relayed
 		cmd.Wait()
-		return nil, fmt.Errorf("prefork: child %d did not become ready within %s", i, childStartTimeout)
+		return child{}, fmt.Errorf("prefork: child %d did not become ready within %s", i, childStartTimeout)
 	}
 	s.mu.Lock()
 	s.children[i] = cmd
 	s.mu.Unlock()
-	return cmd, nil
+	return child{cmd, relayed}, nil
 }
 
 // relayChildOutput copies a child's stderr to ours, holding back its ready
@@ -146,18 +159,21 @@ func relayChildOutput(r io.Reader, ready chan<- bool) {
 // supervise waits for the child of slot i and starts a new one when it dies
 // while the server is not stopping; restarts back off while children keep
 // dying young.
-func (s *preforkServer) supervise(i int, cmd *exec.Cmd) {
+func (s *preforkServer) supervise(i int, ch child) {
 	defer s.exited.Done()
 	backoff := 100 * time.Millisecond
 	for {
 		started := time.Now()
-		err := cmd.Wait()
+		// Its last lines (an access log flushed as it stops) are relayed
+		// before Wait, which closes the pipe they come through.
+		<-ch.relayed
+		err := ch.cmd.Wait()
 		select {
 		case <-s.stopping:
 			return
 		default:
 		}
-		slog.Warn("prefork child exited; starting another", "slot", i, "pid", cmd.Process.Pid, "err", err)
+		slog.Warn("prefork child exited; starting another", "slot", i, "pid", ch.cmd.Process.Pid, "err", err)
 		if time.Since(started) > 5*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -170,7 +186,7 @@ func (s *preforkServer) supervise(i int, cmd *exec.Cmd) {
 			backoff = min(2*backoff, 5*time.Second)
 			next, err := s.startChild(i)
 			if err == nil {
-				cmd = next
+				ch = next
 				break
 			}
 			slog.Error("prefork child failed to start", "slot", i, "err", err)
