@@ -6,27 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// processesOf lists running processes started from the given executable.
-func processesOf(bin string) []string {
-	var found []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
-			found = append(found, e.Name())
-		}
-	}
-	return found
-}
 
 func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	testutil.NoteSources()
@@ -59,13 +43,9 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	if md, err := os.ReadFile(filepath.Join(out, "REPORT.md")); err != nil || !strings.Contains(string(md), "Interrupted (Ctrl-C)") {
 		t.Errorf("no partial report after Ctrl-C: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(processesOf(binary)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if left := processesOf(binary); len(left) > 0 {
-		t.Errorf("processes left after Ctrl-C: %v", left)
-	}
+	testutil.Eventually(t, 5*time.Second, "no loadlab process left after Ctrl-C", func() bool {
+		return len(testutil.ProcessesOf(binary)) == 0
+	})
 }
 
 func TestLabPrintConfigAndBadFlags(t *testing.T) {

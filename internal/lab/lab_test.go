@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -34,21 +33,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// childrenOf lists running processes started from the test's binary.
-func childrenOf(bin string) []string {
-	var found []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
-			found = append(found, e.Name())
-		}
-	}
-	return found
-}
-
 func TestQuickLabEndToEnd(t *testing.T) {
 	testutil.NoteSources()
 	cfg, err := Load("")
@@ -64,7 +48,7 @@ func TestQuickLabEndToEnd(t *testing.T) {
 	if err := report.Write(out, res); err != nil {
 		t.Fatal(err)
 	}
-	if left := childrenOf(binary); len(left) > 0 {
+	if left := testutil.ProcessesOf(binary); len(left) > 0 {
 		t.Errorf("processes left behind: %v", left)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))

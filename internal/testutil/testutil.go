@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,3 +196,18 @@ func RSS(pid int) int64 { return procstat.RSS(pid) }
 
 // Descendants are pid's children, their children and so on.
 func Descendants(pid int) []int { return procstat.WithDescendants([]int{pid})[1:] }
+
+// ProcessesOf lists the running processes whose executable is bin, by pid.
+func ProcessesOf(bin string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+			found = append(found, e.Name())
+		}
+	}
+	return found
+}
