@@ -118,23 +118,12 @@ type backendConn struct {
 	active     time.Time
 	idleAt     time.Time
 
-	framing  framing
-	remain   int64 // by length: body bytes still to come
-	chunks   httpx.ChunkedScanner
+	scan     httpx.HeadScanner
+	body     httpx.BodyReader
 	decode   bool   // chunked to an HTTP/1.0 client: pass the data only
 	data     []byte // the data decoded from one read
 	reusable bool
 }
-
-// framing is how a response body's end is found.
-type framing int
-
-const (
-	noBody framing = iota
-	byLength
-	byChunks
-	byClose
-)
 
 var (
 	errConnect    = errors.New("connect failed")
@@ -352,6 +341,7 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		}
 	}
 	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false
+	bc.scan.Reset()
 	bc.began, bc.active = h.l.Now(), h.l.Now()
 	c.ex.bc = bc
 	if !bc.connecting {
@@ -524,7 +514,7 @@ func (bc *backendConn) read() {
 		return
 	case err != nil || n == 0:
 		switch {
-		case err == nil && bc.framing == byClose && c.ex.answered:
+		case err == nil && c.ex.answered && bc.body.Closed():
 			bc.reusable = false
 			bc.complete()
 		case c.ex.answered: // cut off mid-body: the client's copy is cut off too
@@ -557,7 +547,7 @@ func (bc *backendConn) readHead(p []byte) {
 			bc.head = append(bc.head, p...)
 			data = bc.head
 		}
-		end := headEnd(data)
+		end := bc.scan.Scan(data)
 		if end < 0 {
 			if len(bc.head) == 0 {
 				bc.head = append(bc.head, p...)
@@ -575,6 +565,7 @@ func (bc *backendConn) readHead(p []byte) {
 		rest := data[end:]
 		if rh.Status < 200 { // 100 Continue and the like: the final answer follows
 			bc.head = bc.head[:0]
+			bc.scan.Reset()
 			if len(rest) == 0 {
 				return
 			}
@@ -583,24 +574,6 @@ func (bc *backendConn) readHead(p []byte) {
 		}
 		bc.answer(&rh, rest)
 		return
-	}
-}
-
-// headEnd is the length of the head at the start of b, through its blank
-// line (CRLF or bare LF, as servers send it), or -1 when b has no end yet.
-func headEnd(b []byte) int {
-	for i := 0; ; {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		i += j + 1
-		if i < len(b) && b[i] == '\n' {
-			return i + 1
-		}
-		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
-			return i + 2
-		}
 	}
 }
 
@@ -615,28 +588,23 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	be.BytesIn.Add(int64(len(ex.req)))
 	ex.status, ex.answered = rh.Status, true
 	bc.reusable = rh.KeepAlive
-	bc.decode = false
-	switch {
-	case ex.isHead || rh.Status == 204 || rh.Status == 304:
-		bc.framing = noBody
-	case rh.Chunked:
-		bc.framing = byChunks
-		bc.chunks.Reset()
-		bc.decode = ex.minor == 0
+	f := httpx.ResponseFraming(rh, ex.isHead)
+	bc.body.Start(f, rh.ContentLength)
+	bc.decode = f == httpx.ByChunks && ex.minor == 0
+	switch f {
+	case httpx.ByChunks:
 		bc.reusable = bc.reusable && rh.ContentLength < 0 // both framings: not to be trusted again
-	case rh.ContentLength >= 0:
-		bc.framing, bc.remain = byLength, rh.ContentLength
-	default:
-		bc.framing, bc.reusable = byClose, false
+	case httpx.ByClose:
+		bc.reusable = false
 	}
-	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && bc.framing != byClose && !bc.decode
+	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && f != httpx.ByClose && !bc.decode
 	ex.closeAfter = !keepAlive
 	// The backend is read only while the client has nothing pending, so
 	// outBuf is free.
-	head := appendResponseHead(c.outBuf[:0], rh, bc.framing, bc.decode, ex.isHead, keepAlive)
+	head := appendResponseHead(c.outBuf[:0], rh, f, bc.decode, ex.isHead, keepAlive)
 	c.outBuf = head
 	ex.sent += int64(len(head))
-	if bc.framing == noBody {
+	if f == httpx.NoBody {
 		bc.reusable = bc.reusable && len(rest) == 0
 		if c.send(head) {
 			bc.complete()
@@ -650,36 +618,24 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 // to the body, and completes the exchange at the body's end.
 func (bc *backendConn) forward(p, head []byte) {
 	c := bc.client
-	var part []byte
-	done := false
-	switch bc.framing {
-	case byLength:
-		k := int(min(bc.remain, int64(len(p))))
-		part, bc.remain = p[:k], bc.remain-int64(k)
-		done = bc.remain == 0
-		bc.reusable = bc.reusable && k == len(p)
-	case byChunks:
-		var n int
-		var err error
-		if bc.decode {
-			bc.data = bc.data[:0]
-			n, done, err = bc.chunks.Scan(p, &bc.data)
-			part = bc.data
-		} else {
-			n, done, err = bc.chunks.Scan(p, nil)
-			part = p[:n]
-		}
-		if err != nil && head != nil { // nothing has gone to the client yet
-			c.backendFailed(httpx.ErrMalformedResponse)
-			return
-		}
-		if err != nil { // the body is broken: so is what the client got of it
-			c.close()
-			return
-		}
-		bc.reusable = bc.reusable && n == len(p)
-	case byClose:
-		part = p
+	var data *[]byte
+	if bc.decode {
+		bc.data = bc.data[:0]
+		data = &bc.data
+	}
+	n, done, err := bc.body.Read(p, data)
+	if err != nil && head != nil { // nothing has gone to the client yet
+		c.backendFailed(httpx.ErrMalformedResponse)
+		return
+	}
+	if err != nil { // the body is broken: so is what the client got of it
+		c.close()
+		return
+	}
+	bc.reusable = bc.reusable && n == len(p)
+	part := p[:n]
+	if bc.decode {
+		part = bc.data
 	}
 	c.ex.sent += int64(len(part))
 	if head != nil {
@@ -1170,7 +1126,7 @@ func appendList(b []byte, name string, came []byte, value string) []byte {
 // appendResponseHead writes the client's response head: the backend's
 // status line and end-to-end headers, Via added, the body's framing as
 // the client gets it, and the connection's fate.
-func appendResponseHead(b []byte, rh *httpx.ResponseHead, f framing, decode, isHead, keepAlive bool) []byte {
+func appendResponseHead(b []byte, rh *httpx.ResponseHead, f httpx.Framing, decode, isHead, keepAlive bool) []byte {
 	line, fields, _ := bytes.Cut(rh.Head, []byte("\n"))
 	b = append(b, "HTTP/1.1 "...)
 	b = append(b, bytes.TrimRight(line[9:], "\r")...)
@@ -1196,11 +1152,11 @@ func appendResponseHead(b []byte, rh *httpx.ResponseHead, f framing, decode, isH
 	b = strconv.AppendInt(b, int64(rh.Minor), 10)
 	b = append(b, " loadlab\r\n"...)
 	switch {
-	case f == byLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
+	case f == httpx.ByLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, rh.ContentLength, 10)
 		b = append(b, "\r\n"...)
-	case f == byChunks && !decode, isHead && rh.Chunked:
+	case f == httpx.ByChunks && !decode, isHead && rh.Chunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if keepAlive {

@@ -191,6 +191,10 @@ func TestBodyFraming(t *testing.T) {
 		{"chunked keep-alive", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n", true,
 			int64(len("5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n"))},
 		{"HEAD-like 204", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", true, 0},
+		// Lines ended by a bare LF, as some servers send them: ab reads
+		// them, and so must bench, on kept-alive connections too.
+		{"bare-LF head keep-alive", "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", true, 5},
+		{"bare-LF head, chunked", "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n5\r\nhello\r\n0\r\n\r\n", true, 15},
 	} {
 		fs := startFake(t, fixed(tc.resp, !tc.keep))
 		s := mustRun(t, Work{URL: fs.url, Requests: 30, Concurrency: 3, KeepAlive: tc.keep})
@@ -389,10 +393,15 @@ func TestParserInPieces(t *testing.T) {
 			t.Fatalf("pieces of %d: done %v %+v", size, done, p.res)
 		}
 	}
-	var p parser
-	p.reset(false, false)
-	if _, err := p.feed([]byte("SMTP ready\r\n\r\n")); !errors.Is(err, errMalformed) {
-		t.Errorf("garbage status line: %v", err)
+	for _, bad := range []string{
+		"SMTP ready\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n", // httpx refuses a signed size: so does bench
+	} {
+		var p parser
+		p.reset(false, false)
+		if _, err := p.feed([]byte(bad)); !errors.Is(err, errMalformed) {
+			t.Errorf("%q: %v, want a malformed response", bad, err)
+		}
 	}
 }
 

@@ -5,81 +5,8 @@ import (
 	"strconv"
 )
 
-// chunkState decodes a chunked body (RFC 9112 §7.1) incrementally: it keeps
-// its place between calls, so a body that trickles in is read once.
-type chunkState struct {
-	pos     int   // bytes of the body's wire form consumed so far
-	remain  int64 // data bytes left in the current chunk; -1 while reading a size line
-	trailer bool  // past the last chunk, reading trailer lines
-	started bool
-}
-
+// maxChunkLine bounds a chunk-size or trailer line.
 const maxChunkLine = 4 << 10
-
-// decode appends the data of complete chunks in b to body and reports how
-// many bytes of b the whole body took once it is complete. Every byte of
-// the body's wire form counts toward maxBody — sizes, extensions, CRLFs
-// and trailers as well as data — so that no framing, however wasteful,
-// makes a client cost more than the limit.
-func (s *chunkState) decode(b []byte, body *[]byte, maxBody int64) (int, bool, error) {
-	if !s.started {
-		s.started, s.remain = true, -1
-	}
-	for {
-		rest := b[s.pos:]
-		if s.remain < 0 && int64(s.pos)+int64(min(len(rest), maxChunkLine)) > maxBody {
-			if nl := bytes.IndexByte(rest, '\n'); nl < 0 || int64(s.pos+nl+1) > maxBody {
-				return 0, false, errBodyTooLarge
-			}
-		}
-		switch {
-		case s.trailer:
-			nl := bytes.IndexByte(rest, '\n')
-			if nl < 0 {
-				return 0, false, lineTooLong(rest)
-			}
-			if nl == 0 || rest[nl-1] != '\r' {
-				return 0, false, fail(400, "bare LF in chunked body")
-			}
-			s.pos += nl + 1
-			if nl == 1 {
-				return s.pos, true, nil
-			}
-		case s.remain < 0:
-			nl := bytes.IndexByte(rest, '\n')
-			if nl < 0 {
-				return 0, false, lineTooLong(rest)
-			}
-			if nl == 0 || rest[nl-1] != '\r' {
-				return 0, false, fail(400, "bare LF in chunked body")
-			}
-			size, err := parseChunkSize(rest[:nl-1])
-			if err != nil {
-				return 0, false, err
-			}
-			if int64(s.pos+nl+1)+size+2 > maxBody {
-				return 0, false, errBodyTooLarge
-			}
-			s.pos += nl + 1
-			if size == 0 {
-				s.trailer = true
-			} else {
-				s.remain = size
-			}
-		default:
-			if int64(len(rest)) < s.remain+2 {
-				return 0, false, nil
-			}
-			n := int(s.remain)
-			if rest[n] != '\r' || rest[n+1] != '\n' {
-				return 0, false, fail(400, "chunk data not followed by CRLF")
-			}
-			*body = append(*body, rest[:n]...)
-			s.pos += n + 2
-			s.remain = -1
-		}
-	}
-}
 
 var errBodyTooLarge = fail(413, "request body larger than the limit")
 
@@ -118,26 +45,44 @@ func parseChunkSize(line []byte) (int64, error) {
 	return n, nil
 }
 
-// ChunkedScanner follows a chunked body as it streams past, in whatever
-// pieces reads return, to find where it ends; a proxy passes the bytes on
-// as they are, or asks for the chunks' data alone. Unlike the request
-// parser's decoder it keeps no more than a partial size or trailer line.
+// ChunkedScanner follows a chunked body (RFC 9112 §7.1) as it streams
+// past, in whatever pieces reads return, to find where it ends: the
+// request parser collects the chunks' data with it, a proxy passes the
+// bytes on as they are or asks for the data alone, bench counts them. It
+// keeps no more than a partial size or trailer line. Its errors are the
+// request parser's (400, 413); a reader of responses calls any of them a
+// malformed response.
 type ChunkedScanner struct {
+	// Limit, when above 0, bounds the body's wire form: sizes,
+	// extensions, CRLFs and trailers count as well as data, so that no
+	// framing, however wasteful, makes a client cost more than the limit.
+	Limit int64
+
 	inData  bool   // inside a chunk's data, remain bytes of it left
 	remain  int64  // data bytes left in the current chunk
 	crlf    int    // bytes of the CRLF after a chunk's data seen so far, while expecting it
 	trailer bool   // past the last chunk: reading trailer lines
 	line    []byte // a size or trailer line not yet whole
+	wire    int64  // bytes of the body taken by earlier calls
 }
 
 // Reset readies s for a new body.
-func (s *ChunkedScanner) Reset() { *s = ChunkedScanner{line: s.line[:0]} }
+func (s *ChunkedScanner) Reset() { *s = ChunkedScanner{Limit: s.Limit, line: s.line[:0]} }
 
 // Scan reads b, the next bytes of the body, and returns how many belong
 // to it (all of b, unless the body ends inside it) and whether it has
 // ended, trailer and all. When data is not nil the chunks' data is
 // appended to it.
 func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
+	n, done, err := s.scan(b, data)
+	s.wire += int64(n)
+	if err == nil && s.Limit > 0 && s.wire > s.Limit {
+		return n, false, errBodyTooLarge
+	}
+	return n, done, err
+}
+
+func (s *ChunkedScanner) scan(b []byte, data *[]byte) (int, bool, error) {
 	i := 0
 	for i < len(b) {
 		switch {
@@ -152,7 +97,7 @@ func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
 			}
 		case s.crlf > 0: // the CRLF that ends a chunk's data
 			if b[i] != "\r\n"[s.crlf-1] {
-				return i, false, fail(502, "chunk data not followed by CRLF")
+				return i, false, fail(400, "chunk data not followed by CRLF")
 			}
 			i++
 			if s.crlf++; s.crlf == 3 {
@@ -171,7 +116,7 @@ func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
 			}
 			i += nl + 1
 			if len(line) < 2 || line[len(line)-2] != '\r' {
-				return i, false, fail(502, "bare LF in chunked body")
+				return i, false, fail(400, "bare LF in chunked body")
 			}
 			line = line[:len(line)-2]
 			if s.trailer {
@@ -183,6 +128,9 @@ func (s *ChunkedScanner) Scan(b []byte, data *[]byte) (int, bool, error) {
 			size, err := parseChunkSize(line)
 			if err != nil {
 				return i, false, err
+			}
+			if s.Limit > 0 && s.wire+int64(i)+size+2 > s.Limit {
+				return i, false, errBodyTooLarge // refused before its data is read
 			}
 			if size == 0 {
 				s.trailer = true

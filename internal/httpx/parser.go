@@ -41,12 +41,13 @@ type Parser struct {
 	Limits Limits
 
 	req     Request
-	scanned int // bytes from the start of the request already searched for the head's end
-	lineEnd int // index of the request line's LF, or 0 before it is seen
-	headEnd int // bytes in the head once it is parsed, else 0
-	skip    int // empty lines before the request line, ignored as RFC 9112 §2.2 allows
+	head     HeadScanner
+	started  bool // the head's first byte (after empty lines) has been seen
+	headEnd  int  // bytes in the head once it is parsed, else 0
+	skip     int  // empty lines before the request line, ignored as RFC 9112 §2.2 allows
+	chunks   ChunkedScanner
+	bodyRead int // bytes of a chunked body the scanner has taken
 
-	chunk        chunkState
 	sentContinue bool
 
 	pathBuf []byte
@@ -78,7 +79,8 @@ func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 			return nil, 0, err
 		}
 		if p.req.Chunked {
-			p.chunk = chunkState{}
+			p.chunks.Reset()
+			p.chunks.Limit, p.bodyRead = p.Limits.MaxBody, 0
 			p.bodyBuf = p.bodyBuf[:0]
 		}
 	} else if err := p.parseHead(buf[p.skip:p.headEnd]); err != nil {
@@ -90,12 +92,13 @@ func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 	end := p.headEnd
 	switch {
 	case r.Chunked:
-		n, done, err := p.chunk.decode(buf[p.headEnd:], &p.bodyBuf, p.Limits.MaxBody)
+		n, done, err := p.chunks.Scan(buf[p.headEnd+p.bodyRead:], &p.bodyBuf)
+		p.bodyRead += n
 		if err != nil || !done {
 			return nil, 0, err
 		}
 		r.Body = p.bodyBuf
-		end += n
+		end += p.bodyRead
 	case r.ContentLength > 0:
 		if int64(len(buf)-p.headEnd) < r.ContentLength {
 			return nil, 0, nil
@@ -103,7 +106,8 @@ func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 		end += int(r.ContentLength)
 		r.Body = buf[p.headEnd:end]
 	}
-	p.scanned, p.lineEnd, p.headEnd, p.skip, p.sentContinue = 0, 0, 0, 0, false
+	p.head.Reset()
+	p.started, p.headEnd, p.skip, p.sentContinue = false, 0, 0, false
 	return r, end, nil
 }
 
@@ -125,59 +129,44 @@ func (p *Parser) InHead(buffered int) bool { return p.headEnd == 0 && buffered >
 // findHead searches buf for the blank line that ends the head, refusing bare
 // LFs and over-long lines as it goes.
 func (p *Parser) findHead(buf []byte) (bool, error) {
-	if p.scanned == p.skip {
+	if !p.started {
 		for p.skip+1 < len(buf) && buf[p.skip] == '\r' && buf[p.skip+1] == '\n' {
 			p.skip += 2
 			if p.skip > 8 {
 				return false, fail(400, "empty lines before the request line")
 			}
 		}
-		p.scanned = p.skip
-		if len(buf) == p.skip+1 && buf[p.skip] == '\r' {
+		if len(buf) == p.skip || len(buf) == p.skip+1 && buf[p.skip] == '\r' {
 			return false, nil // the start of another empty line, or of nothing
 		}
+		p.started = true
 	}
-	if err := checkMethodPrefix(buf[p.skip:]); err != nil {
+	b := buf[p.skip:]
+	if err := checkMethodPrefix(b); err != nil {
 		return false, err
 	}
-	i := p.scanned
-	for {
-		j := bytes.IndexByte(buf[i:], '\n')
-		if j < 0 {
-			break
-		}
-		i += j
-		if i == 0 || buf[i-1] != '\r' {
-			return false, fail(400, "bare LF in the request head; lines end with CRLF")
-		}
-		if p.lineEnd == 0 {
-			p.lineEnd = i
-			if i-1-p.skip > p.Limits.MaxRequestLine { // the line without its CRLF
-				return false, fail(414, "request line longer than the limit")
-			}
-		}
-		if i-p.skip >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
-			p.headEnd = i + 1
-			if p.headEnd-p.skip > p.Limits.MaxHead {
-				return false, fail(431, "request head larger than the limit")
-			}
-			return true, nil
-		}
-		i++
+	end := p.head.Scan(b)
+	if p.head.BareLF() {
+		return false, fail(400, "bare LF in the request head; lines end with CRLF")
 	}
-	p.scanned = len(buf)
-	// The last byte may be a CR whose LF is yet to come: look at it again.
-	if p.scanned > p.skip && buf[p.scanned-1] == '\r' {
-		p.scanned--
+	line := p.head.FirstLine(b)
+	if line < 0 { // not ended yet: as long as it is, less a CR whose LF may follow
+		line = len(b) - boolInt(b[len(b)-1] == '\r')
 	}
-	n := len(buf) - p.skip
-	if p.lineEnd == 0 && n-boolInt(n > 0 && buf[len(buf)-1] == '\r') > p.Limits.MaxRequestLine {
+	if line > p.Limits.MaxRequestLine {
 		return false, fail(414, "request line longer than the limit")
 	}
-	if n > p.Limits.MaxHead {
+	if end < 0 {
+		if len(b) > p.Limits.MaxHead {
+			return false, fail(431, "request head larger than the limit")
+		}
+		return false, nil
+	}
+	if end > p.Limits.MaxHead {
 		return false, fail(431, "request head larger than the limit")
 	}
-	return false, nil
+	p.headEnd = p.skip + end
+	return true, nil
 }
 
 // checkMethodPrefix refuses input that cannot start a request as soon as the
