@@ -40,7 +40,7 @@ func fail(status int, reason string) *Error { return &Error{Status: status, Reas
 type Parser struct {
 	Limits Limits
 
-	req     Request
+	req      Request
 	head     HeadScanner
 	started  bool // the head's first byte (after empty lines) has been seen
 	headEnd  int  // bytes in the head once it is parsed, else 0
