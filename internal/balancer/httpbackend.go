@@ -1,0 +1,491 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"loadlab/internal/evloop"
+	"loadlab/internal/httpx"
+	"loadlab/internal/proxyproto"
+	"loadlab/internal/rawsys"
+)
+
+// http mode's backend side: the connections to backends, each serving one
+// client's request at a time, their idle pool (per loop, or per client
+// with --send-proxy), the response read and passed on, and what a failed
+// backend means for the request.
+
+// backendConn is a connection to a backend: serving one client's
+// request, or idle in the loop's pool.
+type backendConn struct {
+	h          *httpLoop
+	fd         int
+	be         *Backend
+	epoll      evloop.Interest
+	client     *httpClient // nil while idle
+	owner      *httpClient // with --send-proxy: the one client it may serve
+	connecting bool
+	reused     bool
+	out        []byte // request bytes not written yet
+	head       []byte // a response head not yet whole
+	gotByte    bool   // some of the response has come
+	began      time.Time
+	active     time.Time
+	idleAt     time.Time
+
+	scan     httpx.HeadScanner
+	body     httpx.BodyReader
+	decode   bool   // chunked to an HTTP/1.0 client: pass the data only
+	data     []byte // the data decoded from one read
+	reusable bool
+}
+
+var (
+	errConnect    = errors.New("connect failed")
+	errNoResponse = errors.New("no response")
+	errClosed     = errors.New("backend closed the connection mid-response")
+
+	errResponseTimeout = &net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}}
+)
+
+// send gives c's request to be: over a pooled connection when pooled is
+// set and there is one, else a new one. An error is a connect that failed
+// at once.
+func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
+	proxyVersion := h.b.Config().SendProxy
+	var bc *backendConn
+	switch {
+	case pooled && proxyVersion != "":
+		bc = c.privateConn(be)
+	case pooled:
+		bc = h.pooled(be)
+	}
+	out := c.ex.req
+	if bc == nil {
+		fd, err := dial(h.l, be)
+		if err != nil {
+			return err
+		}
+		bc = &backendConn{h: h, fd: fd, be: be, connecting: true}
+		h.l.Own(fd, bc)
+		if proxyVersion != "" {
+			bc.owner = c
+			local, _ := rawsys.LocalAddr(c.fd)
+			out = append(proxyproto.Append(nil, proxyVersion, c.from, local), out...)
+		}
+	}
+	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false
+	bc.scan.Reset()
+	bc.began, bc.active = h.l.Now(), h.l.Now()
+	c.ex.bc = bc
+	if !bc.connecting {
+		bc.write()
+		return nil
+	}
+	bc.watch()
+	return nil
+}
+
+// forget closes the idle connections kept to backends that left the pool.
+func (h *httpLoop) forget(gone []*Backend) {
+	for _, be := range gone {
+		for _, bc := range h.idle[be] {
+			bc.close()
+		}
+		delete(h.idle, be)
+	}
+}
+
+// pooled takes be's most recently used idle connection, if any.
+func (h *httpLoop) pooled(be *Backend) *backendConn {
+	list := h.idle[be]
+	if len(list) == 0 {
+		return nil
+	}
+	bc := list[len(list)-1]
+	h.idle[be] = list[:len(list)-1]
+	bc.reused = true
+	return bc
+}
+
+// privateConn takes an idle connection to be that only c may use.
+func (c *httpClient) privateConn(be *Backend) *backendConn {
+	for i, bc := range c.private {
+		if bc.be == be {
+			c.private = append(c.private[:i], c.private[i+1:]...)
+			bc.reused = true
+			return bc
+		}
+	}
+	return nil
+}
+
+// maxIdlePerBackend bounds the idle connections a loop keeps per backend;
+// maxPrivate those a client keeps (--send-proxy).
+const (
+	maxIdlePerBackend = 256
+	maxPrivate        = 4
+)
+
+// put returns bc to the pool, or to its owner's, or closes it when that
+// is full or the balancer is stopping.
+func (h *httpLoop) put(bc *backendConn) {
+	bc.client, bc.idleAt = nil, h.l.Now()
+	if o := bc.owner; o != nil {
+		if o.fd >= 0 && len(o.private) < maxPrivate && !h.l.Stopping() {
+			o.private = append(o.private, bc)
+			bc.watch()
+		} else {
+			bc.close()
+		}
+		return
+	}
+	if list := h.idle[bc.be]; len(list) < maxIdlePerBackend && !h.l.Stopping() && !bc.be.gone.Load() {
+		h.idle[bc.be] = append(list, bc)
+		bc.watch()
+		return
+	}
+	bc.close()
+}
+
+// dropIdle takes an idle connection out of its pool and closes it.
+func (h *httpLoop) dropIdle(bc *backendConn) {
+	if o := bc.owner; o != nil {
+		o.private = without(o.private, bc)
+	} else {
+		h.idle[bc.be] = without(h.idle[bc.be], bc)
+	}
+	bc.close()
+}
+
+func without(list []*backendConn, bc *backendConn) []*backendConn {
+	for i, x := range list {
+		if x == bc {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+func (bc *backendConn) close() {
+	bc.h.l.Disown(bc.fd)
+	bc.fd, bc.epoll, bc.client = -1, evloop.Interest{}, nil
+}
+
+// Fail closes the backend connection, and its client, after a panic in
+// Ready.
+func (bc *backendConn) Fail() {
+	if c := bc.client; c != nil {
+		c.close()
+	}
+	bc.h.dropIdle(bc)
+	bc.close()
+}
+
+// Ready handles epoll's report for a backend connection.
+func (bc *backendConn) Ready(events uint32) {
+	c := bc.client
+	if c == nil { // idle: the backend closed it, or said what it should not
+		bc.h.dropIdle(bc)
+		return
+	}
+	if bc.connecting {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			bc.connected()
+		}
+		return
+	}
+	if events&unix.EPOLLOUT != 0 && len(bc.out) > 0 && !bc.write() {
+		return
+	}
+	// Read while the client can take more; or, when the backend hung up,
+	// at once: epoll reports a hang-up until it is read, and the socket
+	// holds no more than its buffer.
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && len(c.out) == 0 {
+		bc.read()
+	}
+}
+
+// connected finishes a connect: on success the request goes out; on
+// failure the backend is suspect and the request goes to the next.
+func (bc *backendConn) connected() {
+	bc.connecting = false
+	if err := rawsys.SocketError(bc.fd); err != nil {
+		bc.client.backendFailed(fmt.Errorf("%w: %w", errConnect, &net.OpError{Op: "dial", Net: "tcp", Err: err}))
+		return
+	}
+	bc.be.Total.Add(1)
+	bc.began = bc.h.l.Now()
+	bc.write()
+}
+
+// write sends the request bytes; false when the connection failed.
+func (bc *backendConn) write() bool {
+	rest, err := evloop.WriteSome(bc.fd, bc.out)
+	if err != nil {
+		bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
+		return false
+	}
+	if len(rest) < len(bc.out) {
+		bc.active = bc.h.l.Now()
+	}
+	bc.out = rest
+	bc.watch()
+	return true
+}
+
+// maxResponseHead bounds a backend's response head.
+const maxResponseHead = 64 << 10
+
+// read takes what the backend sent: the response head, then its body,
+// each piece passed to the client as it comes.
+func (bc *backendConn) read() {
+	c := bc.client
+	buf := bc.h.l.Buf()
+	n, err := rawsys.Read(bc.fd, buf)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	case err != nil || n == 0:
+		switch {
+		case err == nil && c.ex.answered && bc.body.Closed():
+			bc.reusable = false
+			bc.complete()
+		case c.ex.answered: // cut off mid-body: the client's copy is cut off too
+			c.close()
+		case !bc.gotByte:
+			if err == nil {
+				err = errors.New("connection closed")
+			}
+			c.backendFailed(fmt.Errorf("%w: %w", errNoResponse, err))
+		default:
+			c.backendFailed(errClosed)
+		}
+		return
+	}
+	bc.gotByte, bc.active = true, bc.h.l.Now()
+	if !c.ex.answered {
+		bc.readHead(buf[:n])
+		return
+	}
+	bc.forward(buf[:n], nil)
+}
+
+// readHead gathers the response head from p; once it is whole, answer
+// sends it on with the body bytes that came with it.
+func (bc *backendConn) readHead(p []byte) {
+	c := bc.client
+	for {
+		data := p
+		if len(bc.head) > 0 {
+			bc.head = append(bc.head, p...)
+			data = bc.head
+		}
+		end := bc.scan.Scan(data)
+		if end < 0 {
+			if len(bc.head) == 0 {
+				bc.head = append(bc.head, p...)
+			}
+			if len(bc.head) > maxResponseHead {
+				c.backendFailed(httpx.ErrMalformedResponse)
+			}
+			return
+		}
+		rh, err := httpx.ParseResponseHeadStrict(data[:end])
+		if err != nil || rh.Status == 101 {
+			c.backendFailed(httpx.ErrMalformedResponse)
+			return
+		}
+		rest := data[end:]
+		if rh.Status < 200 { // 100 Continue and the like: the final answer follows
+			bc.head = bc.head[:0]
+			bc.scan.Reset()
+			if len(rest) == 0 {
+				return
+			}
+			p = append([]byte(nil), rest...)
+			continue
+		}
+		bc.answer(&rh, rest)
+		return
+	}
+}
+
+// answer starts the client's response: the head rewritten, and the body
+// bytes that came with it.
+func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
+	c := bc.client
+	ex := &c.ex
+	be := bc.be
+	be.observe(bc.h.l.Now().Sub(bc.began))
+	be.Requests.Add(1)
+	be.BytesIn.Add(int64(len(ex.req)))
+	ex.status, ex.answered = rh.Status, true
+	bc.reusable = rh.KeepAlive
+	f := httpx.ResponseFraming(rh, ex.isHead)
+	bc.body.Start(f, rh.ContentLength)
+	bc.decode = f == httpx.ByChunks && ex.minor == 0
+	switch f {
+	case httpx.ByChunks:
+		bc.reusable = bc.reusable && rh.ContentLength < 0 // both framings: not to be trusted again
+	case httpx.ByClose:
+		bc.reusable = false
+	}
+	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && f != httpx.ByClose && !bc.decode
+	ex.closeAfter = !keepAlive
+	// The backend is read only while the client has nothing pending, so
+	// outBuf is free.
+	head := httpx.AppendProxyResponseHead(c.outBuf[:0], rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
+	c.outBuf = head
+	ex.sent += int64(len(head))
+	if f == httpx.NoBody {
+		bc.reusable = bc.reusable && len(rest) == 0
+		if c.send(head) {
+			bc.complete()
+		}
+		return
+	}
+	bc.forward(rest, head)
+}
+
+// forward sends the client head (if any) and the part of p that belongs
+// to the body, and completes the exchange at the body's end.
+func (bc *backendConn) forward(p, head []byte) {
+	c := bc.client
+	var data *[]byte
+	if bc.decode {
+		bc.data = bc.data[:0]
+		data = &bc.data
+	}
+	n, done, err := bc.body.Read(p, data)
+	if err != nil && head != nil { // nothing has gone to the client yet
+		c.backendFailed(httpx.ErrMalformedResponse)
+		return
+	}
+	if err != nil { // the body is broken: so is what the client got of it
+		c.close()
+		return
+	}
+	bc.reusable = bc.reusable && n == len(p)
+	part := p[:n]
+	if bc.decode {
+		part = bc.data
+	}
+	c.ex.sent += int64(len(part))
+	if head != nil {
+		c.outBuf = append(head, part...)
+		part = c.outBuf
+	}
+	if !c.send(part) {
+		return
+	}
+	if done {
+		bc.complete()
+		return
+	}
+	bc.watch()
+}
+
+// complete ends the exchange at the end of its response: the backend
+// connection goes back to the pool (or is closed), the client goes on to
+// its next request once the response is written.
+func (bc *backendConn) complete() {
+	c := bc.client
+	ex := &c.ex
+	be := bc.be
+	be.Active.Add(-1)
+	be.BytesOut.Add(ex.sent)
+	ex.bc, ex.done = nil, true
+	if bc.reusable {
+		bc.h.put(bc)
+	} else {
+		bc.close()
+	}
+	c.h.logRequest(c, be, ex.status, ex.sent)
+	if len(c.out) == 0 {
+		c.next()
+	}
+}
+
+// abandon closes a backend connection whose exchange ended without its
+// response complete.
+func (bc *backendConn) abandon() {
+	bc.be.Active.Add(-1)
+	bc.be.Errors.Add(1)
+	bc.close()
+}
+
+// backendFailed handles a failure of the exchange's backend connection
+// before the client was answered: the request goes again where that is
+// safe, else the client gets 502, or 504 when the backend took too long.
+func (c *httpClient) backendFailed(err error) {
+	ex := &c.ex
+	bc := ex.bc
+	be := bc.be
+	bc.close()
+	ex.bc = nil
+	var timeout interface{ Timeout() bool }
+	isTimeout := errors.As(err, &timeout) && timeout.Timeout()
+	switch {
+	case errors.Is(err, errNoResponse) && bc.reused && !ex.freshRetry:
+		// The backend had closed the idle connection: once more on a new one.
+		ex.freshRetry = true
+		if c.h.send(c, be, false) == nil {
+			return
+		}
+	}
+	be.Active.Add(-1)
+	ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
+	if !errors.Is(err, errConnect) {
+		be.Errors.Add(1) // suspect, below, counts a failed connect
+	}
+	switch {
+	case errors.Is(err, errConnect):
+		be.suspect(suspectFor)
+		c.dispatch() // nothing was sent: any request may go to another backend
+	case isTimeout:
+		c.replyError(504, "504 Gateway Timeout: the backend did not answer in time\n", false)
+	case ex.idempotent && errors.Is(err, errNoResponse):
+		c.dispatch() // failed before any response byte: safe to repeat
+	default:
+		c.replyError(502, "502 Bad Gateway: "+shortErr(err)+"\n", false)
+	}
+}
+
+// watch tells epoll what a backend connection waits for: its connect, to
+// write its request, and to read while the client can take more (or,
+// pooled, to learn that the backend closed it).
+func (bc *backendConn) watch() {
+	if bc.fd < 0 {
+		return
+	}
+	var want uint32
+	switch {
+	case bc.connecting:
+		want = unix.EPOLLOUT
+	case bc.client == nil:
+		want = unix.EPOLLIN
+	default:
+		if len(bc.client.out) == 0 {
+			want |= unix.EPOLLIN
+		}
+		if len(bc.out) > 0 {
+			want |= unix.EPOLLOUT
+		}
+	}
+	bc.h.l.Set(bc.fd, &bc.epoll, want)
+}
+
+// closeIdle closes every pooled backend connection.
+func (h *httpLoop) closeIdle() {
+	for be, list := range h.idle {
+		for _, bc := range list {
+			bc.close()
+		}
+		delete(h.idle, be)
+	}
+}

@@ -1,0 +1,173 @@
+package httpx
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// What a proxy changes in the messages it passes on (RFC 9110 §7.6): the
+// hop-by-hop headers go, forwarding headers and Via are added, the body
+// is framed anew. Pure functions of the message, for the balancer.
+
+// ProxyAddedHeaders is how many header fields AppendProxyRequest may add
+// to what the client sent (X-Forwarded-For, X-Forwarded-Proto, Forwarded,
+// Via, Content-Length, Connection, Host), less the ones it replaces.
+const ProxyAddedHeaders = 7
+
+// hopByHop are the headers that belong to one connection, not the
+// message; Content-Length too, since the proxy frames what it sends.
+var hopByHop = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "content-length"}
+
+// isHopByHop reports whether name is one of hopByHop.
+func isHopByHop(name []byte) bool {
+	for _, h := range hopByHop {
+		if len(name) == len(h) && bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyWrites are the request headers the proxy writes itself, adding to
+// what came; and Expect, answered by the proxy, which has the body already.
+func proxyWrites(name []byte) bool {
+	return bytes.EqualFold(name, []byte("x-forwarded-for")) || bytes.EqualFold(name, []byte("x-forwarded-proto")) ||
+		bytes.EqualFold(name, []byte("forwarded")) || bytes.EqualFold(name, []byte("via")) ||
+		bytes.EqualFold(name, []byte("expect")) // the proxy has the whole body already
+}
+
+// AppendProxyRequest writes req as a proxy sends it on: HTTP/1.1, the
+// client's end-to-end headers, forwarding headers added for client (its
+// address) and self (the proxy's name in Via), the body by
+// Content-Length, the connection kept alive.
+func AppendProxyRequest(b []byte, req *Request, client, self string) []byte {
+	var connection [][]byte
+	var xff, fwd, via []byte // each field's lines as one list, as RFC 9110 §5.3 allows
+	for _, f := range req.Headers {
+		switch {
+		case bytes.EqualFold(f.Name, []byte("connection")):
+			connection = append(connection, f.Value)
+		case bytes.EqualFold(f.Name, []byte("x-forwarded-for")):
+			xff = joinList(xff, f.Value)
+		case bytes.EqualFold(f.Name, []byte("forwarded")):
+			fwd = joinList(fwd, f.Value)
+		case bytes.EqualFold(f.Name, []byte("via")):
+			via = joinList(via, f.Value)
+		}
+	}
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, req.Target...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	for _, f := range req.Headers {
+		if isHopByHop(f.Name) || proxyWrites(f.Name) || listed(connection, f.Name) {
+			continue
+		}
+		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
+	}
+	b = append(appendList(b, "X-Forwarded-For", xff, client), "\r\n"...)
+	b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	b = appendList(b, "Forwarded", fwd, "for=")
+	if strings.IndexByte(client, ':') >= 0 {
+		b = append(append(append(b, `"[`...), client...), `]"`...)
+	} else {
+		b = append(b, client...)
+	}
+	b = append(b, ";proto=http\r\n"...)
+	b = appendList(b, "Via", via, "1.")
+	b = strconv.AppendInt(b, int64(req.Minor), 10)
+	b = append(append(append(b, ' '), self...), "\r\n"...)
+	if len(req.Body) > 0 || req.ContentLength >= 0 || req.Chunked {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(req.Body)), 10)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Connection: keep-alive\r\n\r\n"...)
+	return append(b, req.Body...)
+}
+
+// PassedThrough reports whether req's Via names via, a proxy's own
+// pseudonym: the request came back round a loop of backends pointing at
+// the proxy, and would go round again until a limit stopped it.
+func PassedThrough(req *Request, via string) bool {
+	for _, f := range req.Headers {
+		if bytes.EqualFold(f.Name, []byte("via")) && bytes.Contains(f.Value, []byte(via)) {
+			return true
+		}
+	}
+	return false
+}
+
+// listed reports whether name is a token of one of the Connection values.
+func listed(connection [][]byte, name []byte) bool {
+	for _, v := range connection {
+		if IsConnectionToken(v, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinList adds v to a list field's value so far.
+func joinList(list, v []byte) []byte {
+	if len(list) == 0 {
+		return v
+	}
+	return append(append(append([]byte(nil), list...), ", "...), v...)
+}
+
+// appendList starts a list header, adding to what came: the caller
+// appends the new value and ends the line.
+func appendList(b []byte, name string, came []byte, value string) []byte {
+	b = append(append(b, name...), ": "...)
+	if len(came) > 0 {
+		b = append(append(b, came...), ", "...)
+	}
+	return append(b, value...)
+}
+
+// AppendProxyResponseHead writes a response head as a proxy passes it to
+// its client: the server's status line and end-to-end headers, self
+// added to Via, the body's framing as the client gets it (f; decode when a
+// chunked body goes to the client as plain data, ended by the close), and
+// the connection's fate.
+func AppendProxyResponseHead(b []byte, rh *ResponseHead, f Framing, decode, isHead, keepAlive bool, self string) []byte {
+	line, fields, _ := bytes.Cut(rh.Head, []byte("\n"))
+	b = append(b, "HTTP/1.1 "...)
+	b = append(b, bytes.TrimRight(line[9:], "\r")...)
+	b = append(b, "\r\n"...)
+	var connection [][]byte
+	var via []byte
+	EachField(fields, func(name, value []byte) error {
+		switch {
+		case bytes.EqualFold(name, []byte("connection")):
+			connection = append(connection, value)
+		case bytes.EqualFold(name, []byte("via")):
+			via = joinList(via, value)
+		}
+		return nil
+	})
+	EachField(fields, func(name, value []byte) error {
+		if !isHopByHop(name) && !bytes.EqualFold(name, []byte("via")) && !listed(connection, name) {
+			b = append(append(append(append(b, name...), ": "...), value...), "\r\n"...)
+		}
+		return nil
+	})
+	b = appendList(b, "Via", via, "1.")
+	b = strconv.AppendInt(b, int64(rh.Minor), 10)
+	b = append(append(append(b, ' '), self...), "\r\n"...)
+	switch {
+	case f == ByLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, rh.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	case f == ByChunks && !decode, isHead && rh.Chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if keepAlive {
+		return append(b, "Connection: keep-alive\r\n\r\n"...)
+	}
+	return append(b, "Connection: close\r\n\r\n"...)
+}
