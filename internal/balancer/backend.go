@@ -69,10 +69,6 @@ type Backend struct {
 	okStreak, failStreak int
 	checking, checkDue   atomic.Bool
 
-	// current is smooth weighted round robin's running weight, guarded by
-	// the weighted picker's lock.
-	current int64
-
 	latMu   sync.Mutex
 	latency *hdrhistogram.Histogram // microseconds: connect (tcp) or response head (http)
 }

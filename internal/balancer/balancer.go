@@ -7,6 +7,7 @@ import (
 	"loadlab/internal/evloop"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,16 +346,12 @@ func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
 func (b *Balancer) Done() <-chan struct{} { return b.done }
 
 // pick chooses a backend for a client, leaving out those already tried.
-// Only sourcehash needs the client's address as text.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
-	p := b.picker.Load().Picker
-	key := ""
-	if _, hashed := p.(SourceHash); hashed {
-		if a, ok := client.(*net.TCPAddr); ok {
-			key = a.IP.String()
-		}
+	var ip netip.Addr
+	if a, ok := client.(*net.TCPAddr); ok {
+		ip, _ = netip.AddrFromSlice(a.IP)
 	}
-	return p.Pick(b.pool.candidates(tried), key)
+	return b.picker.Load().Picker.Pick(b.pool.candidates(tried), ip)
 }
 
 // Shutdown stops accepting, lets connections finish until ctx ends, then

@@ -84,8 +84,7 @@ type exchange struct {
 	keepAlive      bool // the client's wish; the answer may still close
 	minor          int
 	start          time.Time
-	tried          []*Backend
-	skipped        []string
+	attempts
 	freshRetry     bool // a reused backend connection failed and the request went again on a new one
 	bc             *backendConn
 	status         int
@@ -237,8 +236,9 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 	*ex = exchange{
 		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.h.b.via), received: n, isHead: req.IsHead(),
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
-		tried: ex.tried[:0], skipped: ex.skipped[:0],
+		attempts: ex.attempts,
 	}
+	ex.reset()
 	if c.h.b.log.ch != nil {
 		ex.method, ex.target = string(req.Method), string(req.Target)
 	}
@@ -248,29 +248,23 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 // left it answers 503 (none was available) or 502 (all failed).
 func (c *httpClient) dispatch() {
 	h, ex := c.h, &c.ex
-	for len(ex.tried) <= max(h.b.Config().Retries, 0) {
-		be := h.b.pick(c.from, ex.tried)
-		if be == nil {
-			break
-		}
-		ex.tried = append(ex.tried, be)
+	for be := ex.next(h.b, c.from); be != nil; be = ex.next(h.b, c.from) {
 		// The request counts as active on be from now, not from its
 		// answer: leastconn and p2c must see a slow backend's requests
 		// pile up.
 		be.Active.Add(1)
 		if err := h.send(c, be, true); err != nil {
 			be.Active.Add(-1)
+			ex.connectFailed(be, err)
 			if localFailure(err) {
 				c.replyError(503, "503 Service Unavailable: the balancer is out of "+shortErr(err)+"\n", true)
 				return
 			}
-			be.suspect(suspectFor) // counts the error
-			ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
 			continue
 		}
 		return
 	}
-	if len(ex.tried) == 0 {
+	if ex.none() {
 		c.replyError(503, "503 Service Unavailable: no backend is available\n", false)
 		return
 	}

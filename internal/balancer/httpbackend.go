@@ -439,13 +439,14 @@ func (c *httpClient) backendFailed(err error) {
 		}
 	}
 	be.Active.Add(-1)
-	ex.skipped = append(ex.skipped, be.Name+": "+shortErr(err))
-	if !errors.Is(err, errConnect) {
-		be.Errors.Add(1) // suspect, below, counts a failed connect
+	if errors.Is(err, errConnect) {
+		ex.connectFailed(be, err)
+	} else {
+		ex.failed(be, err)
+		be.Errors.Add(1)
 	}
 	switch {
 	case errors.Is(err, errConnect):
-		be.suspect(suspectFor)
 		c.dispatch() // nothing was sent: any request may go to another backend
 	case isTimeout:
 		c.replyError(504, "504 Gateway Timeout: the backend did not answer in time\n", false)

@@ -4,15 +4,18 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 )
 
 // Picker chooses a backend for a new connection (tcp) or request (http)
-// from those available. clientKey is the client's address without port.
+// from those available; client is the client's address, for the pickers
+// that keep a client to one backend. A picker keeps whatever state it
+// needs itself: Pick is called from every loop at once.
 type Picker interface {
-	Pick(candidates []*Backend, clientKey string) *Backend
+	Pick(candidates []*Backend, client netip.Addr) *Backend
 }
 
 // Algorithms are the values of --algo.
@@ -28,7 +31,7 @@ func NewPicker(algo string) (Picker, error) {
 	case "leastconn":
 		return &LeastConn{}, nil
 	case "p2c":
-		return &PowerOfTwo{}, nil
+		return PowerOfTwo{}, nil
 	case "sourcehash":
 		return SourceHash{}, nil
 	case "first":
@@ -41,7 +44,7 @@ var (
 	_ Picker = (*RoundRobin)(nil)
 	_ Picker = (*Weighted)(nil)
 	_ Picker = (*LeastConn)(nil)
-	_ Picker = (*PowerOfTwo)(nil)
+	_ Picker = PowerOfTwo{}
 	_ Picker = SourceHash{}
 	_ Picker = First{}
 )
@@ -49,7 +52,7 @@ var (
 // RoundRobin hands out backends in turn, starting with the first: the lab's.
 type RoundRobin struct{ next atomic.Uint64 }
 
-func (r *RoundRobin) Pick(c []*Backend, _ string) *Backend {
+func (r *RoundRobin) Pick(c []*Backend, _ netip.Addr) *Backend {
 	if len(c) == 0 {
 		return nil
 	}
@@ -57,25 +60,35 @@ func (r *RoundRobin) Pick(c []*Backend, _ string) *Backend {
 }
 
 // Weighted is nginx's smooth weighted round robin: a backend of weight 3
-// next to one of weight 1 gets A A B A, not A A A B.
-type Weighted struct{ mu sync.Mutex }
+// next to one of weight 1 gets A A B A, not A A A B. Each backend's
+// running weight is the picker's own.
+type Weighted struct {
+	mu      sync.Mutex
+	current map[*Backend]int64
+}
 
-func (w *Weighted) Pick(c []*Backend, _ string) *Backend {
+func (w *Weighted) Pick(c []*Backend, _ netip.Addr) *Backend {
 	if len(c) == 0 {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var total int64
+	if w.current == nil || len(w.current) > 2*len(c)+16 {
+		// New, or holding backends long gone from the pool: start afresh
+		// from those here (a backend back from down starts at 0, as new).
+		w.current = make(map[*Backend]int64, len(c))
+	}
+	var total, bestCurrent int64
 	var best *Backend
 	for _, b := range c {
-		b.current += b.Weight()
+		cur := w.current[b] + b.Weight()
+		w.current[b] = cur
 		total += b.Weight()
-		if best == nil || b.current > best.current {
-			best = b
+		if best == nil || cur > bestCurrent {
+			best, bestCurrent = b, cur
 		}
 	}
-	best.current -= total
+	w.current[best] -= total
 	return best
 }
 
@@ -83,7 +96,7 @@ func (w *Weighted) Pick(c []*Backend, _ string) *Backend {
 // round robin so that an idle pool still spreads.
 type LeastConn struct{ next atomic.Uint64 }
 
-func (l *LeastConn) Pick(c []*Backend, _ string) *Backend {
+func (l *LeastConn) Pick(c []*Backend, _ netip.Addr) *Backend {
 	if len(c) == 0 {
 		return nil
 	}
@@ -99,17 +112,25 @@ func (l *LeastConn) Pick(c []*Backend, _ string) *Backend {
 
 // PowerOfTwo draws two backends at random and takes the one with fewer
 // open connections: nearly least-connections, without looking at all.
-type PowerOfTwo struct{}
+// IntN, when set, replaces the random draw (for tests); it must be safe
+// for concurrent use.
+type PowerOfTwo struct {
+	IntN func(n int) int
+}
 
-func (PowerOfTwo) Pick(c []*Backend, _ string) *Backend {
+func (p PowerOfTwo) Pick(c []*Backend, _ netip.Addr) *Backend {
 	switch len(c) {
 	case 0:
 		return nil
 	case 1:
 		return c[0]
 	}
-	i := rand.IntN(len(c))
-	j := rand.IntN(len(c) - 1)
+	draw := p.IntN
+	if draw == nil {
+		draw = rand.IntN
+	}
+	i := draw(len(c))
+	j := draw(len(c) - 1)
 	if j >= i {
 		j++
 	}
@@ -124,13 +145,13 @@ func (PowerOfTwo) Pick(c []*Backend, _ string) *Backend {
 // leaves, only the clients it had move.
 type SourceHash struct{}
 
-func (SourceHash) Pick(c []*Backend, clientKey string) *Backend {
+func (SourceHash) Pick(c []*Backend, client netip.Addr) *Backend {
+	key := client.Unmap().As16() // an IPv4 client is the same whichever way it came
 	var best *Backend
 	var bestScore uint64
 	for _, b := range c {
 		h := fnv.New64a()
-		h.Write([]byte(clientKey))
-		h.Write([]byte{0})
+		h.Write(key[:])
 		h.Write([]byte(b.Name))
 		if s := mix(h.Sum64()); best == nil || s > bestScore {
 			best, bestScore = b, s
@@ -152,7 +173,7 @@ func mix(x uint64) uint64 {
 // First always picks the first available backend: the rest are spares.
 type First struct{}
 
-func (First) Pick(c []*Backend, _ string) *Backend {
+func (First) Pick(c []*Backend, _ netip.Addr) *Backend {
 	if len(c) == 0 {
 		return nil
 	}

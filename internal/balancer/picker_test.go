@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"testing"
 )
 
@@ -14,7 +16,7 @@ func backends(n int) []*Backend {
 }
 
 // counts picks n times and counts the picks per backend.
-func counts(p Picker, bs []*Backend, n int, key func(i int) string) map[string]int {
+func counts(p Picker, bs []*Backend, n int, key func(i int) netip.Addr) map[string]int {
 	got := map[string]int{}
 	for i := range n {
 		got[p.Pick(bs, key(i)).Name]++
@@ -22,7 +24,9 @@ func counts(p Picker, bs []*Backend, n int, key func(i int) string) map[string]i
 	return got
 }
 
-func noKey(int) string { return "" }
+func noKey(int) netip.Addr { return netip.Addr{} }
+
+var client = netip.MustParseAddr("1.2.3.4")
 
 // TestEveryAlgorithm is one table for every picker: what it must do with
 // the same pool.
@@ -32,11 +36,11 @@ func TestEveryAlgorithm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Pick(nil, "1.2.3.4") != nil {
+		if p.Pick(nil, client) != nil {
 			t.Errorf("%s: picked from an empty pool", algo)
 		}
 		one := backends(1)
-		if p.Pick(one, "1.2.3.4") != one[0] {
+		if p.Pick(one, client) != one[0] {
 			t.Errorf("%s: did not pick the only backend", algo)
 		}
 	}
@@ -49,7 +53,7 @@ func TestRoundRobinInOrder(t *testing.T) {
 	bs := backends(4)
 	p := &RoundRobin{}
 	for i := range 4000 {
-		if got := p.Pick(bs, ""); got != bs[i%4] {
+		if got := p.Pick(bs, netip.Addr{}); got != bs[i%4] {
 			t.Fatalf("pick %d went to %s, want %s", i, got.Name, bs[i%4].Name)
 		}
 	}
@@ -63,7 +67,7 @@ func TestWeightedIsSmoothAndProportional(t *testing.T) {
 	p := &Weighted{}
 	var seq string
 	for range 7 {
-		seq += p.Pick(bs, "").Name[len("127.0.0.1:900"):]
+		seq += p.Pick(bs, netip.Addr{}).Name[len("127.0.0.1:900"):]
 	}
 	if seq != "2232422" { // nginx's smooth order for weights 5, 1, 1: a a b a c a a
 		t.Errorf("order %s, want nginx's smooth 2232422", seq)
@@ -74,29 +78,53 @@ func TestWeightedIsSmoothAndProportional(t *testing.T) {
 	}
 }
 
+// seeded is p2c's random draw from a fixed seed: the picks are the same
+// every run, so the test asserts what happened, not what is likely.
+func seeded() func(n int) int { return rand.New(rand.NewPCG(1, 2)).IntN }
+
 func TestLeastConnAndP2CAvoidTheBusy(t *testing.T) {
-	for _, p := range []Picker{&LeastConn{}, PowerOfTwo{}} {
+	for _, p := range []Picker{&LeastConn{}, PowerOfTwo{IntN: seeded()}} {
 		bs := backends(4)
 		bs[1].Active.Store(50) // one backend held busy
 		got := counts(p, bs, 4000, noKey)
-		if got[bs[1].Name] > 40 {
+		if got[bs[1].Name] != 0 {
 			t.Errorf("%T sent %d of 4000 to the busy backend", p, got[bs[1].Name])
 		}
 		for _, b := range []*Backend{bs[0], bs[2], bs[3]} {
-			if got[b.Name] < 900 {
-				t.Errorf("%T: idle backend %s got only %d", p, b.Name, got[b.Name])
+			if got[b.Name] == 0 {
+				t.Errorf("%T never picked the idle backend %s: %v", p, b.Name, got)
 			}
 		}
+	}
+}
+
+// TestWeightedStateIsItsOwn: two weighted pickers over the same backends
+// (two balancers, or one before and after a reload) do not disturb each
+// other's order.
+func TestWeightedStateIsItsOwn(t *testing.T) {
+	bs := backends(2)
+	bs[0].weight.Store(3)
+	a, b := &Weighted{}, &Weighted{}
+	var seqA, seqB string
+	for range 4 { // picks taken in turn
+		seqA += a.Pick(bs, netip.Addr{}).Name[len("127.0.0.1:900"):]
+		seqB += b.Pick(bs, netip.Addr{}).Name[len("127.0.0.1:900"):]
+	}
+	if seqA != "2232" {
+		t.Errorf("weights 3:1 alone gave %s, want 2232", seqA)
+	}
+	if seqB != seqA {
+		t.Errorf("the other picker's order %s, want the same %s", seqB, seqA)
 	}
 }
 
 func TestSourceHashMovesOnlyTheLeaversClients(t *testing.T) {
 	bs := backends(4)
 	p := SourceHash{}
-	before := map[string]*Backend{}
+	before := map[netip.Addr]*Backend{}
 	spread := map[*Backend]int{}
 	for i := range 4000 {
-		client := fmt.Sprintf("10.0.%d.%d", i/250, i%250)
+		client := netip.AddrFrom4([4]byte{10, 0, byte(i / 250), byte(i % 250)})
 		before[client] = p.Pick(bs, client)
 		spread[before[client]]++
 	}

@@ -41,8 +41,7 @@ type tcpPair struct {
 	client, server tcpSide
 	from           net.Addr
 	be             *Backend
-	tried          []*Backend
-	skipped        []string
+	attempts
 	connecting     bool
 	start          time.Time
 	dialed         time.Time // when the current connect began
@@ -69,32 +68,25 @@ func (t *tcpLoop) Refuse(fd int, from net.Addr) {
 // dial connects p to the next backend, without blocking; a failed
 // connect comes back here to try another, up to Retries.
 func (t *tcpLoop) dial(p *tcpPair) {
-	cfg := t.b.Config()
-	for len(p.tried) <= max(cfg.Retries, 0) {
-		be := t.b.pick(p.from, p.tried)
-		if be == nil {
-			break
-		}
-		p.tried = append(p.tried, be)
+	for be := p.next(t.b, p.from); be != nil; be = p.next(t.b, p.from) {
 		fd, err := dial(t.l, be)
 		if err != nil {
-			p.skipped = append(p.skipped, be.Name+": "+shortErr(err))
+			p.connectFailed(be, err)
 			if localFailure(err) {
-				break
+				break // no other backend would fare better
 			}
-			be.suspect(suspectFor)
 			continue
 		}
 		p.be, p.connecting, p.dialed = be, true, t.l.Now()
 		p.server.fd = fd
 		t.l.Own(fd, &p.server)
-		if cfg.SendProxy == "" && t.speculate(p) { // with a PROXY header, that goes first
+		if t.b.Config().SendProxy == "" && t.speculate(p) { // with a PROXY header, that goes first
 			return
 		}
 		t.watch(&p.server)
 		return
 	}
-	if len(p.tried) == 0 {
+	if p.none() {
 		p.skipped = append(p.skipped, "no backend available")
 	}
 	unix.SetsockoptLinger(p.client.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -174,8 +166,7 @@ func (t *tcpLoop) established(p *tcpPair) {
 
 // retry gives up on p's current backend and dials the next.
 func (t *tcpLoop) retry(p *tcpPair, err error) {
-	p.be.suspect(suspectFor)
-	p.skipped = append(p.skipped, p.be.Name+": "+shortErr(err))
+	p.connectFailed(p.be, err)
 	t.l.Disown(p.server.fd)
 	p.server.fd, p.server.epoll, p.connecting, p.be = -1, evloop.Interest{}, false, nil
 	t.dial(p)
