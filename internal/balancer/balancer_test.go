@@ -635,6 +635,45 @@ func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 	}
 }
 
+// TestChecksSpeakTheProxyProtocol: with --send-proxy, health checks
+// connect as traffic does, PROXY header first, so a serve with
+// --accept-proxy (which closes a connection without one) passes them;
+// without the header the same checks fail and take it down.
+func TestChecksSpeakTheProxyProtocol(t *testing.T) {
+	h, _ := site.New("")
+	for _, model := range []string{"async", "thread"} {
+		srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Shutdown(context.Background())
+		for _, kind := range []string{"http", "tcp"} {
+			for _, v := range []string{"v1", "v2", ""} {
+				check := CheckConfig{Kind: kind, Interval: 20 * time.Millisecond, Rise: 1, Fall: 1}
+				b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: check})
+				be := b.Pool().All()[0]
+				passed := func() bool { r := be.LastCheck(); return r != nil && r.OK }
+				switch {
+				case v != "":
+					testutil.Eventually(t, 5*time.Second, model+" "+kind+" check with a "+v+" header passing", passed)
+					if be.State() != Ready {
+						t.Errorf("%s %s check, %s: backend %s", model, kind, v, be.State())
+					}
+					if status, _, _, err := fetch(b.Addr().String(), "/"); err != nil || status != 200 {
+						t.Errorf("%s %s check, %s: traffic got %d %v", model, kind, v, status, err)
+					}
+				case kind == "http": // no header: the server closes the check's connection unanswered
+					testutil.Eventually(t, 5*time.Second, model+" http check without a header failing", func() bool {
+						r := be.LastCheck()
+						return r != nil && !r.OK && be.State() == Down
+					})
+				}
+				b.Shutdown(context.Background())
+			}
+		}
+	}
+}
+
 // seeRealClient sends two clients' requests through a balancer with
 // --send-proxy to a serve with --accept-proxy: its access log must name
 // each client, so http mode may not hand one client's backend connection

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"loadlab/internal/proxyproto"
 )
 
 // CheckConfig sets the active health checks, as HAProxy's check, inter,
@@ -110,7 +112,7 @@ func (c *checker) loop() {
 				inFlight.Go(func() {
 					defer be.checking.Store(false)
 					for {
-						c.record(be, probe(be.Addr(), cfg), cfg)
+						c.record(be, probe(be, cfg, c.b.Config().SendProxy), cfg)
 						if !be.checkDue.Swap(false) {
 							return
 						}
@@ -154,7 +156,6 @@ func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
 	}
 }
 
-// probe checks one backend: a TCP connect, or an HTTP GET expecting 2xx or 3xx.
 // errLocalCheck is a check that could not be made for want of this
 // machine's descriptors or ports.
 var errLocalCheck = errors.New("check not made: out of local resources")
@@ -162,8 +163,20 @@ var errLocalCheck = errors.New("check not made: out of local resources")
 // maxStatusLine is the most a check reads of a response.
 const maxStatusLine = 1 << 10
 
-func probe(addr string, cfg CheckConfig) error {
-	conn, err := net.DialTimeout("tcp", addr, cfg.Timeout)
+// probe checks one backend the way traffic reaches it: a TCP connect to
+// the address the loops connect to (none while a host name is not
+// resolved yet), with the PROXY header first when the balancer sends
+// one (sendProxy, "v1" or "v2"), as HAProxy's checks do; then, for an
+// http check, a GET that must get 2xx or 3xx. The header is a check's
+// own: v2's LOCAL command, or v1's UNKNOWN, since no client is behind it
+// (the PROXY protocol's spec names health checks for them); a server
+// that requires the header then takes the check as it takes traffic.
+func probe(be *Backend, cfg CheckConfig, sendProxy string) error {
+	sa := be.sockaddr.Load()
+	if sa == nil {
+		return errUnresolved
+	}
+	conn, err := net.DialTimeout("tcp", sa.TCPAddr().String(), cfg.Timeout)
 	if err != nil {
 		if localFailure(err) {
 			return errLocalCheck
@@ -171,11 +184,16 @@ func probe(addr string, cfg CheckConfig) error {
 		return errors.New(shortErr(err))
 	}
 	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	if sendProxy != "" {
+		if _, err := conn.Write(proxyproto.Append(nil, sendProxy, nil, nil)); err != nil {
+			return errors.New(shortErr(err))
+		}
+	}
 	if cfg.Kind != "http" {
 		return nil
 	}
-	conn.SetDeadline(time.Now().Add(cfg.Timeout))
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, addr); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, be.Addr()); err != nil {
 		return errors.New(shortErr(err))
 	}
 	// Only the status line is read, and no more than maxStatusLine of it:

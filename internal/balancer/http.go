@@ -80,19 +80,20 @@ type exchange struct {
 	method, target string // for the access log, only when there is one
 	received       int    // the request's bytes as the client sent them
 	isHead         bool
+	noHost         bool // the client sent no Host (HTTP/1.0): each backend's address is given instead
 	idempotent     bool
 	keepAlive      bool // the client's wish; the answer may still close
 	minor          int
 	start          time.Time
 	attempts
-	freshRetry     bool // a reused backend connection failed and the request went again on a new one
-	bc             *backendConn
-	status         int
-	sent           int64 // response bytes, head and body, passed to the client
-	answered       bool  // the response head has gone to the client: nothing can be retried
-	done           bool  // the response is complete
-	closeAfter     bool  // close once the response is written
-	refused        bool  // the request was refused unread: the client may still be sending
+	freshRetry bool // a reused backend connection failed and the request went again on a new one
+	bc         *backendConn
+	status     int
+	sent       int64 // response bytes, head and body, passed to the client
+	answered   bool  // the response head has gone to the client: nothing can be retried
+	done       bool  // the response is complete
+	closeAfter bool  // close once the response is written
+	refused    bool  // the request was refused unread: the client may still be sending
 }
 
 func isIdempotent(method []byte) bool {
@@ -234,7 +235,7 @@ func (c *httpClient) parse() {
 func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
-		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.h.b.via), received: n, isHead: req.IsHead(),
+		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.h.b.via), received: n, isHead: req.IsHead(), noHost: req.Host == nil,
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
 		attempts: ex.attempts,
 	}

@@ -65,6 +65,9 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		bc = h.pooled(be)
 	}
 	out := c.ex.req
+	if c.ex.noHost {
+		out = httpx.InsertHost(nil, out, be.Addr())
+	}
 	if bc == nil {
 		fd, err := dial(h.l, be)
 		if err != nil {

@@ -42,11 +42,11 @@ type tcpPair struct {
 	from           net.Addr
 	be             *Backend
 	attempts
-	connecting     bool
-	start          time.Time
-	dialed         time.Time // when the current connect began
-	active         time.Time // last data either way
-	up, down       int64
+	connecting bool
+	start      time.Time
+	dialed     time.Time // when the current connect began
+	active     time.Time // last data either way
+	up, down   int64
 }
 
 func (t *tcpLoop) Take(fd int, from net.Addr) {

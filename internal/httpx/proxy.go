@@ -88,6 +88,18 @@ func AppendProxyRequest(b []byte, req *Request, client, self string) []byte {
 	return append(b, req.Body...)
 }
 
+// InsertHost appends req, a request as AppendProxyRequest wrote it, to
+// dst with "Host: host" after its request line: an HTTP/1.1 request must
+// carry Host (RFC 9112 §3.2), and one from an HTTP/1.0 client may have
+// none, so the proxy names the server it sends it to, as nginx's
+// proxy_set_header Host default does.
+func InsertHost(dst, req []byte, host string) []byte {
+	line := bytes.IndexByte(req, '\n') + 1
+	dst = append(dst, req[:line]...)
+	dst = append(append(append(dst, "Host: "...), host...), "\r\n"...)
+	return append(dst, req[line:]...)
+}
+
 // PassedThrough reports whether req's Via names via, a proxy's own
 // pseudonym: the request came back round a loop of backends pointing at
 // the proxy, and would go round again until a limit stopped it.

@@ -67,6 +67,17 @@ func TestAppendProxyResponseHead(t *testing.T) {
 	}
 }
 
+func TestInsertHost(t *testing.T) {
+	req, _, _ := NewParser(DefaultLimits()).Parse([]byte("HEAD /page.html HTTP/1.0\r\n\r\n"))
+	out := string(InsertHost(nil, AppendProxyRequest(nil, req, "10.0.0.1", "lb"), "127.0.0.1:9002"))
+	if !strings.HasPrefix(out, "HEAD /page.html HTTP/1.1\r\nHost: 127.0.0.1:9002\r\nX-Forwarded-For: 10.0.0.1\r\n") {
+		t.Errorf("got %q", out)
+	}
+	if got, _, err := NewParser(DefaultLimits()).Parse([]byte(out)); err != nil || got == nil || string(got.Host) != "127.0.0.1:9002" {
+		t.Errorf("the backend's parser: %v %v", got, err)
+	}
+}
+
 func TestPassedThrough(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -56,6 +56,16 @@ func NewSockaddr(ip net.IP, port int) *Sockaddr {
 	return sa
 }
 
+// TCPAddr returns sa as Go's net package spells it.
+func (sa *Sockaddr) TCPAddr() *net.TCPAddr {
+	if sa.Family == unix.AF_INET {
+		p := (*[2]byte)(unsafe.Pointer(&sa.v4.Port))
+		return &net.TCPAddr{IP: net.IP(append([]byte(nil), sa.v4.Addr[:]...)), Port: int(p[0])<<8 | int(p[1])}
+	}
+	p := (*[2]byte)(unsafe.Pointer(&sa.v6.Port))
+	return &net.TCPAddr{IP: net.IP(append([]byte(nil), sa.v6.Addr[:]...)), Port: int(p[0])<<8 | int(p[1])}
+}
+
 // putPort stores port in network byte order.
 func putPort(p *uint16, port int) {
 	b := (*[2]byte)(unsafe.Pointer(p))
