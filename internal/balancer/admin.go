@@ -294,7 +294,7 @@ var (
 	descBytesIn  = prometheus.NewDesc("loadlab_backend_bytes_in_total", "Bytes from clients to the backend.", []string{"backend"}, nil)
 	descBytesOut = prometheus.NewDesc("loadlab_backend_bytes_out_total", "Bytes from the backend to clients.", []string{"backend"}, nil)
 	descErrors   = prometheus.NewDesc("loadlab_backend_errors_total", "Failed connects and broken exchanges.", []string{"backend"}, nil)
-	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect (tcp) or response-head (http) latency.", []string{"backend", "quantile"}, nil)
+	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect time (tcp mode) or time to the response head (http mode).", []string{"backend"}, nil)
 	descDropped  = prometheus.NewDesc("loadlab_access_log_dropped_total", "Access log lines dropped because the writer fell behind.", nil, nil)
 	descPanics   = prometheus.NewDesc("loadlab_panics_total", "Panics recovered while serving; each closed one connection.", nil, nil)
 )
@@ -320,8 +320,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}{{descTotal, s.Total}, {descRequests, s.Requests}, {descBytesIn, s.BytesIn}, {descBytesOut, s.BytesOut}, {descErrors, s.Errors}} {
 			ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v), s.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, s.P50ms/1000, s.Name, "0.5")
-		ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, s.P99ms/1000, s.Name, "0.99")
+	}
+	for _, be := range m.b.pool.All() {
+		count, sum, buckets := be.LatencyHistogram()
+		ch <- prometheus.MustNewConstHistogram(descLatency, count, sum, buckets, be.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.b.log.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.b.panics.Load()))

@@ -141,6 +141,31 @@ func (b *Backend) Latency() (p50, p99 float64) {
 	return float64(b.latency.ValueAtQuantile(50)) / 1000, float64(b.latency.ValueAtQuantile(99)) / 1000
 }
 
+// latencyBuckets are the upper bounds, in seconds, of the latency
+// histogram that /metrics exports: from 100 µs (a loopback connect) to
+// 10 s.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// LatencyHistogram returns what observe recorded as Prometheus wants a
+// histogram: the count, the sum in seconds, and the count at or below
+// each of latencyBuckets.
+func (b *Backend) LatencyHistogram() (count uint64, sum float64, buckets map[float64]uint64) {
+	b.latMu.Lock()
+	bars := b.latency.Distribution()
+	count, sum = uint64(b.latency.TotalCount()), b.latency.Mean()*float64(b.latency.TotalCount())/1e6
+	b.latMu.Unlock()
+	buckets = make(map[float64]uint64, len(latencyBuckets))
+	var below uint64
+	i := 0
+	for _, le := range latencyBuckets {
+		for ; i < len(bars) && float64(bars[i].To)/1e6 <= le; i++ {
+			below += uint64(bars[i].Count)
+		}
+		buckets[le] = below
+	}
+	return count, sum, buckets
+}
+
 // LastCheck is the last health check's result, or nil before the first.
 func (b *Backend) LastCheck() *CheckResult { return b.lastCheck.Load() }
 

@@ -558,7 +558,8 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 	}
 	for _, name := range []string{"loadlab_backend_up", "loadlab_backend_active_connections", "loadlab_backend_connections_total",
 		"loadlab_backend_requests_total", "loadlab_backend_bytes_in_total", "loadlab_backend_bytes_out_total",
-		"loadlab_backend_errors_total", "loadlab_backend_latency_seconds", "loadlab_backend_weight"} {
+		"loadlab_backend_errors_total", "loadlab_backend_latency_seconds_bucket", "loadlab_backend_latency_seconds_count",
+		"loadlab_backend_latency_seconds_sum", "loadlab_backend_weight"} {
 		if !strings.Contains(body, name+"{") {
 			t.Errorf("metrics lack %s", name)
 		}
