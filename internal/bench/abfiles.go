@@ -12,13 +12,8 @@ import (
 // whole percent of the requests was served.
 func WritePercentileCSV(out io.Writer, s *Summary) {
 	fmt.Fprintln(out, "Percentage served,Time in ms")
-	t := s.coll.total
-	for i := range 100 {
-		v := float64(t.min)
-		if i > 0 {
-			v = float64(t.hist.ValueAtQuantile(float64(i)))
-		}
-		fmt.Fprintf(out, "%d,%.3f\n", i, v/1000)
+	for i, ms := range s.Distribution[:min(len(s.Distribution), 100)] {
+		fmt.Fprintf(out, "%d,%.3f\n", i, ms)
 	}
 }
 
@@ -26,12 +21,12 @@ func WritePercentileCSV(out io.Writer, s *Summary) {
 // time as ab leaves them. It needs Work.KeepSamples.
 func WriteGnuplot(out io.Writer, s *Summary) {
 	fmt.Fprintln(out, "starttime\tseconds\tctime\tdtime\tttime\twait")
-	samples := slices.Clone(s.coll.samples)
-	slices.SortFunc(samples, func(a, b sample) int { return int(a.total - b.total) })
+	samples := slices.Clone(s.Samples)
+	slices.SortFunc(samples, func(a, b Sample) int { return int(a.Total - b.Total) })
 	ms := func(us int64) int64 { return (us + 500) / 1000 }
 	for _, x := range samples {
-		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\n", x.start.Format(time.ANSIC), x.start.Unix(),
-			ms(x.connect), ms(x.total-x.connect), ms(x.total), ms(x.waiting))
+		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\n", x.Start.Format(time.ANSIC), x.Start.Unix(),
+			ms(x.Connect), ms(x.Total-x.Connect), ms(x.Total), ms(x.Waiting))
 	}
 }
 

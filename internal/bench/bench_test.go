@@ -456,3 +456,49 @@ func TestTimelineLocatesFailures(t *testing.T) {
 		t.Error("summary has no start time")
 	}
 }
+
+// TestWritersNeedOnlyTheSummary: every writer is a function of a Summary
+// alone, so one read back from JSON, or made by hand, writes the same.
+func TestWritersNeedOnlyTheSummary(t *testing.T) {
+	start := time.Date(2026, 12, 2, 15, 4, 5, 0, time.UTC)
+	s := &Summary{URL: "http://h/", Concurrency: 1, Complete: 2, TimeTaken: 0.5,
+		Distribution: make([]float64, 101),
+		Samples:      []Sample{{Start: start, Connect: 1000, Waiting: 2000, Total: 9000}, {Start: start, Connect: 0, Waiting: 1000, Total: 3000}}}
+	for i := range s.Distribution {
+		s.Distribution[i] = float64(i) / 10
+	}
+	var csv, gp, text, html strings.Builder
+	WritePercentileCSV(&csv, s)
+	WriteGnuplot(&gp, s)
+	WriteText(&text, s)
+	WriteHTML(&html, s)
+	if !strings.Contains(csv.String(), "\n99,9.900\n") || !strings.HasPrefix(csv.String(), "Percentage served,Time in ms\n0,0.000\n") {
+		t.Errorf("-e file:\n%s", csv.String())
+	}
+	lines := strings.Split(strings.TrimSpace(gp.String()), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[1], "\t0\t3\t3\t1") || !strings.HasSuffix(lines[2], "\t1\t8\t9\t2") {
+		t.Errorf("-g file, sorted by total time:\n%s", gp.String())
+	}
+	if !strings.Contains(text.String(), "Complete requests:      2") || !strings.Contains(html.String(), "<table>") {
+		t.Errorf("text:\n%s\nhtml:\n%s", text.String(), html.String())
+	}
+}
+
+// TestPercentilesNeverPassTheMaximum: the histogram answers with the top
+// of a bucket, which can lie past the largest value; no figure may.
+func TestPercentilesNeverPassTheMaximum(t *testing.T) {
+	s := newSeries()
+	for _, v := range []int64{123456, 123457, 98765, 1} {
+		s.add(v)
+	}
+	tm := s.timing()
+	order := []float64{tm.Min, tm.Median, tm.P90, tm.P99, tm.P999, tm.P9999, tm.Max}
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			t.Errorf("min ≤ p50 ≤ p90 ≤ p99 ≤ p99.9 ≤ p99.99 ≤ max broken: %v", order)
+		}
+	}
+	if s.percent(100) != 123457 || s.percent(0) != 1 {
+		t.Errorf("0 %% and 100 %%: %d %d", s.percent(0), s.percent(100))
+	}
+}

@@ -128,11 +128,31 @@ func (s *series) timing() Timing {
 	if s.n > 1 { // the sample deviation, as ab's
 		sd = math.Sqrt(math.Max(0, (s.sumSq-float64(s.n)*mean*mean)/float64(s.n-1)))
 	}
-	q := func(p float64) float64 { return float64(s.hist.ValueAtQuantile(p)) / 1000 }
+	q := func(p float64) float64 { return float64(s.at(p)) / 1000 }
 	return Timing{
 		Min: float64(s.min) / 1000, Mean: mean / 1000, SD: sd / 1000, Median: q(50), Max: float64(s.max) / 1000,
 		P90: q(90), P99: q(99), P999: q(99.9), P9999: q(99.99),
 	}
+}
+
+// at returns the value below which p percent of the values fall. The
+// histogram answers with the top of the bucket the value is in, which can
+// lie past the largest value recorded: kept between the true min and max,
+// a percentile never exceeds the maximum (nor falls below the minimum).
+func (s *series) at(p float64) int64 {
+	return min(max(s.hist.ValueAtQuantile(p), s.min), s.max)
+}
+
+// percent is at for a whole percent, as ab reads its sorted times: 0 is
+// the minimum, 100 the maximum.
+func (s *series) percent(p int) int64 {
+	switch p {
+	case 0:
+		return s.min
+	case 100:
+		return s.max
+	}
+	return s.at(float64(p))
 }
 
 // abPercents are the rows of ab's "Percentage of the requests served" table.

@@ -59,7 +59,21 @@ type Summary struct {
 	// Aborted is ab's message when the run ended early.
 	Aborted string `json:"aborted,omitempty"`
 
-	coll *collector
+	// Distribution is the total time within which each whole percent of
+	// the requests was served, 0 % (the fastest) to 100 % (the slowest):
+	// ab's -e file.
+	Distribution []float64 `json:"distribution_ms,omitempty"`
+	// Samples are every request's timings, with Work.KeepSamples: ab's -g
+	// file.
+	Samples []Sample `json:"-"`
+}
+
+// Sample is one completed request's timings, in microseconds, as ab
+// keeps them: connect (zero on a reused connection), waiting (from the
+// request written to the first byte) and total.
+type Sample struct {
+	Start                   time.Time
+	Connect, Waiting, Total int64
 }
 
 // Percentile is one row of ab's "Percentage of the requests served" table.
@@ -71,7 +85,7 @@ type Percentile struct {
 func (r *run) summarize(stats []workerStats) *Summary {
 	s := &Summary{
 		URL: r.w.URL, ServerHostname: r.t.host, ServerPort: r.t.port, DocumentPath: r.t.path,
-		Concurrency: r.w.Concurrency, KeepAlive: r.w.KeepAlive, Rate: r.w.Rate, Aborted: r.abortMsg, coll: r.coll,
+		Concurrency: r.w.Concurrency, KeepAlive: r.w.KeepAlive, Rate: r.w.Rate, Aborted: r.abortMsg,
 		Start: r.start,
 	}
 	if r.coll.timeline != nil {
@@ -114,12 +128,14 @@ func (r *run) summarize(stats []workerStats) *Summary {
 	s.Connect, s.Processing, s.Waiting, s.Total = c.connect.timing(), c.processing.timing(), c.waiting.timing(), c.total.timing()
 	if c.total.n > 0 {
 		for _, p := range abPercents {
-			v := c.total.max
-			if p < 100 {
-				v = c.total.hist.ValueAtQuantile(float64(p))
-			}
-			s.Percentiles = append(s.Percentiles, Percentile{Percent: p, Ms: float64(v) / 1000})
+			s.Percentiles = append(s.Percentiles, Percentile{Percent: p, Ms: float64(c.total.percent(p)) / 1000})
 		}
+		for p := range 101 {
+			s.Distribution = append(s.Distribution, float64(c.total.percent(p))/1000)
+		}
+	}
+	for _, x := range c.samples {
+		s.Samples = append(s.Samples, Sample{Start: x.start, Connect: x.connect, Waiting: x.waiting, Total: x.total})
 	}
 	return s
 }
