@@ -12,7 +12,6 @@ import (
 
 	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
-	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
 )
 
@@ -106,13 +105,10 @@ type asyncConn struct {
 	left    int64    // of stream, still to send; < 0: to its end
 	chunked bool     // stream goes out in chunked encoding
 
-	proxied    bool // the PROXY header is read, or none is expected
-	stalled    bool // parsing stopped for output to drain; input may hold whole requests
-	closeAfter bool // close once the output is written
-	eof        bool // the client sent FIN
-	linger     bool // closing: reading and dropping until the client's FIN
-	served     int
-	headStart  time.Time // when the head being read began
+	stalled    bool      // parsing stopped for output to drain; input may hold whole requests
+	closeAfter bool      // close once the output is written
+	eof        bool      // the client sent FIN
+	linger     bool      // closing: reading and dropping until the client's FIN
 	active     time.Time // last read, or last write progress
 }
 
@@ -128,7 +124,8 @@ func (h *asyncLoop) Take(fd int, from net.Addr) {
 		return
 	}
 	s.open.Add(1)
-	c := &asyncConn{h: h, fd: fd, sess: s.core.getSession(from), proxied: !s.core.cfg.AcceptProxy, headStart: now, active: now}
+	c := &asyncConn{h: h, fd: fd, sess: s.core.getSession(from), active: now}
+	c.sess.answered(now) // the first head is awaited from now
 	h.conns[c] = struct{}{}
 	h.l.Own(fd, c)
 	if h.l.Stopping() {
@@ -178,8 +175,8 @@ func (c *asyncConn) read() bool {
 		return true
 	}
 	c.active = c.h.l.Now()
+	c.sess.arrived(c.active, len(c.in))
 	if len(c.in) == 0 {
-		c.headStart = c.active
 		// Parse straight from the loop's buffer; keep only what is left.
 		used := c.process(buf[:n])
 		c.in = append(c.in, buf[used:n]...)
@@ -206,21 +203,12 @@ func (c *asyncConn) process(data []byte) int {
 			c.stalled = used < len(data)
 			break
 		}
-		if !c.proxied {
-			addr, n, err := proxyproto.Parse(data[used:])
-			if err != nil {
-				c.closeAfter = true // not from a proxy that speaks the protocol: nothing to answer
-				return len(data)
-			}
-			if n == 0 {
-				break
-			}
-			c.proxied, used = true, used+n
-			if addr != nil {
-				sess.remote = addr
-			}
+		req, n, err := sess.next(data[used:])
+		used += n
+		if err == errNotProxied {
+			c.closeAfter = true // not from a proxy that speaks the protocol: nothing to answer
+			return len(data)
 		}
-		req, n, err := sess.parser.Parse(data[used:])
 		if err != nil {
 			c.refuse(err.(*httpx.Error))
 			return len(data)
@@ -228,8 +216,6 @@ func (c *asyncConn) process(data []byte) int {
 		if req == nil {
 			break
 		}
-		used += n
-		c.served++
 		rep := sess.respond(req, c.h.l.Stopping())
 		c.body = rep.body
 		if rep.stream != nil {
@@ -241,7 +227,7 @@ func (c *asyncConn) process(data []byte) int {
 			c.linger = used < len(data) // the client sent more than is answered
 			return len(data)
 		}
-		c.headStart = c.h.l.Now()
+		sess.answered(c.h.l.Now())
 	}
 	if sess.parser.NeedsContinue() {
 		sess.out = append(sess.out, httpx.Continue...)
@@ -272,6 +258,7 @@ func (c *asyncConn) advance() {
 				c.h.l.Set(c.fd, &c.epoll, unix.EPOLLOUT) // and read nothing meanwhile
 				return
 			}
+			c.sess.answered(c.h.l.Now()) // idle from the end of the answer
 		}
 		switch {
 		case c.closeAfter:
@@ -443,17 +430,14 @@ func (h *asyncLoop) Sweep() {
 			if now.Sub(c.active) > cfg.WriteTimeout {
 				c.close()
 			}
-		case len(c.in) == 0 && c.served == 0: // a new connection owes its first head
-			if now.Sub(c.headStart) > cfg.HeaderTimeout {
-				c.close()
-			}
-		case c.sess.parser.InHead(len(c.in)):
-			if now.Sub(c.headStart) > cfg.HeaderTimeout {
+		default: // waiting for input: the session says how long
+			deadline, answer := c.sess.readDeadline(len(c.in))
+			switch {
+			case !now.After(deadline):
+			case answer:
 				c.refuse(timeoutError)
 				c.advance()
-			}
-		default: // idle between requests, or between reads of a body
-			if now.Sub(c.active) > cfg.IdleTimeout {
+			default:
 				c.close()
 			}
 		}

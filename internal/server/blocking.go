@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab/internal/httpx"
-	"loadlab/internal/proxyproto"
 )
 
 // blockingServer is the home of the two models that serve a connection with
@@ -147,7 +146,6 @@ func (c *core) maxInput() int {
 // serveConn reads requests from nc and answers them in order until the
 // client or the server closes.
 func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
-	cfg := &s.core.cfg
 	sess := s.core.getSession(nc.RemoteAddr())
 	defer s.core.putSession(sess)
 	if cap(sess.in) < 4096 {
@@ -156,23 +154,11 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 	buf := sess.in[:cap(sess.in)]
 	defer func() { sess.in = buf }()
 	start, end := 0, 0 // unconsumed input is buf[start:end]
-	headStart := time.Now()
-	served := 0
-	proxied := !cfg.AcceptProxy
 	for {
-		var req *httpx.Request
-		var n int
-		var err error
-		if proxied {
-			req, n, err = sess.parser.Parse(buf[start:end])
-		} else if addr, hn, perr := proxyproto.Parse(buf[start:end]); perr != nil {
+		req, n, err := sess.next(buf[start:end])
+		start += n
+		if err == errNotProxied {
 			return // not from a proxy that speaks the protocol: nothing to answer
-		} else if hn > 0 {
-			proxied, start = true, start+hn
-			if addr != nil {
-				sess.remote = addr
-			}
-			continue
 		}
 		if err != nil {
 			sess.refuse(err.(*httpx.Error))
@@ -180,13 +166,11 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 			return
 		}
 		if req != nil {
-			start += n
-			served++
 			rep := sess.respond(req, s.draining.Load())
 			if !s.send(nc, sess, rep, start < end) || !rep.keepAlive {
 				return
 			}
-			headStart = time.Now()
+			sess.answered(time.Now())
 			continue
 		}
 		// More input is needed: first send what is ready.
@@ -199,23 +183,14 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 				return
 			}
 		}
-		var deadline time.Time
-		switch {
-		case start == end:
+		if start == end {
 			start, end = 0, 0
 			tc.idle.Store(true)
 			if s.draining.Load() {
 				return
 			}
-			deadline = time.Now().Add(cfg.IdleTimeout)
-			if served == 0 {
-				deadline = headStart.Add(cfg.HeaderTimeout) // a new connection owes its first head
-			}
-		case sess.parser.InHead(end - start):
-			deadline = headStart.Add(cfg.HeaderTimeout)
-		default:
-			deadline = time.Now().Add(cfg.IdleTimeout) // between reads of a body
 		}
+		deadline, answer := sess.readDeadline(end - start)
 		if end == len(buf) {
 			if start > 0 {
 				end = copy(buf, buf[start:end])
@@ -231,15 +206,13 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 		nc.SetReadDeadline(deadline)
 		m, err := nc.Read(buf[end:])
 		if m > 0 {
-			if start == end {
-				headStart = time.Now()
-			}
+			sess.arrived(time.Now(), end-start)
 			end += m
 			tc.idle.Store(false)
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && end > start {
+			if errors.As(err, &ne) && ne.Timeout() && answer {
 				sess.refuse(timeoutError)
 				s.writeOut(nc, sess)
 			}

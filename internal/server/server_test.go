@@ -49,6 +49,8 @@ func runTestChild() {
 			cfg.Name = args[i+1]
 		case "--header-timeout":
 			cfg.HeaderTimeout, _ = time.ParseDuration(args[i+1])
+		case "--idle-timeout":
+			cfg.IdleTimeout, _ = time.ParseDuration(args[i+1])
 		}
 	}
 	site, err := site.New(root)
@@ -103,6 +105,9 @@ func startWith(t *testing.T, model, root string, handler Handler, tune func(*Con
 	}
 	if cfg.HeaderTimeout > 0 {
 		childArgs = append(childArgs, "--header-timeout", cfg.HeaderTimeout.String())
+	}
+	if cfg.IdleTimeout > 0 {
+		childArgs = append(childArgs, "--idle-timeout", cfg.IdleTimeout.String())
 	}
 	cfg.Child = func(addr string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], append([]string{"--listen", addr}, childArgs...)...)
@@ -401,6 +406,29 @@ func TestSlowClientCutOff(t *testing.T) {
 		}
 		if took > timeout+2*time.Second {
 			t.Errorf("slow client cut off after %s, header timeout %s", took, timeout)
+		}
+	})
+}
+
+// TestReadTimeoutsAlike: every model applies the session's read
+// deadlines the same way. A body that stops coming is answered 408 and
+// closed after the idle timeout, as nginx's client_body_timeout; an idle
+// kept-alive connection is closed without a word.
+func TestReadTimeoutsAlike(t *testing.T) {
+	eachModel(t, func(t *testing.T, model string) {
+		srv := start(t, model, "", func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+		stalled := dial(t, srv)
+		stalled.send(t, "POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+		if resp, _ := stalled.read(t, "POST"); resp.StatusCode != 408 || !stalled.closed() {
+			t.Errorf("stalled body: status %d, want 408 and a close", resp.StatusCode)
+		}
+		idle := dial(t, srv)
+		idle.send(t, get("/"))
+		if resp, _ := idle.read(t, "GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if !idle.closed() {
+			t.Error("an idle kept-alive connection was not closed")
 		}
 	})
 }

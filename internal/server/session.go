@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"loadlab/internal/httpx"
+	"loadlab/internal/proxyproto"
 )
 
 // session is one connection's HTTP state, the same for every model: it parses
@@ -22,6 +24,11 @@ type session struct {
 	out    []byte
 	in     []byte // input buffer of the blocking models
 	remote net.Addr
+
+	proxied   bool      // the PROXY header is read, or none is expected
+	served    int       // requests answered on this connection
+	headStart time.Time // when the head being read (or awaited) began
+	active    time.Time // the last input, or the last answer written
 }
 
 // getSession takes a session from the server's pool: a connection's
@@ -31,7 +38,8 @@ func (c *core) getSession(remote net.Addr) *session {
 	if s == nil {
 		s = &session{core: c, parser: httpx.NewParser(c.cfg.Limits), out: make([]byte, 0, 1024)}
 	}
-	s.remote = remote
+	s.remote, s.proxied, s.served = remote, !c.cfg.AcceptProxy, 0
+	s.headStart, s.active = time.Now(), time.Now()
 	return s
 }
 
@@ -44,6 +52,70 @@ func (c *core) putSession(s *session) {
 	s.resp.Reset()
 	s.out, s.remote = s.out[:0], nil
 	c.sessions.Put(s)
+}
+
+// errNotProxied is a connection that should have begun with a PROXY
+// header and did not: it is closed without a word, as HAProxy's
+// accept-proxy does.
+var errNotProxied = errors.New("no PROXY header")
+
+// next finds the next request at the start of data, the connection's
+// unread input: the PROXY header first, when the server expects one. It
+// returns the request (nil while more input is needed) and the bytes it
+// used, which may be the header alone. An error is an *httpx.Error to
+// answer before closing, or errNotProxied.
+func (s *session) next(data []byte) (*httpx.Request, int, error) {
+	used := 0
+	if !s.proxied {
+		addr, n, err := proxyproto.Parse(data)
+		if err != nil {
+			return nil, 0, errNotProxied
+		}
+		if n == 0 {
+			return nil, 0, nil
+		}
+		s.proxied, used = true, n
+		if addr != nil {
+			s.remote = addr
+		}
+	}
+	req, n, err := s.parser.Parse(data[used:])
+	if err != nil || req == nil {
+		return nil, used, err
+	}
+	s.served++
+	return req, used + n, nil
+}
+
+// arrived records input that came at now; buffered is what was waiting
+// unread before it.
+func (s *session) arrived(now time.Time, buffered int) {
+	if buffered == 0 {
+		s.headStart = now // a head starts
+	}
+	s.active = now
+}
+
+// answered records that an answer was written (or, for the async model,
+// queued) at now: the next head, and idleness, count from then.
+func (s *session) answered(now time.Time) { s.headStart, s.active = now, now }
+
+// readDeadline is when a connection waiting for input, with buffered
+// bytes of a request unread, gives up, and whether it is then answered
+// 408 (a request under way) or closed in silence (none is). A new
+// connection owes its first head within the header timeout, as does a
+// head under way; between requests, and between a body's reads, the
+// idle timeout counts from the last byte, as nginx's keepalive_timeout
+// and client_body_timeout do.
+func (s *session) readDeadline(buffered int) (time.Time, bool) {
+	cfg := &s.core.cfg
+	switch {
+	case buffered == 0 && s.served == 0:
+		return s.headStart.Add(cfg.HeaderTimeout), false
+	case s.parser.InHead(buffered):
+		return s.headStart.Add(cfg.HeaderTimeout), true
+	}
+	return s.active.Add(cfg.IdleTimeout), buffered > 0
 }
 
 // inlineBody is the largest body copied into out; a larger one is written
@@ -135,8 +207,8 @@ func (c *core) panicked(where string, p any, stack []byte) {
 	slog.Error("panic recovered; serving goes on", "in", where, "panic", fmt.Sprint(p), "panics", n, "stack", string(stack))
 }
 
-// timeoutError is the 408 sent to a client too slow to finish its head.
-var timeoutError = &httpx.Error{Status: 408, Reason: "request head not received in time"}
+// timeoutError is the 408 sent to a client too slow to send its request.
+var timeoutError = &httpx.Error{Status: 408, Reason: "request not received in time"}
 
 // serviceUnavailable is the whole answer to a connection over a limit.
 func (c *core) serviceUnavailable(why string) []byte {
