@@ -1,11 +1,12 @@
 package evloop
 
 import (
-	"loadlab/internal/rawsys"
 	"net"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"loadlab/internal/rawsys"
 )
 
 // Accepting and handing over: the first loop accepts for all, each new
