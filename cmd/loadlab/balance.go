@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"loadlab"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"loadlab"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"

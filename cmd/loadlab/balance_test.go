@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"loadlab"
-	"loadlab/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab"
+	"loadlab/internal/testutil"
 )
 
 // balance starts "loadlab balance" and returns it with its address and

@@ -2,13 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"loadlab/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"loadlab/internal/testutil"
 )
 
 // abFigures pulls the figures that must agree between ab and loadlab bench.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"loadlab/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab/internal/testutil"
 )
 
 func TestLabCtrlCLeavesNothingBehind(t *testing.T) {

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"loadlab/internal/server"
-	"loadlab/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab/internal/server"
+	"loadlab/internal/testutil"
 )
 
 var binary string

@@ -3,11 +3,12 @@ package accesslog
 import (
 	"bytes"
 	"encoding/json"
-	"loadlab/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"loadlab/internal/testutil"
 )
 
 // lockedBuffer is a bytes.Buffer safe to write from the flush goroutine.

@@ -6,7 +6,6 @@ package balancer
 
 import (
 	"fmt"
-	"loadlab/internal/rawsys"
 	"net"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"loadlab/internal/rawsys"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )

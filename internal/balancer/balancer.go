@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"loadlab/internal/evloop"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"loadlab/internal/evloop"
 )
 
 // Config is one balancer: what it listens on, where it sends traffic and

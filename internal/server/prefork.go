@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"loadlab"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"loadlab"
 )
 
 // ReadyPrefix starts the line a server prints on stderr once it accepts

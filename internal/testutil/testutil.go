@@ -8,8 +8,6 @@ package testutil
 import (
 	"bufio"
 	"fmt"
-	"loadlab"
-	"loadlab/internal/procstat"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab"
+	"loadlab/internal/procstat"
 )
 
 // Eventually polls cond until it is true, and fails the test with what
