@@ -343,6 +343,9 @@ func (b *Balancer) panicked(p any, stack []byte) {
 // Addr is the address the balancer listens on.
 func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
 
+// Queued is how many client connections wait over --max-conns now.
+func (b *Balancer) Queued() int { return b.loops.Queued() }
+
 // Done is closed once the balancer has stopped.
 func (b *Balancer) Done() <-chan struct{} { return b.done }
 

@@ -339,12 +339,7 @@ func (f *flakyBackend) setUp(t *testing.T, up bool) {
 func waitState(t *testing.T, be *Backend, want State, within time.Duration) time.Duration {
 	t.Helper()
 	began := time.Now()
-	for be.State() != want {
-		if time.Since(began) > within {
-			t.Fatalf("%s not %s within %s", be.Name, want, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, within, be.Name+" "+want.String(), func() bool { return be.State() == want })
 	return time.Since(began)
 }
 
@@ -729,9 +724,19 @@ func TestMaxConnsQueuesThenRefuses(t *testing.T) {
 		t.Errorf("refused after %s, want after the 100 ms queue wait", waited)
 	}
 	// A connection queued while the slot frees is served.
-	go func() { time.Sleep(30 * time.Millisecond); held.Close() }()
-	if _, _, body, err := fetch(b.Addr().String(), "/santai"); err != nil || body != "santai saja" {
-		t.Errorf("queued connection: %q %v", body, err)
+	type result struct {
+		body string
+		err  error
+	}
+	queued := make(chan result, 1)
+	go func() {
+		_, _, body, err := fetch(b.Addr().String(), "/santai")
+		queued <- result{body, err}
+	}()
+	testutil.Eventually(t, 5*time.Second, "a connection waiting over --max-conns", func() bool { return b.Queued() == 1 })
+	held.Close()
+	if r := <-queued; r.err != nil || r.body != "santai saja" {
+		t.Errorf("queued connection: %q %v", r.body, r.err)
 	}
 }
 
@@ -820,10 +825,10 @@ func TestTCPModeKeepsOrderAcrossARedispatch(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, "first,")
-	time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the connection waiting over --max-conns", func() bool { return b.Queued() == 1 })
 	held.Close() // c gets the slot, with "first," waiting to be read
-	time.Sleep(50 * time.Millisecond)
-	io.WriteString(c, "second") // while its connect hangs
+	testutil.Eventually(t, 5*time.Second, "the connection taken from the queue", func() bool { return b.Queued() == 0 })
+	io.WriteString(c, "second") // while its connect hangs (or after: the order is the same)
 	c.(*net.TCPConn).CloseWrite()
 	if got, err := io.ReadAll(c); string(got) != "first,second" {
 		t.Errorf("echoed %q, %v; want \"first,second\"", got, err)

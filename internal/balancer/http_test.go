@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"loadlab/internal/testutil"
 )
 
 // echoBackend answers every request with its own head as the body, over
@@ -21,6 +25,7 @@ import (
 type echoBackend struct {
 	addr     string
 	conns    atomic.Int64
+	closed   atomic.Int64 // connections the backend has closed
 	requests atomic.Int64
 	in, out  atomic.Int64 // bytes read and written
 	mu       sync.Mutex
@@ -32,6 +37,8 @@ func startEcho(t *testing.T) *echoBackend {
 	e.addr = serveEach(t, func(c net.Conn) {
 		e.conns.Add(1)
 		e.serve(countingConn{c, &e.in, &e.out})
+		c.Close()
+		e.closed.Add(1)
 	})
 	return e
 }
@@ -102,6 +109,18 @@ func (e *echoBackend) serve(c net.Conn) {
 		body := req.Method + " " + req.RequestURI + "\n" + head.String()
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nServer: echo\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	}
+}
+
+// unread is how many bytes wait in c's receive queue, as the kernel
+// counts them.
+func unread(c net.Conn) int {
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
 }
 
 // bigBody is a large response whose every byte is checkable.
@@ -381,7 +400,9 @@ func TestHTTPStreamsALargeResponseToASlowReader(t *testing.T) {
 	b := httpBalancer(t, e.addr)
 	c := dialBalancer(t, b)
 	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(300 * time.Millisecond) // every buffer on the way fills up
+	testutil.Eventually(t, 10*time.Second, "the client's receive buffer filling up", func() bool {
+		return unread(c) >= 32<<10
+	})
 	r := bufio.NewReader(c)
 	resp, err := http.ReadResponse(r, nil)
 	if err != nil {
@@ -428,7 +449,7 @@ func TestHTTPRetriesWhenAPooledConnectionWasClosed(t *testing.T) {
 		if !strings.HasPrefix(got, "HTTP/1.1 200 OK") {
 			t.Fatalf("request %d: %q", i, got)
 		}
-		time.Sleep(100 * time.Millisecond) // the backend closes its side
+		testutil.Eventually(t, 5*time.Second, "the backend closing its side", func() bool { return e.closed.Load() == int64(i+1) })
 	}
 	if e.conns.Load() != 3 {
 		t.Errorf("%d backend connections, want 3 (one per request)", e.conns.Load())
@@ -486,7 +507,7 @@ func TestHTTPShutdownFinishesRequestsUnderWay(t *testing.T) {
 	}
 	busy := dialBalancer(t, b)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(50 * time.Millisecond) // the request is with the backend
+	testutil.Eventually(t, 5*time.Second, "the request reaching the backend", func() bool { return e.requests.Load() == 2 })
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -521,7 +542,7 @@ func TestHTTPShutdownClosesWhatIsLeftAfterTheGrace(t *testing.T) {
 	b := httpBalancer(t, e.addr)
 	c := dialBalancer(t, b)
 	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "the request reaching the backend", func() bool { return e.requests.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"loadlab/internal/testutil"
+
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -99,13 +101,7 @@ func TestSRVBackendsFollowDNS(t *testing.T) {
 	// The service grows: DNS now names three targets.
 	three := []uint16{port(bss[0]), port(bss[1]), port(bss[2])}
 	dns.ports.Store(&three)
-	deadline := time.Now().Add(3 * time.Second)
-	for len(b.Pool().All()) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool %v did not follow DNS", b.Status())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 3*time.Second, "the pool following DNS to three backends", func() bool { return len(b.Pool().All()) == 3 })
 	// SRV answers come in an order shuffled by weight: look the new one up by name.
 	if a := b.Pool().Find("b3.lab.test:" + strconv.Itoa(int(three[2]))); a == nil || a.Addr() != "127.0.0.1:"+strconv.Itoa(int(three[2])) {
 		t.Errorf("new backend: %v", b.Status())

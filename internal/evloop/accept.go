@@ -139,7 +139,7 @@ func (l *Loop) admit(fd int, from net.Addr) {
 		select {
 		case slots <- struct{}{}:
 		default:
-			l.waiting = append(l.waiting, waiter{fd, from, l.now.Add(l.g.cfg.QueueTimeout())})
+			l.queue(append(l.waiting, waiter{fd, from, l.now.Add(l.g.cfg.QueueTimeout())}))
 			return
 		}
 	}
@@ -152,13 +152,24 @@ func (l *Loop) admitWaiting() {
 		select {
 		case l.g.cfg.Slots <- struct{}{}:
 			w := l.waiting[0]
-			l.waiting = l.waiting[1:]
+			l.queue(l.waiting[1:])
 			l.handler.Take(w.fd, w.from)
 		default:
 			return
 		}
 	}
 }
+
+// queue sets the loop's connections waiting over MaxConns, keeping the
+// group's count.
+func (l *Loop) queue(w []waiter) {
+	l.g.queued.Add(int64(len(w) - len(l.waiting)))
+	l.waiting = w
+}
+
+// Queued is how many accepted connections wait for a MaxConns slot now,
+// over every loop: HAProxy's queue.
+func (g *Group) Queued() int { return int(g.queued.Load()) }
 
 // Ended says a connection the handler took is done: its slot is free.
 func (l *Loop) Ended() {

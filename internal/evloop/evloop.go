@@ -73,6 +73,7 @@ type Group struct {
 	stopAccepting atomic.Bool    // Stop: take no more connections
 	unlistened    sync.WaitGroup // a loop is done once it has left the listener
 	closeAll      atomic.Bool    // Stop's grace is over: close what is open
+	queued        atomic.Int64   // connections waiting for a MaxConns slot
 }
 
 // Start runs the loops on the listening socket lnfd (non-blocking), with a
@@ -339,7 +340,7 @@ func (l *Loop) leave() {
 		l.load.Add(-1)
 		l.handler.Refuse(w.fd, w.from)
 	}
-	l.waiting = nil
+	l.queue(nil)
 	l.handler.Stopping()
 }
 
@@ -356,7 +357,7 @@ func (l *Loop) sweep() {
 			kept = append(kept, w)
 		}
 	}
-	l.waiting = kept
+	l.queue(kept)
 	if !l.listening && !l.pausedTo.IsZero() && l.now.After(l.pausedTo) && !l.g.stopAccepting.Load() {
 		if l.ctl(unix.EPOLL_CTL_ADD, l.g.lnfd, unix.EPOLLIN) == nil {
 			l.listening, l.pausedTo = true, time.Time{}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"loadlab/internal/testutil"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -38,13 +40,10 @@ func TestConnectAcceptAndAddresses(t *testing.T) {
 		}
 		var cfd int
 		var from *net.TCPAddr
-		for deadline := time.Now().Add(2 * time.Second); ; {
+		testutil.Eventually(t, 2*time.Second, network+" accept", func() bool {
 			cfd, from, err = Accept4(lnfd)
-			if err != unix.EAGAIN || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return err != unix.EAGAIN
+		})
 		if err != nil {
 			t.Fatalf("%s accept: %v", network, err)
 		}
@@ -67,15 +66,13 @@ func TestConnectAcceptAndAddresses(t *testing.T) {
 			t.Fatalf("%s write: %d %v", network, n, err)
 		}
 		buf := make([]byte, 8)
-		for deadline := time.Now().Add(2 * time.Second); ; {
-			n, err := Read(cfd, buf)
-			if err == nil && string(buf[:n]) == "ping" {
-				break
-			}
-			if err != unix.EAGAIN || time.Now().After(deadline) {
-				t.Fatalf("%s read: %q %v", network, buf[:max(n, 0)], err)
-			}
-			time.Sleep(time.Millisecond)
+		var n int
+		testutil.Eventually(t, 2*time.Second, network+" read", func() bool {
+			n, err = Read(cfd, buf)
+			return err != unix.EAGAIN
+		})
+		if err != nil || string(buf[:n]) != "ping" {
+			t.Fatalf("%s read: %q %v", network, buf[:max(n, 0)], err)
 		}
 	}
 }

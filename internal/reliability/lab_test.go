@@ -7,6 +7,7 @@ import (
 
 	"loadlab/internal/balancer"
 	"loadlab/internal/bench"
+	"loadlab/internal/testutil"
 )
 
 // lab is the seed's system on a testbed: four `loadlab serve` backends,
@@ -99,13 +100,7 @@ func (l *lab) served(t *testing.T, httpMode bool) int64 {
 // requests, so a fault lands in the middle of a run, not before it.
 func (l *lab) waitServed(t *testing.T, httpMode bool, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for l.served(t, httpMode) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("balancer served fewer than %d in 30s", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("the balancer serving %d", n), func() bool { return l.served(t, httpMode) >= n })
 }
 
 // failureWindow is where in a run its failures and non-2xx responses

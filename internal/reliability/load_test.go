@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"loadlab/internal/bench"
+	"loadlab/internal/testutil"
 )
 
 // Scenario 6: 10,000 concurrent keep-alive connections through the
@@ -26,19 +27,15 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	run := l.cli.bench(t, "-k", "-r", "-c", strconv.Itoa(conns), "-n", "100000000", "-t", "30", "-s", "20", l.url)
 	// Wait until every connection is through, then read the memory.
-	deadline := time.Now().Add(20 * time.Second)
 	var active int64
-	for {
+	testutil.Within(20*time.Second, func() bool {
 		active = 0
 		for _, b := range l.lb.backends(t, l.admin) {
 			active += b.Active
 		}
-		if active >= int64(conns) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(2 * time.Second) // let the heaps settle under load
+		return active >= int64(conns)
+	})
+	time.Sleep(2 * time.Second) // not a wait for an event: the heaps settle under load for a while before they are read
 	loadedRSS := l.balancer.rssKiB(t)
 	var backendLoaded int64
 	for _, p := range l.servers {
@@ -108,12 +105,11 @@ func TestSlowloris(t *testing.T) {
 			if tg.name == "balance" {
 				host, port = l.lb, balancerPort
 			}
-			deadline := time.Now().Add(10 * time.Second)
 			var open int64
-			for open < 1000 && time.Now().Before(deadline) {
-				time.Sleep(100 * time.Millisecond)
+			testutil.Within(10*time.Second, func() bool {
 				open = host.openConns(t, port)
-			}
+				return open >= 1000
+			})
 			under, again := real(), real()
 			stopAttack()
 			// The baseline is measured on both sides of the attack, so a

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"loadlab/internal/testutil"
 )
 
 // Scenario 5a: the balancer's configuration reloaded (SIGHUP) ten times
@@ -39,10 +41,8 @@ func TestReloadDuringRun(t *testing.T) {
 			for i := 1; i <= 10; i++ {
 				writeConf(i)
 				l.balancer.signal(syscall.SIGHUP)
-				for l.balancer.count("reloaded") < i {
-					time.Sleep(5 * time.Millisecond)
-				}
-				time.Sleep(50 * time.Millisecond)
+				testutil.Eventually(t, 10*time.Second, fmt.Sprintf("reload %d", i), func() bool { return l.balancer.count("reloaded") >= i })
+				time.Sleep(50 * time.Millisecond) // the pace of the reloads: traffic between them
 			}
 			s := run.result(t)
 			row(t, "10 reloads during the run: %s", summaryLine(s))
@@ -68,13 +68,9 @@ func TestRollingRestart(t *testing.T) {
 			began := time.Now()
 			for i, a := range l.backendAddrs() {
 				l.setState(t, a, "drain")
-				deadline := time.Now().Add(10 * time.Second)
-				for l.lb.backend(t, l.admin, a).Active > 0 {
-					if time.Now().After(deadline) {
-						t.Fatalf("backend %s still has connections 10s after the drain", a)
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				testutil.Eventually(t, 10*time.Second, "backend "+a+" without connections after the drain", func() bool {
+					return l.lb.backend(t, l.admin, a).Active == 0
+				})
 				l.servers[i].signal(syscall.SIGTERM)
 				l.servers[i].wait(t, 10*time.Second)
 				l.startBackend(t, i)
@@ -82,8 +78,13 @@ func TestRollingRestart(t *testing.T) {
 				l.lb.waitState(t, l.admin, a, "ready", 5*time.Second)
 			}
 			took := time.Since(began)
-			time.Sleep(500 * time.Millisecond) // the restarted backends at work
-			run.p.signal(syscall.SIGINT)       // bench reports what it measured
+			for _, a := range l.backendAddrs() { // the restarted backends at work
+				served := l.lb.backend(t, l.admin, a).Requests
+				testutil.Eventually(t, 10*time.Second, "backend "+a+" serving after its restart", func() bool {
+					return l.lb.backend(t, l.admin, a).Requests > served
+				})
+			}
+			run.p.signal(syscall.SIGINT) // bench reports what it measured
 			s := run.result(t)
 			row(t, "rolling restart of 4 backends in %s during the run: %s", took.Round(time.Millisecond), summaryLine(s))
 			if s.Complete < 2000 || s.Failed != 0 || s.Non2xx != 0 {

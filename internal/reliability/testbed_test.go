@@ -364,13 +364,6 @@ func (h *host) backend(t *testing.T, admin, addr string) balancer.BackendStatus 
 func (h *host) waitState(t *testing.T, admin, addr, state string, limit time.Duration) time.Duration {
 	t.Helper()
 	began := time.Now()
-	for {
-		if h.backend(t, admin, addr).State == state {
-			return time.Since(began)
-		}
-		if time.Since(began) > limit {
-			t.Fatalf("backend %s not %s within %s", addr, state, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, limit, "backend "+addr+" "+state, func() bool { return h.backend(t, admin, addr).State == state })
+	return time.Since(began)
 }

@@ -21,6 +21,7 @@ import (
 
 	"loadlab/internal/httpx"
 	"loadlab/internal/site"
+	"loadlab/internal/testutil"
 )
 
 // TestMain doubles as a prefork child: the prefork tests start this test
@@ -596,7 +597,7 @@ func TestPoolQueueFull(t *testing.T) {
 	busy.send(t, get("/"))
 	busy.read(t, "GET")
 	queued := dial(t, srv) // waits in the queue
-	time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "a connection in the pool's queue", func() bool { return len(srv.(*blockingServer).queue) == 1 })
 	over := dial(t, srv)
 	resp, body := over.read(t, "GET")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "queue") {
@@ -641,17 +642,10 @@ func TestPreforkReplacesKilledChild(t *testing.T) {
 		t.Fatalf("want 2 children, have %v", before)
 	}
 	syscall.Kill(before[0], syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("killed child %d replaced", before[0]), func() bool {
 		pids := pf.PIDs()
-		if len(pids) == 2 && pids[0] != before[0] && processAlive(pids[0]) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("killed child %d not replaced: children %v", before[0], pids)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(pids) == 2 && pids[0] != before[0] && processAlive(pids[0])
+	})
 	for range 50 { // the port answers all along, whichever child takes the connection
 		c := dial(t, srv)
 		c.send(t, "GET / HTTP/1.0\r\n\r\n")

@@ -28,13 +28,23 @@ import (
 // on a sleep.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Within(within, cond) {
+		t.Fatalf("not within %v: %s", within, what)
+	}
+}
+
+// Within polls cond until it is true or within passes, and reports
+// whether it came true: for a test that goes on either way, measuring
+// what it reached.
+func Within(within time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(within)
 	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
+			return false
 		}
 		time.Sleep(wait)
 	}
+	return true
 }
 
 // moduleRoot is the folder of go.mod, found from this file's place.
