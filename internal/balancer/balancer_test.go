@@ -21,8 +21,8 @@ import (
 
 	"loadlab/internal/bench"
 	"loadlab/internal/server"
-	"loadlab/internal/site"
 	"loadlab/internal/testutil"
+	"loadlab/internal/testutil/served"
 )
 
 // backendServer is a `loadlab serve` backend named by its X-Served-By.
@@ -33,14 +33,8 @@ type backendServer struct {
 
 func startServe(t *testing.T, name string) *backendServer {
 	t.Helper()
-	h, _ := site.New("")
-	srv, err := server.Start(server.Config{Model: "thread", Listen: "127.0.0.1:0", Name: name}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs := &backendServer{addr: srv.Addr().String(), srv: srv}
-	t.Cleanup(bs.stop)
-	return bs
+	srv := served.Start(t, server.Config{Name: name})
+	return &backendServer{addr: srv.Addr().String(), srv: srv}
 }
 
 func (bs *backendServer) stop() {
@@ -623,9 +617,7 @@ func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 		}
 	}
 	// Without a header the connection is closed unanswered.
-	h, _ := site.New("")
-	srv, _ := server.Start(server.Config{Model: "thread", Listen: "127.0.0.1:0", AcceptProxy: true}, h)
-	defer srv.Shutdown(context.Background())
+	srv := served.Start(t, server.Config{AcceptProxy: true})
 	if status, _, _, err := fetch(srv.Addr().String(), "/"); err == nil {
 		t.Errorf("a plain request got %d", status)
 	}
@@ -636,13 +628,8 @@ func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 // --accept-proxy (which closes a connection without one) passes them;
 // without the header the same checks fail and take it down.
 func TestChecksSpeakTheProxyProtocol(t *testing.T) {
-	h, _ := site.New("")
 	for _, model := range []string{"async", "thread"} {
-		srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true}, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Shutdown(context.Background())
+		srv := served.Start(t, server.Config{Model: model, AcceptProxy: true})
 		for _, kind := range []string{"http", "tcp"} {
 			for _, v := range []string{"v1", "v2", ""} {
 				check := CheckConfig{Kind: kind, Interval: 20 * time.Millisecond, Rise: 1, Fall: 1}
@@ -677,12 +664,7 @@ func TestChecksSpeakTheProxyProtocol(t *testing.T) {
 func seeRealClient(t *testing.T, mode, model, v string) {
 	t.Helper()
 	var log lockedLog
-	h, _ := site.New("")
-	srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0", AcceptProxy: true,
-		Log: slog.New(slog.NewTextHandler(&log, nil))}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := served.Start(t, server.Config{Model: model, AcceptProxy: true, Log: slog.New(slog.NewTextHandler(&log, nil))})
 	b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
 	var clients []string
 	for range 2 {

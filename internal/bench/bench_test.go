@@ -15,26 +15,13 @@ import (
 	"time"
 
 	"loadlab/internal/server"
-	"loadlab/internal/site"
+	"loadlab/internal/testutil/served"
 )
 
 // labServer starts the project's own server on 127.0.0.1:0.
 func labServer(t *testing.T, model string) string {
 	t.Helper()
-	h, err := site.New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Start(server.Config{Model: model, Listen: "127.0.0.1:0"}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return "http://" + srv.Addr().String()
+	return served.URL(served.Start(t, server.Config{Model: model}))
 }
 
 // fakeServer is a small server that misbehaves on purpose: answer decides
