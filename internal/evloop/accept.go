@@ -2,6 +2,7 @@ package evloop
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -111,11 +112,7 @@ type handedOff struct {
 // takeInbox takes the connections other loops handed over, and runs what
 // was posted.
 func (l *Loop) takeInbox() {
-	l.inboxMu.Lock()
-	in := l.inbox
-	l.inbox = nil
-	l.inboxMu.Unlock()
-	for _, h := range in {
+	for _, h := range takeAll(&l.inboxMu, &l.inbox) {
 		l.load.Add(-1) // admit counts it again
 		l.admit(h.fd, h.from)
 	}
@@ -123,13 +120,19 @@ func (l *Loop) takeInbox() {
 }
 
 func (l *Loop) runPosted() {
-	l.inboxMu.Lock()
-	posted := l.posted
-	l.posted = nil
-	l.inboxMu.Unlock()
-	for _, f := range posted {
+	for _, f := range takeAll(&l.inboxMu, &l.posted) {
 		f()
 	}
+}
+
+// takeAll empties a list that other goroutines add to under mu, and
+// returns what it held.
+func takeAll[T any](mu *sync.Mutex, list *[]T) []T {
+	mu.Lock()
+	defer mu.Unlock()
+	all := *list
+	*list = nil
+	return all
 }
 
 // admit gives a connection to the handler, or queues it over MaxConns.

@@ -175,6 +175,15 @@ func (c *client) read(t *testing.T, method string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// exchange sends raw and reads the response to it; method is the
+// request's.
+func (c *client) exchange(t *testing.T, raw, method string) *http.Response {
+	t.Helper()
+	c.send(t, raw)
+	resp, _ := c.read(t, method)
+	return resp
+}
+
 // closed reports whether the server closed the connection: nothing more
 // to read.
 func (c *client) closed() bool {
@@ -419,17 +428,13 @@ func TestReadTimeoutsAlike(t *testing.T) {
 	eachModel(t, func(t *testing.T, model string) {
 		srv := start(t, model, "", func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 		stalled := dial(t, srv)
-		stalled.send(t, "POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-		if resp, _ := stalled.read(t, "POST"); resp.StatusCode != 408 || !stalled.closed() {
+		resp := stalled.exchange(t, "POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", "POST")
+		if resp.StatusCode != 408 || !stalled.closed() {
 			t.Errorf("stalled body: status %d, want 408 and a close", resp.StatusCode)
 		}
 		idle := dial(t, srv)
-		idle.send(t, get("/"))
-		if resp, _ := idle.read(t, "GET"); resp.StatusCode != 200 {
-			t.Fatalf("status %d", resp.StatusCode)
-		}
-		if !idle.closed() {
-			t.Error("an idle kept-alive connection was not closed")
+		if resp := idle.exchange(t, get("/"), "GET"); resp.StatusCode != 200 || !idle.closed() {
+			t.Errorf("idle kept-alive connection: status %d, want 200 and then a close", resp.StatusCode)
 		}
 	})
 }
@@ -699,12 +704,8 @@ func TestPanicIsKeptToItsConnection(t *testing.T) {
 		srv := startWith(t, model, "", boomHandler{h}, nil)
 		for range 3 {
 			c := dial(t, srv)
-			c.send(t, get("/boom"))
-			if resp, _ := c.read(t, "GET"); resp.StatusCode != 500 {
-				t.Errorf("the panicking request was answered %d, want 500", resp.StatusCode)
-			}
-			if !c.closed() {
-				t.Error("the connection of a panic was left open")
+			if resp := c.exchange(t, get("/boom"), "GET"); resp.StatusCode != 500 || !c.closed() {
+				t.Errorf("the panicking request: status %d, want 500 and its connection closed", resp.StatusCode)
 			}
 			c = dial(t, srv)
 			c.send(t, get("/santai"))
