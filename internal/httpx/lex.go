@@ -1,5 +1,10 @@
 package httpx
 
+import (
+	"bytes"
+	"strings"
+)
+
 // Byte classes and comparisons from RFC 9110, written out so the hot path
 // allocates nothing.
 
@@ -113,4 +118,48 @@ func hasDotDotSegment(p []byte) bool {
 		}
 	}
 	return false
+}
+
+// validHost reports whether v is a Host value RFC 9112 §3.2 allows: empty,
+// or uri-host [":" port], where uri-host is an IP literal in brackets or
+// a reg-name of unreserved characters, percent-escapes and sub-delims.
+// A space, a slash, "@" (userinfo) and the like make it a 400.
+func validHost(v []byte) bool {
+	host, port := v, []byte(nil)
+	if len(v) > 0 && v[0] == '[' {
+		end := bytes.IndexByte(v, ']')
+		if end < 0 {
+			return false
+		}
+		for _, c := range v[1:end] {
+			if !isHex(c) && c != ':' && c != '.' {
+				return false
+			}
+		}
+		host, port = nil, v[end+1:]
+		if len(port) > 0 {
+			if port[0] != ':' {
+				return false
+			}
+			port = port[1:]
+		}
+	} else if i := bytes.LastIndexByte(v, ':'); i >= 0 {
+		host, port = v[:i], v[i+1:]
+	}
+	for _, c := range port {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c), strings.IndexByte("-._~!$&'()*+,;=", c) >= 0:
+		case c == '%' && i+2 < len(host) && isHex(host[i+1]) && isHex(host[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
 }

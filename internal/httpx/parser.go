@@ -196,7 +196,7 @@ func (p *Parser) parseHead(head []byte) error {
 		return err
 	}
 	var hosts int
-	var clSeen bool
+	var clSeen, otherCoding bool
 	var keepAlive, closeConn bool
 	rest := head[nl+1:]
 	for len(rest) > 2 {
@@ -230,6 +230,9 @@ func (p *Parser) parseHead(head []byte) error {
 		case equalFold(name, "host"):
 			hosts++
 			r.Host = value
+			if !validHost(value) {
+				return fail(400, "invalid Host header")
+			}
 		case equalFold(name, "content-length"):
 			n, ok := parseContentLength(value)
 			if !ok {
@@ -240,10 +243,23 @@ func (p *Parser) parseHead(head []byte) error {
 			}
 			clSeen, r.ContentLength = true, n
 		case equalFold(name, "transfer-encoding"):
-			if r.Chunked || !equalFold(value, "chunked") {
-				return fail(501, "only the chunked transfer coding is supported")
+			// RFC 9112 §6.3: chunked must be the final coding, once, or the
+			// body's length cannot be known: 400. Another coding before
+			// it is one this server does not decode: 501.
+			var bad bool
+			forEachToken(value, func(t []byte) {
+				switch {
+				case r.Chunked:
+					bad = true // something after chunked, or chunked twice
+				case equalFold(t, "chunked"):
+					r.Chunked = true
+				default:
+					otherCoding = true
+				}
+			})
+			if bad || !r.Chunked {
+				return fail(400, "chunked is not the final transfer coding")
 			}
-			r.Chunked = true
 		case equalFold(name, "connection"):
 			forEachToken(value, func(t []byte) {
 				if equalFold(t, "close") {
@@ -262,6 +278,8 @@ func (p *Parser) parseHead(head []byte) error {
 	}
 	p.headers = r.Headers
 	switch {
+	case otherCoding:
+		return fail(501, "only the chunked transfer coding is supported")
 	case r.Chunked && clSeen:
 		return fail(400, "both Content-Length and Transfer-Encoding")
 	case r.Chunked && r.Minor == 0:
@@ -324,6 +342,9 @@ func (p *Parser) parseTarget() error {
 	switch {
 	case t[0] == '/':
 	case len(t) == 1 && t[0] == '*':
+		if string(r.Method) != "OPTIONS" {
+			return fail(400, "the request target * is for OPTIONS only")
+		}
 		r.Path = t
 		return nil
 	case hasPrefixFold(t, "http://") || hasPrefixFold(t, "https://"):

@@ -40,6 +40,9 @@ func TestParseRequests(t *testing.T) {
 		{"pipelined three", "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 			[]string{"GET /a 1.1 keep body=", "GET /b 1.1 keep body=", "GET /c 1.1 close body="}},
 		{"HEAD", "HEAD / HTTP/1.0\r\n\r\n", []string{"HEAD / 1.0 close body="}},
+		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", []string{"OPTIONS * 1.1 keep body="}},
+		{"Hosts RFC 3986 allows", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\nGET / HTTP/1.1\r\nHost: a-b.c_d~e%41:80\r\n\r\nGET / HTTP/1.1\r\nHost:\r\n\r\n",
+			[]string{"GET / 1.1 keep body=", "GET / 1.1 keep body=", "GET / 1.1 keep body="}},
 	}
 	for _, c := range cases {
 		for _, piece := range []int{1, 2, 7, len(c.input)} {
@@ -84,7 +87,14 @@ func TestParseRefuses(t *testing.T) {
 		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
 		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
-		{"TE chunked twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+		{"TE chunked twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"TE chunked not last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+		{"TE without chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+		{"Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"Host with a slash", "GET / HTTP/1.1\r\nHost: x/y\r\n\r\n", 400},
+		{"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@x\r\n\r\n", 400},
+		{"Host with a bad port", "GET / HTTP/1.1\r\nHost: x:8o\r\n\r\n", 400},
+		{"asterisk for GET", "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
 		{"chunk size overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", 400},
 		{"chunk data without CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", 400},

@@ -15,6 +15,9 @@ type Response struct {
 	Allow        string
 	RetryAfter   string
 	LastModified string // already in IMF-fixdate
+	ETag         string // quoted, as it goes on the wire
+	ContentRange string // a 206's or 416's "bytes a-b/size"
+	AcceptRanges bool   // "Accept-Ranges: bytes": a file, which ranges may be asked of
 
 	// Body is the whole body in memory; or Stream, of ContentLength bytes
 	// (-1: unknown until it ends), is copied out and closed by the server.
@@ -110,6 +113,15 @@ func AppendHead(dst []byte, r *Response, keepAlive bool, o *HeadOptions) []byte 
 	if r.LastModified != "" {
 		dst = appendField(dst, "Last-Modified", r.LastModified)
 	}
+	if r.ETag != "" {
+		dst = appendField(dst, "ETag", r.ETag)
+	}
+	if r.ContentRange != "" {
+		dst = appendField(dst, "Content-Range", r.ContentRange)
+	}
+	if r.AcceptRanges {
+		dst = append(dst, "Accept-Ranges: bytes\r\n"...)
+	}
 	if r.Location != "" {
 		dst = appendField(dst, "Location", r.Location)
 	}
@@ -148,6 +160,8 @@ func StatusText(code int) string {
 		return "OK"
 	case 204:
 		return "No Content"
+	case 206:
+		return "Partial Content"
 	case 301:
 		return "Moved Permanently"
 	case 302:
@@ -164,12 +178,16 @@ func StatusText(code int) string {
 		return "Method Not Allowed"
 	case 408:
 		return "Request Timeout"
+	case 412:
+		return "Precondition Failed"
 	case 413:
 		return "Content Too Large"
 	case 414:
 		return "URI Too Long"
 	case 415:
 		return "Unsupported Media Type"
+	case 416:
+		return "Range Not Satisfiable"
 	case 431:
 		return "Request Header Fields Too Large"
 	case 500:

@@ -54,7 +54,15 @@ func New(root string) (*Site, error) {
 
 // Serve fills resp for req.
 func (s *Site) Serve(req *httpx.Request, resp *httpx.Response) {
+	if !knownMethod(req.Method) {
+		// RFC 9110 §15.6.2: a method the server does not know is 501;
+		// 405 is for a known one that a resource refuses.
+		resp.SetText(501, "501 Not Implemented: unknown method\n")
+		return
+	}
 	switch string(req.Path) {
+	case "*": // OPTIONS * asks about the server as a whole
+		options(resp, "GET, HEAD, POST, OPTIONS")
 	case "/":
 		fixed(req, resp, 200, rootText)
 	case "/santai":
@@ -65,7 +73,7 @@ func (s *Site) Serve(req *httpx.Request, resp *httpx.Response) {
 		}
 	case "/form":
 		if string(req.Method) != "POST" {
-			methodNotAllowed(resp, "POST")
+			refuseMethod(req, resp, "POST, OPTIONS")
 			return
 		}
 		echoForm(req, resp)
@@ -78,7 +86,7 @@ func (s *Site) Serve(req *httpx.Request, resp *httpx.Response) {
 // was refused instead.
 func fixed(req *httpx.Request, resp *httpx.Response, status int, text string) bool {
 	if !isGetOrHead(req) {
-		methodNotAllowed(resp, "GET, HEAD")
+		refuseMethod(req, resp, "GET, HEAD, OPTIONS")
 		return false
 	}
 	resp.SetText(status, text)
@@ -90,22 +98,34 @@ func isGetOrHead(req *httpx.Request) bool {
 	return m == "GET" || m == "HEAD"
 }
 
-func methodNotAllowed(resp *httpx.Response, allow string) {
+// knownMethod reports whether m is one of HTTP's methods (RFC 9110 §9,
+// and PATCH of RFC 5789).
+func knownMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH":
+		return true
+	}
+	return false
+}
+
+// refuseMethod answers a method the resource does not serve: OPTIONS gets
+// 200 with the methods it does (allow), anything else 405 with them.
+func refuseMethod(req *httpx.Request, resp *httpx.Response, allow string) {
+	if string(req.Method) == "OPTIONS" {
+		options(resp, allow)
+		return
+	}
 	resp.SetText(405, "405 Method Not Allowed\n")
 	resp.Allow = allow
 }
 
-func notFound(resp *httpx.Response) { resp.SetText(404, "404 Not Found\n") }
-
-// notModified reports whether the client's If-Modified-Since is at or after
-// the file's time, to the second.
-func notModified(req *httpx.Request, mod time.Time) bool {
-	if len(req.IfModifiedSince) == 0 || mod.IsZero() {
-		return false
-	}
-	since, err := time.Parse(httpx.TimeFormat, string(req.IfModifiedSince))
-	return err == nil && !mod.Truncate(time.Second).After(since)
+// options answers OPTIONS: 200, no body, Allow.
+func options(resp *httpx.Response, allow string) {
+	resp.Status, resp.Allow = 200, allow
+	resp.Body = nil
 }
+
+func notFound(resp *httpx.Response) { resp.SetText(404, "404 Not Found\n") }
 
 func mustSub(fsys fs.FS, dir string) fs.FS {
 	sub, err := fs.Sub(fsys, dir)

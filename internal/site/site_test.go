@@ -68,8 +68,8 @@ var labRoutes = []struct {
 	{"GET /?a=1 HTTP/1.0\r\n\r\n", want{200, "", "Ini Adalah web Server percobaan", ""}},
 	{"GET /santai HTTP/1.0\r\n\r\n", want{200, "", "santai saja", ""}},
 	{"GET /video HTTP/1.0\r\n\r\n", want{302, "", "", "Location: https://youtu.be/katoxpnTf04"}},
-	{"POST / HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD"}},
-	{"GET /form HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: POST"}},
+	{"POST / HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD, OPTIONS"}},
+	{"GET /form HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: POST, OPTIONS"}},
 	{"POST /form HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 28\r\n\r\nnama=Budi+S&pesan=halo%21&x=", want{200, "text/plain; charset=utf-8", "nama: Budi S\npesan: halo!\nx: \n", ""}},
 	{"POST /form HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 61\r\n\r\n--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--XX--\r\n", want{200, "", "a: b\n", ""}},
 	{"POST /form HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", want{415, "", "", ""}},
@@ -80,10 +80,17 @@ var labRoutes = []struct {
 	{"GET /testing.txt HTTP/1.0\r\n\r\n", want{200, "text/plain; charset=utf-8", "Ini adalah file testing.txt", ""}},
 	{"GET /images/gedung.jpg HTTP/1.0\r\n\r\n", want{200, "image/jpeg", "\xff\xd8", ""}},
 	{"GET /payload-1k.bin HTTP/1.0\r\n\r\n", want{200, "application/octet-stream", "loadlab payload line 000000", ""}},
-	{"POST /page.html HTTP/1.0\r\nContent-Length: 0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD"}},
-	{"DELETE /testing.txt HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD"}},
+	{"POST /page.html HTTP/1.0\r\nContent-Length: 0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD, OPTIONS"}},
+	{"DELETE /testing.txt HTTP/1.0\r\n\r\n", want{405, "", "", "Allow: GET, HEAD, OPTIONS"}},
 	{"GET /images/ HTTP/1.0\r\n\r\n", want{404, "", "", ""}},
 	{"GET /images HTTP/1.0\r\n\r\n", want{404, "", "", ""}},
+	{"BREW /pot HTTP/1.0\r\n\r\n", want{501, "", "501 Not Implemented", ""}},
+	{"BREW / HTTP/1.0\r\n\r\n", want{501, "", "", ""}},
+	{"OPTIONS * HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: GET, HEAD, POST, OPTIONS"}},
+	{"OPTIONS /page.html HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: GET, HEAD, OPTIONS"}},
+	{"OPTIONS /form HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: POST, OPTIONS"}},
+	{"OPTIONS /santai HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: GET, HEAD, OPTIONS"}},
+	{"GET /testing.txt HTTP/1.0\r\nRange: bytes=0-9\r\n\r\n", want{206, "text/plain; charset=utf-8", "Ini adalah", "Content-Range: bytes 0-9/"}},
 }
 
 func TestEmbeddedSite(t *testing.T) {
@@ -165,5 +172,17 @@ func write(t *testing.T, name, content string) {
 	os.MkdirAll(filepath.Dir(name), 0o755)
 	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestContentTypesAreNginxs(t *testing.T) {
+	for name, want := range map[string]string{
+		"a.swf": "application/x-shockwave-flash", "a.woff2": "font/woff2", "a.mp3": "audio/mpeg",
+		"a.docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+		"A.HTML": "text/html; charset=utf-8", "a.7z": "application/x-7z-compressed", "a.unknown": "application/octet-stream",
+	} {
+		if got := contentType(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
 	}
 }

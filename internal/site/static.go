@@ -2,38 +2,114 @@ package site
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"loadlab/internal/httpx"
 )
 
-// A file as a response needs: what it is, how long, and when it changed.
+// A file as a response needs: what it is, how long, when it changed, and
+// its entity tag.
 type fileMeta struct {
 	contentType  string
 	modTime      time.Time
 	lastModified string
+	etag         string
+	size         int64
 }
 
-// answerFile applies the rules every static file shares: GET and HEAD only,
-// If-Modified-Since, and the headers. It reports whether the body is wanted.
-func answerFile(req *httpx.Request, resp *httpx.Response, m *fileMeta) bool {
+func newFileMeta(name string, mod time.Time, size int64) fileMeta {
+	mod = mod.UTC()
+	return fileMeta{contentType: contentType(name), modTime: mod, lastModified: mod.Format(httpx.TimeFormat),
+		etag: httpx.ETag(mod, size), size: size}
+}
+
+// fileMethods are what a static file answers.
+const fileMethods = "GET, HEAD, OPTIONS"
+
+// answerFile applies the rules every static file shares, as nginx's
+// static, not-modified and range filters do: GET and HEAD (OPTIONS says
+// so), the validators (Last-Modified, ETag), the conditional headers
+// (304, 412), and Range (206, 416, Accept-Ranges). It sets resp's status
+// and headers, and says what of the file the body carries: send is false
+// for none; ranges is nil for the whole file, else the parts of a 206.
+func answerFile(req *httpx.Request, resp *httpx.Response, m *fileMeta) (ranges []httpx.ByteRange, send bool) {
 	if !isGetOrHead(req) {
-		methodNotAllowed(resp, "GET, HEAD")
+		refuseMethod(req, resp, fileMethods)
+		return nil, false
+	}
+	resp.ContentType, resp.LastModified, resp.ETag = m.contentType, m.lastModified, m.etag
+	switch httpx.Evaluate(req, m.etag, m.modTime) {
+	case httpx.NotModified:
+		resp.Status = 304 // with the validators, as nginx's 304
+		return nil, false
+	case httpx.Failed:
+		resp.SetText(412, "412 Precondition Failed\n")
+		return nil, false
+	}
+	resp.Status, resp.AcceptRanges = 200, true
+	v := req.Header("Range")
+	if v == nil || !httpx.RangeApplies(req, m.etag, m.modTime) {
+		return nil, true
+	}
+	ranges, ok := httpx.ParseRange(v, m.size)
+	switch {
+	case !ok:
+		return nil, true // a Range that cannot be read is ignored (RFC 9110 §14.2)
+	case len(ranges) == 0:
+		resp.SetText(416, "416 Range Not Satisfiable\n")
+		resp.ContentRange = string(httpx.AppendContentRange(nil, nil, m.size))
+		return nil, false
+	}
+	resp.Status = 206
+	if len(ranges) == 1 {
+		resp.ContentRange = string(httpx.AppendContentRange(nil, &ranges[0], m.size))
+	}
+	return ranges, true
+}
+
+// maxMultipart bounds the parts of a file read into memory for a
+// multipart/byteranges answer; past it the whole file is sent (200), as
+// RFC 9110 allows a server to ignore Range.
+const maxMultipart = 1 << 20
+
+// answerParts answers a request for several ranges of a file with a
+// multipart/byteranges body (nginx's choice too, rather than the whole
+// file); part reads one range. It reports false when the parts are too
+// large, and resp is left for the whole file.
+func answerParts(resp *httpx.Response, m *fileMeta, ranges []httpx.ByteRange, part func(httpx.ByteRange) ([]byte, error)) bool {
+	var total int64
+	for _, r := range ranges {
+		total += r.N
+	}
+	if total > maxMultipart {
+		resp.Status = 200
 		return false
 	}
-	resp.ContentType = m.contentType
-	resp.LastModified = m.lastModified
-	if notModified(req, m.modTime) {
-		resp.Status = 304
-		return false
+	boundary := nextBoundary()
+	body, err := httpx.AppendByteranges(resp.Scratch[:0], boundary, m.contentType, m.size, ranges, part)
+	if err != nil {
+		resp.SetText(500, "500 Internal Server Error\n")
+		return true
 	}
-	resp.Status = 200
+	resp.Scratch, resp.Body = body, body
+	resp.ContentType = "multipart/byteranges; boundary=" + boundary
 	return true
+}
+
+// boundaries numbers the multipart boundaries, as nginx's do: a boundary
+// must not occur in the parts, and twenty digits after a fixed prefix
+// never lands inside the bytes of a file by chance.
+var boundaries atomic.Uint64
+
+func nextBoundary() string {
+	return fmt.Sprintf("loadlab%020d", boundaries.Add(1))
 }
 
 // redirectToDir answers a directory named without its trailing slash, as
@@ -70,9 +146,7 @@ func loadMemory(fsys fs.FS, mod time.Time) (*memoryFiles, error) {
 		if err != nil {
 			return err
 		}
-		f := &memoryFile{body: body, fileMeta: fileMeta{
-			contentType: contentType(name), modTime: mod, lastModified: mod.Format(httpx.TimeFormat),
-		}}
+		f := &memoryFile{body: body, fileMeta: newFileMeta(name, mod, int64(len(body)))}
 		m.files["/"+name] = f
 		if dir := path.Dir(name); path.Base(name) == "index.html" && dir != "." {
 			m.files["/"+dir+"/"] = f
@@ -87,9 +161,19 @@ func (m *memoryFiles) serve(p []byte, req *httpx.Request, resp *httpx.Response) 
 	f, ok := m.files[string(p)]
 	switch {
 	case ok:
-		answerFile(req, resp, &f.fileMeta)
-		if resp.Status == 200 || resp.Status == 304 {
-			resp.Body = f.body // HEAD and 304 announce its length; the server sends no body
+		ranges, send := answerFile(req, resp, &f.fileMeta)
+		switch {
+		case resp.Status == 304:
+			resp.Body = f.body // not sent: a 304 has no body
+		case !send:
+		case len(ranges) == 1:
+			resp.Body = f.body[ranges[0].Start : ranges[0].Start+ranges[0].N]
+		case len(ranges) > 1:
+			if !answerParts(resp, &f.fileMeta, ranges, func(r httpx.ByteRange) ([]byte, error) { return f.body[r.Start : r.Start+r.N], nil }) {
+				resp.Body = f.body
+			}
+		default:
+			resp.Body = f.body // HEAD announces its length; the server sends no body
 		}
 	case m.dirs[string(p)]:
 		redirectToDir(req, resp, string(p))
@@ -143,29 +227,52 @@ func (d *diskFiles) serve(p []byte, req *httpx.Request, resp *httpx.Response) {
 		}
 		return
 	}
-	mod := info.ModTime().UTC()
-	answerFile(req, resp, &fileMeta{contentType: contentType(name), modTime: mod, lastModified: mod.Format(httpx.TimeFormat)})
+	m := newFileMeta(name, info.ModTime(), info.Size())
+	ranges, send := answerFile(req, resp, &m)
+	if len(ranges) > 1 {
+		defer f.Close()
+		if answerParts(resp, &m, ranges, func(r httpx.ByteRange) ([]byte, error) { return readRange(f, r) }) {
+			return
+		}
+		ranges = nil // too large for parts: the whole file
+	}
+	start, n := int64(0), info.Size()
+	if len(ranges) == 1 {
+		start, n = ranges[0].Start, ranges[0].N
+	}
 	switch {
-	case resp.Status != 200 && resp.Status != 304:
+	case !send:
 		f.Close()
 	case !resp.HasBody(req):
 		f.Close()
-		resp.Stream, resp.ContentLength = emptyFile{}, info.Size() // HEAD and 304 announce the length
-	case info.Size() > streamAbove:
-		resp.Stream, resp.ContentLength = f, info.Size()
+		resp.Stream, resp.ContentLength = emptyFile{}, n // HEAD announces the length
+	case n > streamAbove:
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			f.Close()
+			resp.SetText(500, "500 Internal Server Error\n")
+			return
+		}
+		resp.Stream, resp.ContentLength = f, n // from start; the server sends n bytes
 	default:
 		defer f.Close()
 		buf := resp.Scratch[:0]
-		if int64(cap(buf)) < info.Size() {
-			buf = make([]byte, 0, info.Size())
+		if int64(cap(buf)) < n {
+			buf = make([]byte, 0, n)
 		}
-		buf = buf[:info.Size()]
-		if _, err := io.ReadFull(f, buf); err != nil {
+		buf = buf[:n]
+		if _, err := f.ReadAt(buf, start); err != nil {
 			resp.SetText(500, "500 Internal Server Error\n")
 			return
 		}
 		resp.Scratch, resp.Body = buf, buf
 	}
+}
+
+// readRange reads one range of a file.
+func readRange(f *os.File, r httpx.ByteRange) ([]byte, error) {
+	b := make([]byte, r.N)
+	_, err := f.ReadAt(b, r.Start)
+	return b, err
 }
 
 func (d *diskFiles) open(name string) (*os.File, fs.FileInfo, error) {
