@@ -51,6 +51,7 @@ func answerFile(req *httpx.Request, resp *httpx.Response, m *fileMeta) (ranges [
 		return nil, false
 	case httpx.Failed:
 		resp.SetText(412, "412 Precondition Failed\n")
+		resp.LastModified, resp.ETag = "", "" // an error's answer, not the file's, as nginx's
 		return nil, false
 	}
 	resp.Status, resp.AcceptRanges = 200, true
@@ -64,10 +65,11 @@ func answerFile(req *httpx.Request, resp *httpx.Response, m *fileMeta) (ranges [
 		return nil, true // a Range that cannot be read is ignored (RFC 9110 §14.2)
 	case len(ranges) == 0:
 		resp.SetText(416, "416 Range Not Satisfiable\n")
+		resp.LastModified, resp.ETag, resp.AcceptRanges = "", "", false
 		resp.ContentRange = string(httpx.AppendContentRange(nil, nil, m.size))
 		return nil, false
 	}
-	resp.Status = 206
+	resp.Status, resp.AcceptRanges = 206, false // as nginx: Accept-Ranges goes with the whole file
 	if len(ranges) == 1 {
 		resp.ContentRange = string(httpx.AppendContentRange(nil, &ranges[0], m.size))
 	}
