@@ -90,7 +90,11 @@ var labRoutes = []struct {
 	{"OPTIONS /page.html HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: GET, HEAD, OPTIONS"}},
 	{"OPTIONS /form HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: POST, OPTIONS"}},
 	{"OPTIONS /santai HTTP/1.0\r\n\r\n", want{200, "", "", "Allow: GET, HEAD, OPTIONS"}},
-	{"GET /testing.txt HTTP/1.0\r\nRange: bytes=0-9\r\n\r\n", want{206, "text/plain; charset=utf-8", "Ini adalah", "Content-Range: bytes 0-9/"}},
+	{"GET /testing.txt HTTP/1.0\r\nRange: bytes=0-9\r\n\r\n", want{206, "text/plain; charset=utf-8", "Ini adalah", ""}},
+	{"GET /testing.txt HTTP/1.0\r\nRange: bytes=0-2,4-5\r\n\r\n", want{206, "", "\r\n--loadlab", ""}},
+	{"GET /testing.txt HTTP/1.0\r\nRange: bytes=99999-\r\n\r\n", want{416, "", "", ""}},
+	{"GET /testing.txt HTTP/1.0\r\nIf-None-Match: *\r\n\r\n", want{304, "", "", ""}},
+	{"GET /testing.txt HTTP/1.0\r\nIf-Match: \"x\"\r\n\r\n", want{412, "", "", ""}},
 }
 
 func TestEmbeddedSite(t *testing.T) {
