@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -150,5 +151,46 @@ func TestVersion(t *testing.T) {
 	out, err := exec.Command(binary, "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "loadlab 0.") {
 		t.Errorf("%q %v", out, err)
+	}
+}
+
+// TestStopUnderKeepAliveLoadLosesNothing: SIGTERM to serve on every model
+// while bench keeps 20 kept-alive connections busy (-r: it goes on after
+// errors). Every request the server took is answered: no receive, length
+// or exception failures, only connects refused once it has gone. serve
+// says when the stop begins and when it is done, and exits 0.
+func TestStopUnderKeepAliveLoadLosesNothing(t *testing.T) {
+	testutil.NoteSources()
+	for _, model := range []string{"async", "thread", "pool", "prefork"} {
+		t.Run(model, func(t *testing.T) {
+			cmd, addr, sc := serve(t, "--model", model, "--quiet")
+			bench := exec.Command(binary, "bench", "-q", "-k", "--rate", "3000", "-c", "20", "-r", "-s", "5", "-t", "4", "-n", "1000000", "http://"+addr+"/")
+			var out bytes.Buffer
+			bench.Stdout = &out
+			if err := bench.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second) // not a wait for an event: a second of load before the stop
+			cmd.Process.Signal(syscall.SIGTERM)
+			var said []string
+			for sc.Scan() {
+				said = append(said, sc.Text())
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("serve after SIGTERM: %v", err)
+			}
+			bench.Wait()
+			report := out.String()
+			var connect, receive, length, exceptions int
+			line := report[strings.Index(report, "(Connect:"):]
+			fmt.Sscanf(line, "(Connect: %d, Receive: %d, Length: %d, Exceptions: %d)", &connect, &receive, &length, &exceptions)
+			if !strings.Contains(report, "(Connect:") || receive+length+exceptions != 0 {
+				t.Errorf("requests lost in the stop:\n%s", report)
+			}
+			joined := strings.Join(said, "\n")
+			if !strings.Contains(joined, "stopping") || !strings.Contains(joined, "stopped after") {
+				t.Errorf("serve did not say when its stop began and ended:\n%s", joined)
+			}
+		})
 	}
 }

@@ -28,11 +28,12 @@ const maxAccept = 32
 // 3.6–4.7) and p99 1.09× its; with one acceptor and exact placement,
 // 3.9–5.4 ms and p99 at HAProxy's (docs/PERFORMANCE.md).
 //
+// It reports whether it stopped at maxAccept, with more perhaps waiting.
 // It runs every round while the listener has connections:
 // level-triggered epoll puts a reported socket back at the end of its
 // ready list, so with thousands of busy connections ahead of it the
 // listener would come round again only every few dozen rounds.
-func (l *Loop) accept() {
+func (l *Loop) accept() (more bool) {
 	l.acceptable = false
 	for range maxAccept {
 		fd, from, err := rawsys.Accept4(l.g.lnfd)
@@ -41,7 +42,7 @@ func (l *Loop) accept() {
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
 		case unix.EAGAIN:
-			return
+			return false
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			// Out of descriptors: the listener would wake us at once,
 			// again and again. Pause accepting a little; connections
@@ -49,20 +50,22 @@ func (l *Loop) accept() {
 			l.ctl(unix.EPOLL_CTL_DEL, l.g.lnfd, 0)
 			l.listening = false
 			l.pausedTo = l.now.Add(min(l.g.cfg.SweepEvery, 100*time.Millisecond))
-			return
+			return false
 		default:
-			return
+			return false
 		}
 		rawsys.SetNoDelay(fd)
-		if to := l.g.lightest(); to != l && to.load.Load() < l.load.Load() {
+		// Handed to the lightest loop; but not while stopping, when that
+		// loop may be on its way out.
+		if to := l.g.lightest(); to != l && to.load.Load() < l.load.Load() && !l.g.stopAccepting.Load() {
 			to.handOff(fd, from)
 			continue
 		}
 		l.admit(fd, from)
 	}
 	l.acceptable = true // took maxAccept: there may be more
+	return true // maxAccept taken: more may wait
 }
-
 // lightest is the loop holding the fewest connections.
 func (g *Group) lightest() *Loop {
 	best := g.loops[0]

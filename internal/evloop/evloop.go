@@ -331,6 +331,11 @@ func (l *Loop) dispatch(s Socket, events uint32) {
 // tells the handler.
 func (l *Loop) leave() {
 	if l.listening {
+		// Take what the backlog holds first: the listener's close would
+		// reset those connections, and their clients would count a
+		// request lost. What arrives after this is refused at connect.
+		for l.accept() {
+		}
 		l.ctl(unix.EPOLL_CTL_DEL, l.g.lnfd, 0)
 		l.listening = false
 	}

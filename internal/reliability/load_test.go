@@ -90,23 +90,27 @@ func TestSlowloris(t *testing.T) {
 			before := real()
 			// The attacker would be another machine; here it shares the two
 			// cores with everything, and slowhttptest spins one of them, so
-			// it runs only on time nothing else wants (SCHED_IDLE).
-			attack := exec.Command("ip", "netns", "exec", l.cli.ns, "chrt", "--idle", "0", "slowhttptest", "-H", "-c", "1000", "-r", "500",
-				"-i", "5", "-x", "24", "-p", "3", "-l", "30", "-u", tg.url)
+			// it runs at the lowest priority (nice 19). Not SCHED_IDLE: on a
+			// machine with a core kept busy that got it no time at all, and
+			// its connections opened slower than serve's 10 s header
+			// timeout closed them.
+			attack := exec.Command("ip", "netns", "exec", l.cli.ns, "nice", "-n", "19", "slowhttptest", "-H", "-c", "1000", "-r", "500",
+				"-i", "5", "-x", "24", "-p", "3", "-l", "300", "-u", tg.url)
 			attack.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 			if err := attack.Start(); err != nil {
 				t.Fatal(err)
 			}
 			stopAttack := func() { syscall.Kill(-attack.Process.Pid, syscall.SIGKILL); attack.Wait() }
 			defer stopAttack()
-			// slowhttptest opens its 1,000 connections at 500 a second.
+			// slowhttptest opens its 1,000 connections at 500 a second, or
+			// slower on a busy machine (its -l outlasts that).
 			host := l.backends[0]
 			port := backendPort
 			if tg.name == "balance" {
 				host, port = l.lb, balancerPort
 			}
 			var open int64
-			testutil.Within(10*time.Second, func() bool {
+			testutil.Eventually(t, 90*time.Second, "1,000 slowloris connections open on "+tg.name, func() bool {
 				open = host.openConns(t, port)
 				return open >= 1000
 			})
@@ -119,9 +123,6 @@ func TestSlowloris(t *testing.T) {
 			p99 := (under.Total.P99 + again.Total.P99) / 2
 			row(t, "%d slow connections open on %s: real clients' p99 %.2f and %.2f ms (without them %.2f ms before, %.2f ms after: ×%.2f); %s",
 				open, tg.name, under.Total.P99, again.Total.P99, before.Total.P99, after.Total.P99, p99/base, summaryLine(under))
-			if open < 1000 {
-				t.Errorf("only %d slowloris connections open on %s", open, tg.name)
-			}
 			for _, s := range []*bench.Summary{under, again} {
 				if s.Failed != 0 || s.Non2xx != 0 {
 					t.Errorf("real clients under slowloris: %s", summaryLine(s))

@@ -430,6 +430,8 @@ func (h *asyncLoop) Sweep() {
 			if now.Sub(c.active) > cfg.WriteTimeout {
 				c.close()
 			}
+		case h.l.Stopping() && c.idleForStop(now):
+			c.close()
 		default: // waiting for input: the session says how long
 			deadline, answer := c.sess.readDeadline(len(c.in))
 			switch {
@@ -448,10 +450,26 @@ func (h *asyncLoop) Sweep() {
 // finish what they are doing, answered with "Connection: close".
 func (h *asyncLoop) Stopping() {
 	for c := range h.conns {
-		if !c.pending() && len(c.in) == 0 && !c.closeAfter {
+		if c.idleForStop(h.l.Now()) {
 			c.close()
 		}
 	}
+}
+
+// freshGrace is how long, once a stop has begun, a connection that has not
+// sent its first request yet is given to send it: it was accepted (from
+// the backlog, perhaps) with its request on the way, and closing it would
+// lose that request. nginx closes it at once.
+const freshGrace = 250 * time.Millisecond
+
+// idleForStop reports whether a stop may close c now: it waits for a
+// request between others (a kept-alive client, which retries on a new
+// connection as HTTP allows), or has sent none within freshGrace.
+func (c *asyncConn) idleForStop(now time.Time) bool {
+	if c.pending() || len(c.in) > 0 || c.closeAfter {
+		return false
+	}
+	return c.sess.served > 0 || now.Sub(c.active) > freshGrace
 }
 
 // CloseAll closes every connection: the grace is over.
