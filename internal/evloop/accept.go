@@ -64,8 +64,9 @@ func (l *Loop) accept() (more bool) {
 		l.admit(fd, from)
 	}
 	l.acceptable = true // took maxAccept: there may be more
-	return true // maxAccept taken: more may wait
+	return true         // maxAccept taken: more may wait
 }
+
 // lightest is the loop holding the fewest connections.
 func (g *Group) lightest() *Loop {
 	best := g.loops[0]
