@@ -64,7 +64,7 @@ func (l *Loop) accept() (more bool) {
 		l.admit(fd, from)
 	}
 	l.acceptable = true // took maxAccept: there may be more
-	return true         // maxAccept taken: more may wait
+	return true
 }
 
 // lightest is the loop holding the fewest connections.
