@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"loadlab/internal/evloop"
 )
 
 // Aborted is returned, with the Summary so far, when a run ends early the
@@ -93,19 +95,6 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 		n: int64(w.Requests), coll: newCollector(w.KeepSamples), progress: progress, heartbeat: Heartbeat(w.Requests),
 	}
 	r.docLen.Store(-1)
-	// One event loop per core, the connections dealt out among them.
-	loops := make([]*loop, min(runtime.GOMAXPROCS(0), w.Concurrency))
-	for i := range loops {
-		share := w.Concurrency / len(loops)
-		if i < w.Concurrency%len(loops) {
-			share++
-		}
-		l, err := newLoop(r, share)
-		if err != nil {
-			return nil, err
-		}
-		loops[i] = l
-	}
 	r.start = time.Now()
 	if w.Interval > 0 {
 		r.coll.timeline = &timeline{origin: r.start, every: w.Interval}
@@ -116,11 +105,21 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 	stopOnCancel := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopOnCancel()
 
-	var wg sync.WaitGroup
-	for _, l := range loops {
-		wg.Go(l.run)
+	// One client loop per core, the connections shared out between them.
+	n := min(runtime.GOMAXPROCS(0), w.Concurrency)
+	var loops []*loop
+	err := evloop.RunClients(evloop.Config{Loops: n, SweepEvery: sweepEvery}, func(ev *evloop.Loop) evloop.ClientHandler {
+		share := w.Concurrency / n
+		if len(loops) < w.Concurrency%n {
+			share++
+		}
+		l := newLoop(r, ev, share)
+		loops = append(loops, l)
+		return l
+	})
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
 	stats := make([]workerStats, len(loops))
 	for i, l := range loops {
 		stats[i] = l.stats

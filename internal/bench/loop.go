@@ -5,33 +5,37 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/evloop"
 	"loadlab/internal/rawsys"
 )
 
-// loop is one core's share of a run: an epoll event loop driving its
-// connections with non-blocking sockets, as wrk does. Go's net package
-// costs a new connection a dozen system calls and two goroutine switches;
-// a loop costs it socket, connect, epoll_ctl, write, read and close.
+// loop is one core's share of a run: a handler on one of evloop's client
+// loops, driving its connections with non-blocking sockets, as wrk does.
+// Go's net package costs a new connection a dozen system calls and two
+// goroutine switches; a loop costs it socket, connect, epoll_ctl, write,
+// read and close. Its sockets are edge-triggered, unlike serve's and
+// balance's: a client's socket wants both directions at once for its
+// whole life, so one epoll_ctl registers it and none ever changes it
+// (level-triggered, every socket writable and waiting for its answer
+// would be reported every round).
 type loop struct {
-	r      *run
-	epfd   int
-	sa     *rawsys.Sockaddr
-	conns  []*conn
-	live   int // connections not yet retired
-	stats  workerStats
-	rec    recorder
-	events []unix.EpollEvent
-	buf    []byte
+	r     *run
+	ev    *evloop.Loop
+	sa    *rawsys.Sockaddr
+	conns []*conn
+	live  int // connections not yet retired
+	stats workerStats
+	rec   recorder
 }
 
-// conn is one client connection's state machine.
+// conn is one client connection's state machine, and the socket evloop
+// reports to.
 type conn struct {
-	slot    int
+	l       *loop
 	fd      int // -1 when closed
 	state   connState
 	reused  bool // the socket already carried a response: a close now is the server's idle close
@@ -55,86 +59,78 @@ const (
 	retired
 )
 
-func newLoop(r *run, n int) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	l := &loop{r: r, epfd: epfd, rec: recorder{to: r.coll}, events: make([]unix.EpollEvent, 256), buf: make([]byte, 64<<10)}
-	l.sa = rawsys.NewSockaddr(r.addr.IP, r.addr.Port)
-	for i := range n {
-		l.conns = append(l.conns, &conn{slot: i, fd: -1})
+func newLoop(r *run, ev *evloop.Loop, n int) *loop {
+	l := &loop{r: r, ev: ev, rec: recorder{to: r.coll}, sa: rawsys.NewSockaddr(r.addr.IP, r.addr.Port)}
+	for range n {
+		l.conns = append(l.conns, &conn{l: l, fd: -1})
 	}
 	l.live = n
-	return l, nil
+	return l
 }
 
-// run drives the loop's connections until every one has retired.
-func (l *loop) run() {
-	defer unix.Close(l.epfd)
-	defer l.rec.flush()
+// Start begins every connection's first request.
+func (l *loop) Start() {
 	for _, c := range l.conns {
 		l.next(c)
 	}
-	nextSweep := time.Now().Add(sweepEvery)
-	nextYield := time.Now().Add(yieldEvery)
-	for l.live > 0 {
-		if l.r.stop.Load() {
-			for _, c := range l.conns {
-				l.retire(c)
+	l.checkDone()
+}
+
+// Next is when the first sleeping connection (rate mode) is due.
+func (l *loop) Next() time.Time {
+	var next time.Time
+	if l.r.w.Rate > 0 {
+		for _, c := range l.conns {
+			if c.state == sleeping && (next.IsZero() || c.wakeAt.Before(next)) {
+				next = c.wakeAt
 			}
-			break
-		}
-		now := time.Now()
-		wait := nextSweep.Sub(now)
-		if l.r.w.Rate > 0 {
-			for _, c := range l.conns {
-				if c.state == sleeping {
-					wait = min(wait, c.wakeAt.Sub(now))
-				}
-			}
-		}
-		n, err := unix.EpollWait(l.epfd, l.events, max(int(wait/time.Millisecond), 0))
-		if err != nil && err != unix.EINTR {
-			l.r.abort("epoll_wait: " + err.Error())
-			continue
-		}
-		for _, ev := range l.events[:max(n, 0)] {
-			l.ready(l.conns[ev.Fd])
-		}
-		now = time.Now()
-		if l.r.w.Rate > 0 {
-			for _, c := range l.conns {
-				if c.state == sleeping && !now.Before(c.wakeAt) {
-					l.send(c)
-				}
-			}
-		}
-		if !now.Before(nextSweep) {
-			l.sweep(now)
-			nextSweep = now.Add(sweepEvery)
-		}
-		if !now.Before(nextYield) {
-			// A loop that always has work never enters the scheduler, and
-			// Go then preempts it with a signal every 10 ms; yielding first
-			// is cheaper (measured: a quarter less CPU per request). For
-			// the same reason the loop is not locked to its thread: a
-			// locked goroutine's preemption costs two futex hand-offs.
-			runtime.Gosched()
-			nextYield = now.Add(yieldEvery)
 		}
 	}
+	return next
 }
+
+// Tick follows every wait: a stopped run retires every connection; in
+// rate mode, those whose time has come send.
+func (l *loop) Tick(time.Time) {
+	if l.r.stop.Load() {
+		for _, c := range l.conns {
+			l.retire(c)
+		}
+	}
+	if l.r.w.Rate > 0 {
+		now := time.Now()
+		for _, c := range l.conns {
+			if c.state == sleeping && !now.Before(c.wakeAt) {
+				l.send(c)
+			}
+		}
+	}
+	l.checkDone()
+}
+
+// checkDone ends the loop once every connection has retired.
+func (l *loop) checkDone() {
+	if l.live == 0 {
+		l.rec.flush()
+		l.ev.Done()
+	}
+}
+
+// Ready handles epoll's news for c.
+func (c *conn) Ready(uint32) { c.l.ready(c) }
+
+// Fail ends c's attempt after a panic in Ready.
+func (c *conn) Fail() { c.l.failed(c, exception, errPanic) }
+
+var errPanic = errors.New("panic in the client")
 
 // sweepEvery is how often deadlines are checked; a timeout fires within
 // this much of the -s time.
 const sweepEvery = 50 * time.Millisecond
 
-// yieldEvery is how often a busy loop hands its processor back to the Go
-// scheduler of its own accord.
-const yieldEvery = 2 * time.Millisecond
-
-func (l *loop) sweep(now time.Time) {
+// Sweep fails what outlived -s.
+func (l *loop) Sweep() {
+	now := time.Now()
 	for _, c := range l.conns {
 		if (c.state == connecting || c.state == writing || c.state == reading) && now.After(c.deadline) {
 			l.failed(c, receiveFailed, os.ErrDeadlineExceeded)
@@ -183,8 +179,7 @@ func (l *loop) send(c *conn) {
 	// No TCP_NODELAY: a request goes out in one write, and Nagle never
 	// holds back the first segment of a send.
 	c.fd = fd
-	events := uint32(unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET)
-	if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, events, int32(c.slot)); err != nil {
+	if err := l.ev.Add(fd, c, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
 		l.failed(c, connectFailed, os.NewSyscallError("epoll_ctl", err))
 		return
 	}
@@ -237,8 +232,9 @@ func (l *loop) write(c *conn) {
 }
 
 func (l *loop) read(c *conn) {
+	buf := l.ev.Buf()
 	for {
-		n, err := rawsys.Read(c.fd, l.buf)
+		n, err := rawsys.Read(c.fd, buf)
 		switch {
 		case err == unix.EAGAIN:
 			return
@@ -259,7 +255,7 @@ func (l *loop) read(c *conn) {
 		if c.firstByte.IsZero() {
 			c.firstByte = time.Now()
 		}
-		finished, err := c.p.feed(l.buf[:n])
+		finished, err := c.p.feed(buf[:n])
 		if err != nil {
 			l.failed(c, exception, err)
 			return
@@ -309,7 +305,7 @@ func (l *loop) failed(c *conn, out outcome, err error) {
 
 func (l *loop) closeFD(c *conn) {
 	if c.fd >= 0 {
-		rawsys.Close(c.fd) // closing also takes it out of the epoll set
+		l.ev.Disown(c.fd) // closed after the round's events; closing takes it out of the epoll set
 		c.fd = -1
 	}
 	c.reused = false
@@ -322,6 +318,9 @@ func (l *loop) retire(c *conn) {
 	l.closeFD(c)
 	c.state = retired
 	l.live--
+	if l.live == 0 {
+		l.checkDone()
+	}
 }
 
 // isTimeout reports a request that outlived -s.

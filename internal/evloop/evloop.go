@@ -77,7 +77,8 @@ type Group struct {
 }
 
 // Start runs the loops on the listening socket lnfd (non-blocking), with a
-// handler for each made by newHandler.
+// handler for each made by newHandler; with lnfd < 0 they have no
+// listener (RunClients).
 func Start(lnfd int, cfg Config, newHandler func(*Loop) Handler) (*Group, error) {
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = 100 * time.Millisecond
@@ -99,6 +100,7 @@ func Start(lnfd int, cfg Config, newHandler func(*Loop) Handler) (*Group, error)
 			return nil, err
 		}
 		l.handler = newHandler(l)
+		l.timer, _ = l.handler.(timer)
 		g.loops = append(g.loops, l)
 	}
 	g.unlistened.Add(len(g.loops))
@@ -189,6 +191,8 @@ type Loop struct {
 	acceptable bool      // the listener may have connections waiting
 	left       bool      // the loop has left the listener for good
 	pausedTo   time.Time // accept paused after running out of descriptors
+	timer      timer     // the handler, when it keeps time of its own
+	done       bool      // a client loop's handler is done: end after this round
 }
 
 // waiter is a connection waiting for a MaxConns slot.
@@ -213,7 +217,7 @@ func newLoop(g *Group) (*Loop, error) {
 		l.release()
 		return nil, err
 	}
-	if len(g.loops) > 0 { // the first loop accepts for all
+	if len(g.loops) > 0 || g.lnfd < 0 { // the first loop accepts for all
 		return l, nil
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, g.lnfd, unix.EPOLLIN); err != nil {
@@ -256,6 +260,9 @@ func (l *Loop) run() {
 	l.now = time.Now()
 	every := l.g.cfg.SweepEvery
 	nextSweep, nextYield := l.now.Add(every), l.now.Add(yieldEvery)
+	if s, ok := l.handler.(starter); ok {
+		s.Start()
+	}
 	for {
 		if l.g.stopAccepting.Load() && !l.left {
 			l.leave()
@@ -263,7 +270,7 @@ func (l *Loop) run() {
 		if l.g.closeAll.Load() {
 			l.handler.CloseAll()
 		}
-		if l.left && l.load.Load() == 0 { // none held, none handed over
+		if l.left && l.load.Load() == 0 || l.done { // none held, none handed over; or a client done
 			l.inboxMu.Lock()
 			l.exited = true
 			l.inboxMu.Unlock()
@@ -274,8 +281,14 @@ func (l *Loop) run() {
 		if len(l.waiting) > 0 {
 			wait = min(wait, 5*time.Millisecond) // a slot may free in another loop
 		}
+		ms := int((wait + time.Millisecond - 1) / time.Millisecond) // a sweep may be a little late
+		if l.timer != nil {
+			if next := l.timer.Next(); !next.IsZero() && next.Sub(l.now) < wait {
+				ms = max(int(next.Sub(time.Now())/time.Millisecond), 0) // a timer may not: the rest of a millisecond is spun
+			}
+		}
 		l.closeNow()
-		n, err := unix.EpollWait(l.epfd, l.events, max(int((wait+time.Millisecond-1)/time.Millisecond), 0))
+		n, err := unix.EpollWait(l.epfd, l.events, max(ms, 0))
 		if err != nil && err != unix.EINTR {
 			continue
 		}
@@ -293,6 +306,9 @@ func (l *Loop) run() {
 			}
 		}
 		l.closeNow()
+		if l.timer != nil {
+			l.timer.Tick(l.now)
+		}
 		if l.acceptable && l.listening {
 			l.accept()
 		}
@@ -409,6 +425,14 @@ func (l *Loop) Own(fd int, s Socket) {
 		l.sockets = append(l.sockets, make([]Socket, len(l.sockets)+64)...)
 	}
 	l.sockets[fd] = s
+}
+
+// Add records s as the handler of fd's events and puts fd in the epoll
+// set for events, once: for a socket whose wishes never change (bench's,
+// edge-triggered).
+func (l *Loop) Add(fd int, s Socket, events uint32) error {
+	l.Own(fd, s)
+	return l.ctl(unix.EPOLL_CTL_ADD, fd, events)
 }
 
 // Disown forgets fd and closes it after the round's events: until then
