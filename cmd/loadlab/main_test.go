@@ -21,17 +21,12 @@ var binary string
 
 // TestMain builds loadlab once; the tests run it as a user would.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "loadlab-cmd")
-	if err != nil {
-		panic(err)
-	}
-	if binary, err = testutil.BuildBinary(dir); err != nil {
+	var err error
+	if binary, err = testutil.BuildBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 func TestBadInputIsOneLineAndExit2(t *testing.T) {

@@ -142,6 +142,7 @@ func resetAfter(addr, raw string, readFirst int) error {
 // process must still be up and answering, and prefork must not have lost
 // a child.
 func TestResetsNeverTakeAServerDown(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	pipelined := strings.Repeat("GET /payload-100k.bin HTTP/1.1\r\nHost: x\r\n\r\n", 20) + "GET /payload-100k.bin HT"
 	shapes := []struct {
@@ -179,6 +180,7 @@ func TestResetsNeverTakeAServerDown(t *testing.T) {
 // (its sends stall), hold at most 64 MB more than before, and go on
 // answering others.
 func TestNonReaderIsBounded(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	const total = 50 << 20
 	req := []byte("GET /payload-100k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -217,6 +219,7 @@ func TestNonReaderIsBounded(t *testing.T) {
 // TestDescriptorLimit: with `ulimit -n 64`, 120 clients connect and hold
 // on; the server must not exit, and once they leave it answers again.
 func TestDescriptorLimit(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	var tgs []*target
 	for _, model := range []string{"async", "thread", "pool"} {
@@ -297,6 +300,7 @@ func bigFile(t *testing.T, name string, size int64) string {
 // read nothing; with --write-timeout 1s every model closes them, and its
 // descriptors come back to what they were.
 func TestStreamedFileToNonReaderTimesOut(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	root := bigFile(t, "big.bin", 64<<20)
 	for _, tg := range serveTargets(t, "--root", root, "--write-timeout", "1s") {
@@ -324,6 +328,7 @@ func TestStreamedFileToNonReaderTimesOut(t *testing.T) {
 
 // TestSignalsServeDoesNotUse: SIGHUP leaves every model serving.
 func TestSignalsServeDoesNotUse(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	for _, tg := range serveTargets(t) {
 		syscall.Kill(-tg.main.Cmd.Process.Pid, syscall.SIGHUP) // the whole group, as a terminal hanging up
@@ -336,6 +341,7 @@ func TestSignalsServeDoesNotUse(t *testing.T) {
 // that nobody reads; either way serve goes on answering, and still stops
 // on SIGTERM.
 func TestLogPipe(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	for _, how := range []string{"reader gone", "never read"} {
 		for _, bin := range []string{"serve", "balance"} {
@@ -397,6 +403,7 @@ func TestLogPipe(t *testing.T) {
 // TestStopFinishesDownloads: SIGTERM during a 50 MB download on every model
 // lets it finish within --grace, then the process exits.
 func TestStopFinishesDownloads(t *testing.T) {
+	t.Parallel()
 	testutil.NoteSources()
 	root := bigFile(t, "big.bin", 50<<20)
 	for _, tg := range serveTargets(t, "--root", root, "--grace", "30s") {

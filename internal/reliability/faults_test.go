@@ -31,6 +31,7 @@ const (
 // before any response byte is retried elsewhere). tcp mode: at most the
 // connections open on the backend at that moment fail, and none after.
 func TestBackendKilled(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t, modeArgs(mode)...)
@@ -73,6 +74,7 @@ func TestBackendKilled(t *testing.T) {
 // it is back after rise good checks once the link returns, and gets
 // traffic again.
 func TestBackendLinkCut(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			// A request stuck on the cut link ends at the balancer's answer
@@ -123,6 +125,7 @@ func TestBackendLinkCut(t *testing.T) {
 // requests pile up and send it few; round robin, for contrast, keeps
 // giving it a quarter, and its clients' p99 shows the delay.
 func TestSlowBackend(t *testing.T) {
+	t.Parallel()
 	l := newLab(t, modeArgs("http")...)
 	slow := l.backends[1]
 	// The slow backend's server moves to its loopback; a relay on its
@@ -209,6 +212,7 @@ func delayRelay(t *testing.T, h *host, listen, target string, delay *atomic.Int6
 // connection is closed), http answers 503 at once; when the backends come
 // back, both recover by themselves.
 func TestAllBackendsDown(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t, modeArgs(mode)...)

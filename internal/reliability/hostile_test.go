@@ -16,6 +16,7 @@ import (
 // to `serve`: each is refused with 400 and the connection closed, and no
 // backend ever sees a request — least of all the one hidden in the body.
 func TestSmugglingRefused(t *testing.T) {
+	t.Parallel()
 	l := newLab(t, modeArgs("http")...)
 	// Backends with their access log on: it is what they saw.
 	for i := range l.servers {
@@ -111,6 +112,7 @@ func (l *lab) backendRequests() int {
 // it refuses requests without the token and never answers another
 // origin's page with the backends' data.
 func TestAdminExposure(t *testing.T) {
+	t.Parallel()
 	l := newLab(t, modeArgs("tcp")...)
 	l.balancer.kill()
 	l.balancer = l.lb.start(t, "balance", "--listen", l.lb.addr(balancerPort), "--admin", ":9000", "--quiet",

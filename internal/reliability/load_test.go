@@ -15,6 +15,7 @@ import (
 // balancer (tcp mode, the lab's) to four backends for 30 s: every request
 // answered, and what each connection costs in memory.
 func TestTenThousandConnections(t *testing.T) {
+	t.Parallel()
 	conns := connsWithin(t, 10000)
 	// The default connect timeout (2 s), not the fast one: 10,000 connects
 	// at once overflow the backends' accept queues, and a dropped SYN is
@@ -74,6 +75,9 @@ func connsWithin(t *testing.T, want int) int {
 // against the balancer (http mode, which reads request heads itself):
 // real clients' p99 stays within 2× of what it is without them.
 func TestSlowloris(t *testing.T) {
+	// Not in parallel with the others: its attacker runs at nice 19, and
+	// beside another scenario it cannot open its 1,000 connections within
+	// the servers' 10 s header timeout, which closes them as they come.
 	if !have("slowhttptest") {
 		t.Skip("needs slowhttptest: apt-get install slowhttptest")
 	}

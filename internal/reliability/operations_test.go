@@ -17,6 +17,7 @@ import (
 // during a run, each time with other weights and algorithm: no client
 // sees a failure.
 func TestReloadDuringRun(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t, modeArgs(mode)...)
@@ -60,6 +61,7 @@ func TestReloadDuringRun(t *testing.T) {
 // drained, stopped (SIGTERM, which lets what it has finish), started
 // again and put back: no client sees a failure.
 func TestRollingRestart(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t, modeArgs(mode)...)

@@ -30,18 +30,13 @@ var loadlabBin, skipReason string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		dir, err := os.MkdirTemp("", "loadlab-reliability-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
+		var err error
 		// 10,000 connections through a balancer are 20,000 descriptors;
 		// root may lift the hard limit (not in every sandbox), and the
 		// children inherit it.
 		lim := syscall.Rlimit{Cur: 1 << 16, Max: 1 << 16}
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-		if loadlabBin, err = testutil.BuildBinary(dir); err != nil {
+		if loadlabBin, err = testutil.BuildBinary(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -124,8 +119,9 @@ func newTestbed(t *testing.T, names ...string) *testbed {
 	requireTestbed(t)
 	testbeds.Lock()
 	testbeds.n++
-	id := fmt.Sprintf("%d-%d", os.Getpid(), testbeds.n)
+	n := testbeds.n // tests run in parallel: this testbed's number, not the latest
 	testbeds.Unlock()
+	id := fmt.Sprintf("%d-%d", os.Getpid(), n)
 	tb := &testbed{t: t, id: id, bridge: nsPrefix + id + "-sw"}
 	t.Cleanup(tb.remove)
 	tb.ip("netns", "add", tb.bridge)
@@ -134,7 +130,7 @@ func newTestbed(t *testing.T, names ...string) *testbed {
 	for i, name := range names {
 		h := &host{tb: tb, name: name, ns: nsPrefix + id + "-" + name, ip: subnet + strconv.Itoa(i+1)}
 		// Interface names are at most 15 bytes: a short unique pair per host.
-		inner, outer := fmt.Sprintf("v%d-%di", testbeds.n, i), fmt.Sprintf("v%d-%do", testbeds.n, i)
+		inner, outer := fmt.Sprintf("v%d-%di", n, i), fmt.Sprintf("v%d-%do", n, i)
 		h.port = outer
 		tb.ip("netns", "add", h.ns)
 		tb.ip("link", "add", inner, "type", "veth", "peer", "name", outer)

@@ -7,7 +7,10 @@ package testutil
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,20 +56,86 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// BuildBinary builds loadlab into dir and returns its path. Call it from
-// TestMain; tests that run the binary call NoteSources.
-func BuildBinary(dir string) (string, error) {
+// BuildBinary builds loadlab once for the module's sources as they are,
+// and returns its path. The binary is shared: every package's TestMain
+// that calls it while go test runs them side by side gets the same one,
+// built by the first and waited for by the others (a file lock), so a
+// fresh clone compiles the command once, not once a package. It is kept
+// under the temporary directory by a hash of every file of the module;
+// builds for older sources are removed. Tests that run the binary call
+// NoteSources.
+func BuildBinary() (string, error) {
+	key, err := sourcesKey()
+	if err != nil {
+		return "", err
+	}
+	base := filepath.Join(os.TempDir(), "loadlab-test-bin")
+	dir := filepath.Join(base, key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	bin := filepath.Join(dir, "loadlab")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
 	gotool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(gotool); err != nil {
 		gotool = "go"
 	}
-	build := exec.Command(gotool, "build", "-o", bin, "./cmd/loadlab")
+	build := exec.Command(gotool, "build", "-o", bin+".tmp", "./cmd/loadlab")
 	build.Dir = moduleRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building loadlab: %v\n%s", err, out)
 	}
+	if err := os.Rename(bin+".tmp", bin); err != nil {
+		return "", err
+	}
+	// Builds of other sources an hour old are done with.
+	if old, err := os.ReadDir(base); err == nil {
+		for _, e := range old {
+			if info, err := e.Info(); err == nil && e.Name() != key && time.Since(info.ModTime()) > time.Hour {
+				os.RemoveAll(filepath.Join(base, e.Name()))
+			}
+		}
+	}
 	return bin, nil
+}
+
+// sourcesKey hashes every file of the module (but .git) and the Go
+// version: what the binary is built from.
+func sourcesKey() (string, error) {
+	h := sha256.New()
+	io.WriteString(h, runtime.Version())
+	root := moduleRoot()
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && d.Name() == ".git":
+			return filepath.SkipDir
+		case d.IsDir() || !d.Type().IsRegular():
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		io.WriteString(h, rel+"\x00")
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(h, f)
+		return err
+	})
+	return hex.EncodeToString(h.Sum(nil))[:16], err
 }
 
 // NoteSources looks at every Go file of the module, so that go test's
