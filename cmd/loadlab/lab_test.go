@@ -17,6 +17,8 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	testutil.NoteSources()
 	out := t.TempDir()
 	cmd := exec.Command(binary, "lab", "--ports", "auto", "--screenshots=false", "--out", out)
+	mark := testutil.Mark(t) // the lab's processes, orphans too, carry it; other packages' do not
+	cmd.Env = append(os.Environ(), mark)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -45,7 +47,7 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 		t.Errorf("no partial report after Ctrl-C: %v", err)
 	}
 	testutil.Eventually(t, 5*time.Second, "no loadlab process left after Ctrl-C", func() bool {
-		return len(testutil.ProcessesOf(binary)) == 0
+		return len(testutil.ProcessesOf(binary, mark)) == 0
 	})
 }
 

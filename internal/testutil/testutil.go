@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,15 +278,28 @@ func RSS(pid int) int64 { return procstat.RSS(pid) }
 // Descendants are pid's children, their children and so on.
 func Descendants(pid int) []int { return procstat.WithDescendants([]int{pid})[1:] }
 
-// ProcessesOf lists the running processes whose executable is bin, by pid.
-func ProcessesOf(bin string) []string {
+// Mark is an environment variable for a test's processes, so that it can
+// tell its own from those of other packages running the same shared
+// binary: set it on a command, and every process that command starts
+// inherits it, orphans included.
+func Mark(t testing.TB) string {
+	return "LOADLAB_TEST_MARK=" + strconv.Itoa(os.Getpid()) + "-" + t.Name()
+}
+
+// ProcessesOf lists, by pid, the running processes whose executable is
+// bin and whose environment holds mark.
+func ProcessesOf(bin, mark string) []string {
 	var found []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err != nil || exe != bin {
+			continue
+		}
+		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if slices.Contains(strings.Split(string(env), "\x00"), mark) {
 			found = append(found, e.Name())
 		}
 	}
