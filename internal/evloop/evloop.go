@@ -73,6 +73,9 @@ type Group struct {
 	stopAccepting atomic.Bool    // Stop: take no more connections
 	unlistened    sync.WaitGroup // a loop is done once it has left the listener
 	closeAll      atomic.Bool    // Stop's grace is over: close what is open
+	closed        atomic.Bool    // Stop has closed the listener
+	closeOnce     sync.Once
+	closeListener func() // Stop's, for the acceptor to call the moment it has drained the backlog
 	queued        atomic.Int64   // connections waiting for a MaxConns slot
 }
 
@@ -131,10 +134,13 @@ func ListenerFD(ln net.Listener) (int, error) {
 // done — or, when done is closed first, after closing those. It returns
 // when the loops have ended.
 func (g *Group) Stop(closeListener func(), done <-chan struct{}) {
+	g.closeListener = closeListener
 	g.stopAccepting.Store(true)
 	g.wake()
 	g.unlistened.Wait()
-	closeListener()
+	g.closeOnce.Do(g.closeListener) // if the acceptor did not (accept paused)
+	g.closed.Store(true)
+	g.wake() // the handlers may close their idle connections now
 	finished := make(chan struct{})
 	go func() { g.wg.Wait(); close(finished) }()
 	select {
@@ -191,6 +197,7 @@ type Loop struct {
 	acceptable bool      // the listener may have connections waiting
 	left       bool      // the loop has left the listener for good
 	pausedTo   time.Time // accept paused after running out of descriptors
+	told       bool      // the handler was told of the stop
 	timer      timer     // the handler, when it keeps time of its own
 	done       bool      // a client loop's handler is done: end after this round
 }
@@ -248,8 +255,11 @@ func (l *Loop) Now() time.Time { return l.now }
 // returns to the loop.
 func (l *Loop) Buf() []byte { return l.buf }
 
-// Stopping reports whether the loop has left the listener for good.
-func (l *Loop) Stopping() bool { return l.left }
+// Stopping reports whether the group is stopping and its listener is
+// closed: answers say "Connection: close" from then, not before, since a
+// client that reconnected while the listener was still open would land
+// in its backlog and be reset at its close.
+func (l *Loop) Stopping() bool { return l.told }
 
 // yieldEvery: a loop that always has work never enters the Go scheduler;
 // handing its processor back now and then is cheaper than being preempted.
@@ -266,6 +276,14 @@ func (l *Loop) run() {
 	for {
 		if l.g.stopAccepting.Load() && !l.left {
 			l.leave()
+		}
+		if l.left && !l.told && l.g.closed.Load() {
+			// Only now, with nothing left to connect to: a client whose
+			// idle connection is closed retries on a new one, which until
+			// the listener closed would have landed in its backlog, to be
+			// reset there.
+			l.told = true
+			l.handler.Stopping()
 		}
 		if l.g.closeAll.Load() {
 			l.handler.CloseAll()
@@ -343,8 +361,8 @@ func (l *Loop) dispatch(s Socket, events uint32) {
 	s.Ready(events)
 }
 
-// leave takes the loop off the listener for good, refuses the waiting and
-// tells the handler.
+// leave takes the loop off the listener for good and refuses the waiting;
+// the handler is told of the stop once the listener is closed.
 func (l *Loop) leave() {
 	if l.listening {
 		// Take what the backlog holds first: the listener's close would
@@ -354,6 +372,9 @@ func (l *Loop) leave() {
 		}
 		l.ctl(unix.EPOLL_CTL_DEL, l.g.lnfd, 0)
 		l.listening = false
+		// Closed at once, here: a connection that came between the
+		// drain and a close on Stop's goroutine would be reset.
+		l.g.closeOnce.Do(l.g.closeListener)
 	}
 	l.left = true
 	l.g.unlistened.Done()
@@ -362,7 +383,6 @@ func (l *Loop) leave() {
 		l.handler.Refuse(w.fd, w.from)
 	}
 	l.queue(nil)
-	l.handler.Stopping()
 }
 
 // sweep runs the handler's timeouts, refuses waits over MaxConns that ran
