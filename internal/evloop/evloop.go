@@ -75,8 +75,8 @@ type Group struct {
 	closeAll      atomic.Bool    // Stop's grace is over: close what is open
 	closed        atomic.Bool    // Stop has closed the listener
 	closeOnce     sync.Once
-	closeListener func() // Stop's, for the acceptor to call the moment it has drained the backlog
-	queued        atomic.Int64   // connections waiting for a MaxConns slot
+	closeListener func()       // Stop's, for the acceptor to call the moment it has drained the backlog
+	queued        atomic.Int64 // connections waiting for a MaxConns slot
 }
 
 // Start runs the loops on the listening socket lnfd (non-blocking), with a
