@@ -27,7 +27,8 @@ type blockingServer struct {
 	core     *core
 	ln       net.Listener
 	conns    connSet
-	draining atomic.Bool
+	stopping atomic.Bool   // Shutdown has begun
+	draining atomic.Bool   // the listener is closed: answers say close
 	queue    chan net.Conn // pool only
 	workers  sync.WaitGroup
 	done     chan struct{}
@@ -131,10 +132,7 @@ func (s *blockingServer) serve(nc net.Conn) {
 			s.core.panicked("connection", p, debug.Stack())
 		}
 	}()
-	if s.draining.Load() {
-		return
-	}
-	s.serveConn(nc, tc)
+	s.serveConn(nc, tc) // even when draining: its request may be on the way
 }
 
 // maxInput bounds a connection's input buffer: the largest head and body the
@@ -183,14 +181,21 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
 				return
 			}
 		}
+		fresh := false
 		if start == end {
 			start, end = 0, 0
-			tc.idle.Store(true)
-			if s.draining.Load() {
+			// A connection that has had no request yet is not idle: its
+			// request may be on the way (async's freshGrace).
+			tc.idle.Store(sess.served > 0)
+			if s.draining.Load() && sess.served > 0 {
 				return
 			}
+			fresh = s.draining.Load()
 		}
 		deadline, answer := sess.readDeadline(end - start)
+		if fresh {
+			deadline = time.Now().Add(freshGrace)
+		}
 		if end == len(buf) {
 			if start > 0 {
 				end = copy(buf, buf[start:end])
@@ -282,11 +287,15 @@ func (s *blockingServer) writeOut(nc net.Conn, sess *session) bool {
 }
 
 func (s *blockingServer) Shutdown(ctx context.Context) error {
-	if s.draining.Swap(true) {
+	if s.stopping.Swap(true) {
 		<-s.done
 		return nil
 	}
+	// The listener first, then "Connection: close" and the idle closes:
+	// a client told to reconnect before the close would land in the
+	// backlog, to be reset by it.
 	s.ln.Close()
+	s.draining.Store(true)
 	err := s.conns.drain(ctx)
 	s.workers.Wait()
 	close(s.done)
