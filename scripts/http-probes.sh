@@ -13,24 +13,9 @@ set -euo pipefail
 model=${1:-async}
 . "$(dirname "$0")/lib.sh"
 root=$(pwd)/internal/site/www
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $work/nginx-error.log;
-pid $work/nginx.pid;
-events { worker_connections 1024; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    server {
-        listen 127.0.0.1:18082;
-        root $root;
-    }
-}
-CONF
-nginx -c "$work/nginx.conf" &
+start_nginx 18082 "root $root;"
 "$lb" serve --model "$model" --root "$root" --listen 127.0.0.1:19082 --quiet 2>/dev/null &
-sleep 0.5
+sleep 0.3
 
 file=/testing.txt
 size=$(stat -c %s "$root$file")

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 go build -o "$work/loadlab" ./cmd/loadlab
 lb="$work/loadlab"
 
-# start_nginx PORT: one worker answering the lab's 31-byte body.
+# start_nginx PORT [SERVER]: one worker; SERVER is what its server block
+# holds besides listen, by default the lab's 31-byte body for every path.
 start_nginx() {
+  local server=${2:-'location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }'}
   cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -17,10 +19,11 @@ error_log $work/nginx-error.log;
 pid $work/nginx.pid;
 events { worker_connections 4096; }
 http {
+    include /etc/nginx/mime.types;
     access_log off;
     server {
         listen 127.0.0.1:$1 backlog=4096;
-        location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }
+        $server
     }
 }
 CONF

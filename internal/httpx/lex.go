@@ -90,9 +90,9 @@ func forEachToken(v []byte, fn func([]byte)) {
 	}
 }
 
-// parseContentLength accepts 1 to 18 digits and nothing else, so no list,
-// sign or overflow can slip through.
-func parseContentLength(v []byte) (int64, bool) {
+// parseDecimal accepts 1 to 18 digits and nothing else, so no list, sign
+// or overflow can slip through: a Content-Length, a range's bounds.
+func parseDecimal(v []byte) (int64, bool) {
 	if len(v) == 0 || len(v) > 18 {
 		return 0, false
 	}

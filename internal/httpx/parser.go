@@ -234,7 +234,7 @@ func (p *Parser) parseHead(head []byte) error {
 				return fail(400, "invalid Host header")
 			}
 		case equalFold(name, "content-length"):
-			n, ok := parseContentLength(value)
+			n, ok := parseDecimal(value)
 			if !ok {
 				return fail(400, "invalid Content-Length")
 			}

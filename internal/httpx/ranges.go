@@ -44,7 +44,7 @@ func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 		var r ByteRange
 		switch {
 		case len(first) == 0: // -suffix: the last bytes
-			n, ok := parseDigits(last)
+			n, ok := parseDecimal(last)
 			if !ok {
 				return nil, false
 			}
@@ -54,13 +54,13 @@ func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 			n = min(n, size)
 			r = ByteRange{Start: size - n, N: n}
 		default:
-			a, ok := parseDigits(first)
+			a, ok := parseDecimal(first)
 			if !ok {
 				return nil, false
 			}
 			b := size - 1
 			if len(last) > 0 {
-				if b, ok = parseDigits(last); !ok || b < a {
+				if b, ok = parseDecimal(last); !ok || b < a {
 					return nil, false
 				}
 				b = min(b, size-1)
@@ -76,21 +76,6 @@ func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 		return nil, false
 	}
 	return ranges, true
-}
-
-// parseDigits reads a non-negative decimal of at most 18 digits.
-func parseDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // AppendContentRange appends a Content-Range value: "bytes a-b/size" for

@@ -58,7 +58,7 @@ func parseResponseHead(head []byte, strict bool) (ResponseHead, error) {
 	err := EachField(fields, func(name, value []byte) error {
 		switch {
 		case equalFold(name, "content-length"):
-			n, ok := parseContentLength(value)
+			n, ok := parseDecimal(value)
 			if !ok || r.ContentLength >= 0 && n != r.ContentLength {
 				return ErrMalformedResponse
 			}
