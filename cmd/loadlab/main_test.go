@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,7 +167,8 @@ func TestStopUnderKeepAliveLoadLosesNothing(t *testing.T) {
 			if err := bench.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Second) // not a wait for an event: a second of load before the stop
+			_, port, _ := net.SplitHostPort(addr)
+			testutil.Eventually(t, 10*time.Second, "bench's 20 connections established", func() bool { return established(port) >= 20 })
 			cmd.Process.Signal(syscall.SIGTERM)
 			var said []string
 			for sc.Scan() {
@@ -198,4 +201,24 @@ func TestStopUnderKeepAliveLoadLosesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// established counts the server's side of the established TCP
+// connections on a local port, from /proc/net/tcp: bench's connections
+// are there once its load has begun.
+func established(port string) int {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(port)
+	local := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1], local) && f[3] == "01" {
+			n++
+		}
+	}
+	return n
 }
