@@ -26,6 +26,7 @@ type serveFlags struct {
 	cfg        server.Config
 	root       string
 	childModel string
+	child      bool // this process is a prefork child
 	grace      time.Duration
 	maxBody    int64
 	logFormat  string
@@ -79,6 +80,8 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.BoolVar(&c.AcceptProxy, "accept-proxy", false, "expect a PROXY protocol header (v1 or v2) on every connection, from loadlab balance --send-proxy or HAProxy")
 	fl.BoolVar(&c.ReusePort, "reuseport", false, "bind with SO_REUSEPORT (used by prefork children)")
 	fl.MarkHidden("reuseport")
+	fl.BoolVar(&f.child, "prefork-child", false, "run as a prefork child: on a stop, wait on stdin for the parent's word that every child's listener is closed")
+	fl.MarkHidden("prefork-child")
 	return cmd
 }
 
@@ -154,6 +157,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if cfg.Model == "prefork" {
 		cfg.Child = childCommand(cmd.Flags(), f.childModel)
 	}
+	if f.child {
+		cfg.ListenerClosed = server.WaitForSiblings(os.Stdin)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -194,13 +200,13 @@ func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *ex
 	var pass []string
 	flags.Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "model", "listen", "procs", "child-model", "reuseport":
+		case "model", "listen", "procs", "child-model", "reuseport", "prefork-child":
 			return
 		}
 		pass = append(pass, "--"+fl.Name+"="+fl.Value.String())
 	})
 	return func(addr string) *exec.Cmd {
-		args := append([]string{"serve", "--model", childModel, "--listen", addr, "--reuseport"}, pass...)
+		args := append([]string{"serve", "--model", childModel, "--listen", addr, "--reuseport", "--prefork-child"}, pass...)
 		cmd := exec.Command(self, args...)
 		// A child must not outlive a parent that was killed outright.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -367,7 +367,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
-	b.loops.Stop(func() { b.ln.Close() }, ctx.Done())
+	b.loops.Stop(func() { b.ln.Close() }, nil, ctx.Done())
 	err := ctx.Err()
 	b.log.close()
 	close(b.done)

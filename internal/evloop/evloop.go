@@ -132,13 +132,19 @@ func ListenerFD(ln net.Listener) (int, error) {
 // Stop ends accepting at once, calls closeListener once no loop touches
 // the listener any more, and ends the loops once their connections are
 // done — or, when done is closed first, after closing those. It returns
-// when the loops have ended.
-func (g *Group) Stop(closeListener func(), done <-chan struct{}) {
+// when the loops have ended. closed, when not nil, runs after the
+// listener's close and before the handlers are told of the stop, while
+// the loops go on serving: a process that shares its port with others
+// waits there until theirs are closed too (prefork).
+func (g *Group) Stop(closeListener, closed func(), done <-chan struct{}) {
 	g.closeListener = closeListener
 	g.stopAccepting.Store(true)
 	g.wake()
 	g.unlistened.Wait()
 	g.closeOnce.Do(g.closeListener) // if the acceptor did not (accept paused)
+	if closed != nil {
+		closed()
+	}
 	g.closed.Store(true)
 	g.wake() // the handlers may close their idle connections now
 	finished := make(chan struct{})

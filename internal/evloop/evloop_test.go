@@ -131,7 +131,7 @@ func startEcho(t *testing.T, loops int) *echoServer {
 
 func (s *echoServer) stop(done <-chan struct{}) {
 	if !s.g.Stopping() {
-		s.g.Stop(func() { s.ln.Close() }, done)
+		s.g.Stop(func() { s.ln.Close() }, nil, done)
 	}
 }
 

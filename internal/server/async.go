@@ -78,7 +78,7 @@ func (s *asyncServer) Shutdown(ctx context.Context) error {
 		return nil
 	default:
 	}
-	s.group.Stop(func() { s.ln.Close() }, ctx.Done())
+	s.group.Stop(func() { s.ln.Close() }, s.core.cfg.ListenerClosed, ctx.Done())
 	close(s.done)
 	return ctx.Err()
 }

@@ -295,6 +295,9 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	// a client told to reconnect before the close would land in the
 	// backlog, to be reset by it.
 	s.ln.Close()
+	if s.core.cfg.ListenerClosed != nil {
+		s.core.cfg.ListenerClosed()
+	}
 	s.draining.Store(true)
 	err := s.conns.drain(ctx)
 	s.workers.Wait()

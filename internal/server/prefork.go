@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,30 @@ func ReadyLine(model string, addr net.Addr) string {
 	return fmt.Sprintf("%s%s (model %s, pid %d)", ReadyPrefix, addr, model, os.Getpid())
 }
 
+// ListenerClosedLine is what a prefork child prints on stderr during a
+// stop once its listener is closed; the parent holds it back, as it does
+// the ready line.
+const ListenerClosedLine = "loadlab serve: listener closed"
+
+// WaitForSiblings is a prefork child's ListenerClosed: it tells the
+// parent that its listener is closed, then waits, serving on, until the
+// parent closes its stdin, which it does once every child's listener is
+// closed. siblingWait caps the wait, for a parent that never answers.
+func WaitForSiblings(stdin io.Reader) func() {
+	return func() {
+		fmt.Fprintln(os.Stderr, ListenerClosedLine)
+		released := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, stdin)
+			close(released)
+		}()
+		select {
+		case <-released:
+		case <-time.After(siblingWait):
+		}
+	}
+}
+
 // preforkServer is the prefork model: Procs child processes of the same
 // binary, each an ordinary server bound to the same port with SO_REUSEPORT,
 // so the kernel spreads connections across them. The parent only supervises:
@@ -38,7 +63,7 @@ type preforkServer struct {
 	done     chan struct{}
 
 	mu       sync.Mutex
-	children []*exec.Cmd // the running child of each slot
+	children []*child // the running child of each slot
 	exited   sync.WaitGroup
 }
 
@@ -57,7 +82,7 @@ func startPrefork(c *core) (Server, error) {
 	}
 	defer hold.Close()
 	s := &preforkServer{core: c, addr: hold.Addr(), stopping: make(chan struct{}), done: make(chan struct{}),
-		children: make([]*exec.Cmd, c.cfg.Procs)}
+		children: make([]*child, c.cfg.Procs)}
 	for i := range c.cfg.Procs {
 		ch, err := s.startChild(i)
 		if err != nil {
@@ -84,73 +109,85 @@ func (s *preforkServer) PIDs() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var pids []int
-	for _, cmd := range s.children {
-		if cmd != nil && cmd.Process != nil {
-			pids = append(pids, cmd.Process.Pid)
+	for _, ch := range s.children {
+		if ch != nil {
+			pids = append(pids, ch.cmd.Process.Pid)
 		}
 	}
 	return pids
 }
 
-// child is a running prefork child; relayed is closed once all it wrote
-// on stderr has passed through to ours.
+// child is a running prefork child. relayed is closed once all it wrote
+// on stderr has passed through to ours, closed once it has said its
+// listener is closed; closing release lets it finish its stop.
 type child struct {
 	cmd     *exec.Cmd
 	relayed chan struct{}
+	closed  chan struct{}
+	release io.Closer
 }
 
 // startChild starts the child of slot i and waits for its ready line. The
 // child's other stderr lines (its access log) pass through to ours.
-func (s *preforkServer) startChild(i int) (child, error) {
+func (s *preforkServer) startChild(i int) (*child, error) {
 	cmd := s.core.cfg.Child(s.addr.String())
 	cmd.Stdout = os.Stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return child{}, err
+		return nil, err
+	}
+	release, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return child{}, fmt.Errorf("prefork: start child: %w", err)
+		return nil, fmt.Errorf("prefork: start child: %w", err)
 	}
+	ch := &child{cmd: cmd, relayed: make(chan struct{}), closed: make(chan struct{}), release: release}
 	ready := make(chan bool, 1)
-	relayed := make(chan struct{})
 	go func() {
-		defer close(relayed)
-		relayChildOutput(stderr, ready)
+		defer close(ch.relayed)
+		relayChildOutput(stderr, ready, ch.closed)
 	}()
 	select {
 	case ok := <-ready:
 		if !ok {
-			<-relayed
+			<-ch.relayed
 			err := cmd.Wait()
-			return child{}, fmt.Errorf("prefork: child %d exited before it was ready: %v", i, err)
+			return nil, fmt.Errorf("prefork: child %d exited before it was ready: %v", i, err)
 		}
 	case <-time.After(childStartTimeout):
 		cmd.Process.Kill()
-		<-relayed
+		<-ch.relayed
 		cmd.Wait()
-		return child{}, fmt.Errorf("prefork: child %d did not become ready within %s", i, childStartTimeout)
+		return nil, fmt.Errorf("prefork: child %d did not become ready within %s", i, childStartTimeout)
 	}
 	s.mu.Lock()
-	s.children[i] = cmd
+	s.children[i] = ch
 	s.mu.Unlock()
-	return child{cmd, relayed}, nil
+	return ch, nil
 }
 
-// relayChildOutput copies a child's stderr to ours, holding back its ready
-// line and sending true on ready when it comes; false if the child's output
-// ends first.
-func relayChildOutput(r io.Reader, ready chan<- bool) {
+// relayChildOutput copies a child's stderr to ours, holding back two
+// lines: its ready line, on which it sends true on ready (false if the
+// output ends first), and its ListenerClosedLine, on which it closes
+// closed.
+func relayChildOutput(r io.Reader, ready chan<- bool, closed chan<- struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	seen := false
+	seen, said := false, false
 	for sc.Scan() {
 		line := sc.Text()
-		if !seen && strings.HasPrefix(line, ReadyPrefix) {
+		switch {
+		case !seen && strings.HasPrefix(line, ReadyPrefix):
 			seen = true
 			ready <- true
-			continue
+		case !said && line == ListenerClosedLine:
+			said = true
+			close(closed)
+		default:
+			fmt.Fprintln(os.Stderr, line)
 		}
-		fmt.Fprintln(os.Stderr, line)
 	}
 	if !seen {
 		ready <- false
@@ -160,7 +197,7 @@ func relayChildOutput(r io.Reader, ready chan<- bool) {
 // supervise waits for the child of slot i and starts a new one when it dies
 // while the server is not stopping; restarts back off while children keep
 // dying young.
-func (s *preforkServer) supervise(i int, ch child) {
+func (s *preforkServer) supervise(i int, ch *child) {
 	defer s.exited.Done()
 	backoff := 100 * time.Millisecond
 	for {
@@ -198,21 +235,25 @@ func (s *preforkServer) supervise(i int, ch child) {
 func (s *preforkServer) signalAll(sig os.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, cmd := range s.children {
-		if cmd != nil && cmd.Process != nil {
-			cmd.Process.Signal(sig)
+	for _, ch := range s.children {
+		if ch != nil {
+			ch.cmd.Process.Signal(sig)
 		}
 	}
 }
 
 // Shutdown passes SIGTERM to every child, so each stops gracefully, and
-// kills those still running when ctx ends.
+// kills those still running when ctx ends. A child closes its listener
+// and waits; once all have, they are released to say "Connection: close"
+// and finish, so that no client reconnects into a backlog about to be
+// reset.
 func (s *preforkServer) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.stopping:
 	default:
 		close(s.stopping)
 		s.signalAll(syscall.SIGTERM)
+		go s.releaseOnceClosed(ctx)
 	}
 	select {
 	case <-s.done:
@@ -221,5 +262,35 @@ func (s *preforkServer) Shutdown(ctx context.Context) error {
 		s.signalAll(syscall.SIGKILL)
 		<-s.done
 		return ctx.Err()
+	}
+}
+
+// siblingWait bounds how long a stopping child waits for the others to
+// close their listeners; the parent releases them sooner, as soon as all
+// have.
+const siblingWait = 5 * time.Second
+
+// releaseOnceClosed lets the children finish their stop once each has
+// closed its listener or exited.
+func (s *preforkServer) releaseOnceClosed(ctx context.Context) {
+	s.mu.Lock()
+	children := slices.Clone(s.children)
+	s.mu.Unlock()
+	bound := time.After(siblingWait)
+	for _, ch := range children {
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch.closed:
+		case <-ch.relayed:
+		case <-ctx.Done():
+		case <-bound:
+		}
+	}
+	for _, ch := range children {
+		if ch != nil {
+			ch.release.Close()
+		}
 	}
 }

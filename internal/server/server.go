@@ -42,7 +42,15 @@ type Config struct {
 	Queue     int  // pool: accepted connections waiting for a worker
 	Procs     int  // prefork: child processes
 	// Child starts one prefork child listening on addr with SO_REUSEPORT.
+	// Its stdin is a pipe from the parent, closed during a stop once every
+	// child has closed its listener (see ListenerClosed).
 	Child func(addr string) *exec.Cmd
+	// ListenerClosed, when set, runs during a stop once the listener is
+	// closed and before answers say "Connection: close"; serving goes on
+	// meanwhile. A prefork child waits in it for its siblings: a client
+	// told to reconnect before every listener on the port is closed lands
+	// in a sibling's backlog, and is reset when that one closes.
+	ListenerClosed func()
 
 	HeaderTimeout time.Duration // to receive a whole request head
 	IdleTimeout   time.Duration // between requests on a keep-alive connection, and between body reads

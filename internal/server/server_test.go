@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -745,4 +746,60 @@ func TestChunkedFloodIs413(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestListenerClosedHoldsTheCloses: during a stop, ListenerClosed runs
+// with the listener already closed and, until it returns, kept-alive
+// connections are still answered without "Connection: close": the barrier
+// that lets prefork's children all close their listeners before any
+// client is told to reconnect. Once it returns, answers say close.
+func TestListenerClosedHoldsTheCloses(t *testing.T) {
+	for _, model := range []string{"async", "thread", "pool"} {
+		t.Run(model, func(t *testing.T) {
+			t.Parallel()
+			entered, release := make(chan struct{}), make(chan struct{})
+			var releaseOnce sync.Once
+			free := func() { releaseOnce.Do(func() { close(release) }) }
+			defer free() // a failed check must not leave the stop waiting
+			srv := start(t, model, "", func(c *Config) {
+				c.ListenerClosed = func() { close(entered); <-release }
+			})
+			busy := dial(t, srv)
+			busy.send(t, get("/"))
+			busy.read(t, "GET")
+			stopped := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				stopped <- srv.Shutdown(ctx)
+			}()
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("ListenerClosed was not called")
+			}
+			if c, err := net.DialTimeout("tcp", srv.Addr().String(), time.Second); err == nil {
+				c.Close()
+				t.Error("the listener accepts while ListenerClosed runs")
+			}
+			for range 3 {
+				busy.send(t, get("/"))
+				if resp, _ := busy.read(t, "GET"); resp.Close {
+					t.Fatal("answered Connection: close before ListenerClosed returned")
+				}
+			}
+			free()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no stop after ListenerClosed returned")
+			}
+			if !busy.closed() {
+				t.Error("the idle connection is still open after the stop")
+			}
+		})
+	}
 }
