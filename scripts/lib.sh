@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 go build -o "$work/loadlab" ./cmd/loadlab
 lb="$work/loadlab"
 
-# start_nginx PORT [SERVER]: one worker; SERVER is what its server block
-# holds besides listen, by default the lab's 31-byte body for every path.
+# start_nginx PORT [SERVER] [WORKERS]: one worker unless WORKERS says;
+# SERVER is what its server block holds besides listen, by default (or
+# when empty) the lab's 31-byte body for every path. Its pid is in
+# $nginx_pid.
 start_nginx() {
   local server=${2:-'location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }'}
   cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes ${3:-1};
 daemon off;
 error_log $work/nginx-error.log;
 pid $work/nginx.pid;
@@ -28,7 +30,18 @@ http {
 }
 CONF
   nginx -c "$work/nginx.conf" &
+  nginx_pid=$!
   sleep 0.5
+}
+
+# cpu_ticks PID: user + system clock ticks (1/100 s) used so far by PID
+# and its children still running (nginx's workers, prefork's children).
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
 }
 
 # haproxy_servers: the four backends of the perf scripts (ports 19002 to

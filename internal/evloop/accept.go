@@ -54,7 +54,9 @@ func (l *Loop) accept() (more bool) {
 		default:
 			return false
 		}
-		rawsys.SetNoDelay(fd)
+		if !l.g.cfg.NagleOn {
+			rawsys.SetNoDelay(fd)
+		}
 		// Handed to the lightest loop; but not while stopping, when that
 		// loop may be on its way out.
 		if to := l.g.lightest(); to != l && to.load.Load() < l.load.Load() && !l.g.stopAccepting.Load() {

@@ -58,6 +58,13 @@ type Config struct {
 	Slots        chan struct{}
 	QueueTimeout func() time.Duration
 	SweepEvery   time.Duration // 0 means 100 ms
+	// NagleOn leaves Nagle's algorithm on for accepted connections, for
+	// the handler to turn off (rawsys.SetNoDelay) when it needs: serve
+	// does once a connection is kept alive, as nginx's tcp_nodelay does,
+	// and so saves a system call on every one-request connection (a
+	// close pushes out what Nagle holds). Otherwise it is turned off at
+	// accept: the balancer relays bytes as they come.
+	NagleOn bool
 	// Panicked is told of a panic in a Socket's Ready, after the socket
 	// was failed; nil logs it with slog.
 	Panicked func(p any, stack []byte)

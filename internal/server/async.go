@@ -55,6 +55,7 @@ func startAsync(c *core) (Server, error) {
 	s.group, err = evloop.Start(lnfd, evloop.Config{
 		Loops:      cfg.Loops,
 		SweepEvery: max(10*time.Millisecond, min(sweep, 100*time.Millisecond)),
+		NagleOn:    true, // until a connection is kept alive: see parse
 		Panicked:   func(p any, stack []byte) { c.panicked("connection", p, stack) },
 	}, func(l *evloop.Loop) evloop.Handler {
 		return &asyncLoop{s: s, l: l, conns: map[*asyncConn]struct{}{}}
@@ -226,6 +227,12 @@ func (c *asyncConn) process(data []byte) int {
 			c.closeAfter = true
 			c.linger = used < len(data) // the client sent more than is answered
 			return len(data)
+		}
+		if sess.served == 1 {
+			// Kept alive: from now on a small answer may follow one not
+			// yet acknowledged, which Nagle's algorithm would hold back
+			// until the ACK (delayed up to 40 ms).
+			rawsys.SetNoDelay(c.fd)
 		}
 		sess.answered(c.h.l.Now())
 	}
