@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"loadlab/internal/evloop"
 )
 
@@ -158,7 +160,8 @@ type Balancer struct {
 	cfg    atomic.Pointer[Config]
 	picker atomic.Pointer[pickerBox]
 	pool   *Pool
-	ln     net.Listener
+	addr   net.Addr
+	lnfd   int // the listener, out of Go's poller (evloop.DetachListener)
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
@@ -187,11 +190,16 @@ func Start(cfg Config) (*Balancer, error) {
 	if err != nil {
 		return nil, listenError(cfg.Listen, err)
 	}
-	b := &Balancer{ln: ln, done: make(chan struct{}), log: newAccessLog(cfg.Log), via: newPseudonym()}
-	b.addSelf(ln.Addr(), "listen address")
+	lnfd, err := evloop.DetachListener(ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	b := &Balancer{addr: ln.Addr(), lnfd: lnfd, done: make(chan struct{}), log: newAccessLog(cfg.Log), via: newPseudonym()}
+	b.addSelf(b.addr, "listen address")
 	for _, bc := range cfg.Backends {
 		if err := b.refuseSelf(bc.Addr); err != nil {
-			ln.Close()
+			unix.Close(lnfd)
 			return nil, err
 		}
 	}
@@ -207,7 +215,7 @@ func Start(cfg Config) (*Balancer, error) {
 		newMode = newHTTPLoop
 	}
 	if b.loops, err = startLoops(b, newMode); err != nil {
-		ln.Close()
+		unix.Close(lnfd)
 		return nil, err
 	}
 	return b, nil
@@ -341,7 +349,7 @@ func (b *Balancer) panicked(p any, stack []byte) {
 }
 
 // Addr is the address the balancer listens on.
-func (b *Balancer) Addr() net.Addr { return b.ln.Addr() }
+func (b *Balancer) Addr() net.Addr { return b.addr }
 
 // Queued is how many client connections wait over --max-conns now.
 func (b *Balancer) Queued() int { return b.loops.Queued() }
@@ -367,7 +375,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
-	b.loops.Stop(func() { b.ln.Close() }, nil, ctx.Done())
+	b.loops.Stop(func() { unix.Close(b.lnfd) }, nil, ctx.Done())
 	err := ctx.Err()
 	b.log.close()
 	close(b.done)

@@ -22,17 +22,13 @@ import (
 
 // startLoops runs the mode's handlers on the balancer's listener.
 func startLoops(b *Balancer, newMode func(*Balancer, *evloop.Loop) evloop.Handler) (*evloop.Group, error) {
-	lnfd, err := evloop.ListenerFD(b.ln)
-	if err != nil {
-		return nil, err
-	}
 	cfg := evloop.Config{
 		Slots:        b.slots,
 		QueueTimeout: func() time.Duration { return b.Config().QueueTimeout },
 		SweepEvery:   sweepEvery,
 		Panicked:     b.panicked,
 	}
-	return evloop.Start(lnfd, cfg, func(l *evloop.Loop) evloop.Handler { return newMode(b, l) })
+	return evloop.Start(b.lnfd, cfg, func(l *evloop.Loop) evloop.Handler { return newMode(b, l) })
 }
 
 // sweepEvery is how often timeouts are checked: connect and idle

@@ -1,7 +1,6 @@
 package evloop
 
 import (
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,7 +65,7 @@ func (p *pinger) Sweep() {}
 // the wait in time.
 func TestClientLoops(t *testing.T) {
 	s := startEcho(t, 1)
-	addr := s.ln.Addr().(*net.TCPAddr)
+	addr := s.addr
 	var echoed, finished atomic.Int64
 	var pingers []*pinger
 	done := make(chan error, 1)

@@ -120,9 +120,14 @@ func Start(lnfd int, cfg Config, newHandler func(*Loop) Handler) (*Group, error)
 	return g, nil
 }
 
-// ListenerFD is the descriptor of a *net.TCPListener, for Start. The
-// listener stays the caller's to close (after Stop has left it).
-func ListenerFD(ln net.Listener) (int, error) {
+// DetachListener takes a *net.TCPListener's socket out of Go's poller,
+// for Start: it returns a duplicate of the descriptor, the caller's to
+// close (unix.Close) once Stop has left it, and closes ln, whose Addr
+// still answers. Left in Go's poller as well as in the first loop's
+// epoll set, every connection that arrived also woke the runtime's
+// netpoll thread, for nothing: 0.42 context switches per new connection
+// against 0.06, and 34 µs of CPU against 24 (docs/PERFORMANCE.md).
+func DetachListener(ln net.Listener) (int, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
 		return -1, &net.OpError{Op: "listen", Net: "tcp", Err: unix.EINVAL}
@@ -131,8 +136,15 @@ func ListenerFD(ln net.Listener) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	fd := -1
-	raw.Control(func(f uintptr) { fd = int(f) })
+	fd, dupErr := -1, error(nil)
+	err = raw.Control(func(f uintptr) { fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
+	if err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		return -1, &net.OpError{Op: "listen", Net: "tcp", Addr: ln.Addr(), Err: err}
+	}
+	ln.Close() // the duplicate keeps the socket open and non-blocking
 	return fd, nil
 }
 

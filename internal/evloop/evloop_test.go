@@ -6,6 +6,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,7 +104,8 @@ func (c *echoConn) Ready(events uint32) {
 
 type echoServer struct {
 	g                      *Group
-	ln                     net.Listener
+	addr                   *net.TCPAddr
+	lnfd                   int
 	taken, failed, stopped atomic.Int64
 	panics                 atomic.Int64
 }
@@ -112,11 +116,11 @@ func startEcho(t *testing.T, loops int) *echoServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := ListenerFD(ln)
+	fd, err := DetachListener(ln)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &echoServer{ln: ln}
+	s := &echoServer{addr: ln.Addr().(*net.TCPAddr), lnfd: fd}
 	s.g, err = Start(fd, Config{Loops: loops, SweepEvery: 10 * time.Millisecond,
 		Panicked: func(any, []byte) { s.panics.Add(1) }},
 		func(l *Loop) Handler {
@@ -131,7 +135,7 @@ func startEcho(t *testing.T, loops int) *echoServer {
 
 func (s *echoServer) stop(done <-chan struct{}) {
 	if !s.g.Stopping() {
-		s.g.Stop(func() { s.ln.Close() }, nil, done)
+		s.g.Stop(func() { unix.Close(s.lnfd) }, nil, done)
 	}
 }
 
@@ -153,7 +157,7 @@ func TestHandOverServesEveryConnection(t *testing.T) {
 	s := startEcho(t, 2)
 	var conns []net.Conn
 	for i := range 40 {
-		c, err := net.Dial("tcp", s.ln.Addr().String())
+		c, err := net.Dial("tcp", s.addr.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +180,7 @@ func TestHandOverServesEveryConnection(t *testing.T) {
 // meanwhile, and arrives whole and in order.
 func TestPartialWritesArriveWhole(t *testing.T) {
 	s := startEcho(t, 1)
-	c, err := net.Dial("tcp", s.ln.Addr().String())
+	c, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,13 +202,13 @@ func TestPartialWritesArriveWhole(t *testing.T) {
 // closed and counted, and the loop goes on serving the others.
 func TestPanicFailsOneConnection(t *testing.T) {
 	s := startEcho(t, 1)
-	other, err := net.Dial("tcp", s.ln.Addr().String())
+	other, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
 	roundTrip(t, other, "before")
-	bad, err := net.Dial("tcp", s.ln.Addr().String())
+	bad, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +229,7 @@ func TestPanicFailsOneConnection(t *testing.T) {
 func TestDeferredCloseReusesDescriptors(t *testing.T) {
 	s := startEcho(t, 1)
 	for i := range 200 {
-		c, err := net.Dial("tcp", s.ln.Addr().String())
+		c, err := net.Dial("tcp", s.addr.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,13 +248,13 @@ func TestDeferredCloseReusesDescriptors(t *testing.T) {
 // closes what is left.
 func TestStop(t *testing.T) {
 	s := startEcho(t, 2)
-	idle, err := net.Dial("tcp", s.ln.Addr().String())
+	idle, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer idle.Close()
 	roundTrip(t, idle, "idle")
-	busy, err := net.Dial("tcp", s.ln.Addr().String())
+	busy, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +291,73 @@ func TestStop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return after its grace ended")
 	}
-	if _, err := net.DialTimeout("tcp", s.ln.Addr().String(), time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", s.addr.String(), time.Second); err == nil {
 		t.Error("the listener still accepts after Stop")
 	}
+}
+
+// TestDetachListenerLeavesGoPoller: a detached listener is in no epoll
+// set of the process (Go's poller registered the original), and still
+// accepts.
+func TestDetachListenerLeavesGoPoller(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Control(func(fd uintptr) { before = int(fd) })
+	if !inEpollSet(t, before) {
+		t.Fatalf("descriptor %d of a net.Listener is in no epoll set: the check below proves nothing", before)
+	}
+	fd, err := DetachListener(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if inEpollSet(t, fd) || inEpollSet(t, before) {
+		t.Fatal("the detached listener is still in an epoll set")
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Fatal("ln still accepts after DetachListener")
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 10_000); n != 1 || err != nil {
+		t.Fatalf("no connection to accept on the detached listener: %d %v", n, err)
+	}
+	if nfd, _, err := rawsys.Accept4(fd); err != nil {
+		t.Fatal(err)
+	} else {
+		unix.Close(nfd)
+	}
+}
+
+// inEpollSet reports whether descriptor fd is registered in any of the
+// process's epoll sets, from /proc/self/fdinfo.
+func inEpollSet(t *testing.T, fd int) bool {
+	t.Helper()
+	infos, err := filepath.Glob("/proc/self/fdinfo/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range infos {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) {
+				return true
+			}
+		}
+	}
+	return false
 }

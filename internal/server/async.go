@@ -23,7 +23,8 @@ import (
 // connection holds is bounded by its input limit and outHigh.
 type asyncServer struct {
 	core  *core
-	ln    net.Listener
+	addr  net.Addr
+	lnfd  int // the listener, out of Go's poller (evloop.DetachListener)
 	group *evloop.Group
 	open  atomic.Int64
 	done  chan struct{}
@@ -44,12 +45,12 @@ func startAsync(c *core) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	lnfd, err := evloop.ListenerFD(ln)
+	lnfd, err := evloop.DetachListener(ln)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	s := &asyncServer{core: c, ln: ln, done: make(chan struct{})}
+	s := &asyncServer{core: c, addr: ln.Addr(), lnfd: lnfd, done: make(chan struct{})}
 	cfg := &c.cfg
 	sweep := min(cfg.HeaderTimeout, cfg.IdleTimeout, cfg.WriteTimeout) / 4
 	s.group, err = evloop.Start(lnfd, evloop.Config{
@@ -61,13 +62,13 @@ func startAsync(c *core) (Server, error) {
 		return &asyncLoop{s: s, l: l, conns: map[*asyncConn]struct{}{}}
 	})
 	if err != nil {
-		ln.Close()
+		unix.Close(lnfd)
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *asyncServer) Addr() net.Addr        { return s.ln.Addr() }
+func (s *asyncServer) Addr() net.Addr        { return s.addr }
 func (s *asyncServer) Done() <-chan struct{} { return s.done }
 
 // Shutdown stops accepting, closes idle connections, lets the others
@@ -79,7 +80,7 @@ func (s *asyncServer) Shutdown(ctx context.Context) error {
 		return nil
 	default:
 	}
-	s.group.Stop(func() { s.ln.Close() }, s.core.cfg.ListenerClosed, ctx.Done())
+	s.group.Stop(func() { unix.Close(s.lnfd) }, s.core.cfg.ListenerClosed, ctx.Done())
 	close(s.done)
 	return ctx.Err()
 }
