@@ -85,6 +85,12 @@ func (g *Group) lightest() *Loop {
 func (l *Loop) handOff(fd int, from net.Addr) {
 	l.load.Add(1) // counted at once, so the next choice sees it
 	l.inboxMu.Lock()
+	if l.exited { // stopped meanwhile: nobody would take it
+		l.inboxMu.Unlock()
+		l.load.Add(-1)
+		rawsys.Close(fd)
+		return
+	}
 	first := len(l.inbox) == 0 && len(l.posted) == 0
 	l.inbox = append(l.inbox, handedOff{fd, from})
 	l.inboxMu.Unlock()

@@ -266,7 +266,16 @@ func (l *Loop) release() {
 	unix.Close(l.wakefd)
 }
 
-func (l *Loop) knock() { unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }
+// knock wakes the loop, unless it has ended: its eventfd is closed then,
+// and the number may be another socket's by now (a knock from Stop once
+// wrote its eight bytes into a client's answer that way).
+func (l *Loop) knock() {
+	l.inboxMu.Lock()
+	defer l.inboxMu.Unlock()
+	if !l.exited {
+		unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
 
 func (l *Loop) ctl(op, fd int, events uint32) error {
 	return rawsys.EpollCtl(l.epfd, op, fd, events, int32(fd))

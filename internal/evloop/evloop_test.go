@@ -361,3 +361,33 @@ func inEpollSet(t *testing.T, fd int) bool {
 	}
 	return false
 }
+
+// TestKnockAfterTheEndWritesNowhere: waking a group whose loops have
+// ended writes nothing into the descriptors that took their numbers.
+func TestKnockAfterTheEndWritesNowhere(t *testing.T) {
+	s := startEcho(t, 2)
+	s.stop(nil)
+	var pairs [][2]int
+	for range 16 { // the loops' old numbers go to these; a write to one end arrives at the other
+		p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(p[0])
+		defer unix.Close(p[1])
+		pairs = append(pairs, p)
+	}
+	s.g.wake()
+	for _, l := range s.g.loops {
+		l.post(func() {})
+		l.handOff(-1, nil)
+	}
+	buf := make([]byte, 64)
+	for _, p := range pairs {
+		for _, fd := range p {
+			if n, _ := unix.Read(fd, buf); n > 0 {
+				t.Fatalf("%d bytes arrived on descriptor %d after the loops ended: %x", n, fd, buf[:n])
+			}
+		}
+	}
+}
