@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 go build -o "$work/loadlab" ./cmd/loadlab
 lb="$work/loadlab"
 
-# start_nginx PORT [SERVER] [WORKERS]: one worker unless WORKERS says;
-# SERVER is what its server block holds besides listen, by default (or
-# when empty) the lab's 31-byte body for every path. Its pid is in
-# $nginx_pid.
+# start_nginx PORT [SERVER] [WORKERS] [LISTEN]: one worker unless WORKERS
+# says; SERVER is what its server block holds besides listen, by default
+# (or when empty) the lab's 31-byte body for every path; LISTEN is added
+# to the listen directive (ssl). Its pid is in $nginx_pid.
 start_nginx() {
   local server=${2:-'location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }'}
   cat >"$work/nginx.conf" <<CONF
@@ -24,7 +24,7 @@ http {
     include /etc/nginx/mime.types;
     access_log off;
     server {
-        listen 127.0.0.1:$1 backlog=4096;
+        listen 127.0.0.1:$1 backlog=4096 ${4:-};
         $server
     }
 }
@@ -52,3 +52,13 @@ haproxy_servers() {
 
 # median: the median of the numbers on stdin, one a line.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# self_signed: an ECDSA P-256 certificate for localhost in $work/cert.pem
+# and $work/key.pem, made once, for every TLS server of a run alike.
+self_signed() {
+  [ -f "$work/cert.pem" ] && return
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  chmod 600 "$work/key.pem"
+}

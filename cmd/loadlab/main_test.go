@@ -43,6 +43,8 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"serve", "--model", "prefork", "--child-model", "prefork"},
 		{"serve", "--no-such-flag"},
 		{"serve", "extra-arg"},
+		{"serve", "--tls-cert", "a.pem"},
+		{"serve", "--tls-self-signed", "--tls-cert", "a.pem", "--tls-key", "a.key"},
 		{"nosuchcommand"},
 	} {
 		out, err := exec.Command(binary, args...).CombinedOutput()

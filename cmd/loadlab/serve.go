@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"loadlab/internal/httpx"
 	"loadlab/internal/server"
 	"loadlab/internal/site"
+	"loadlab/internal/tlsx"
 )
 
 type serveFlags struct {
@@ -31,6 +33,7 @@ type serveFlags struct {
 	maxBody    int64
 	logFormat  string
 	quiet      bool
+	tls        tlsFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -49,11 +52,18 @@ Models:
   pool     --workers goroutines fed by a --queue of accepted connections
   prefork  --procs child processes sharing the port with SO_REUSEPORT
 
+HTTPS: --tls-cert FILE --tls-key FILE (TLS 1.2 and 1.3, ALPN http/1.1), or
+--tls-self-signed for a certificate made at start. SIGHUP reloads the
+certificate files; a file that does not load leaves the old certificate.
+TLS connections are served on goroutines whatever the model.
+
 Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 		Example: `  loadlab serve --model async --listen :9002
   loadlab serve --model thread --listen :8889 --name thread
   loadlab serve --model prefork --procs 4 --root ./www --quiet
-  loadlab serve --listen 127.0.0.1:0 --log-format json`,
+  loadlab serve --listen 127.0.0.1:0 --log-format json
+  loadlab serve --tls-self-signed --listen :8443
+  loadlab serve --tls-cert site.pem --tls-key site.key --listen :443`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, f) },
 	}
@@ -82,6 +92,7 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.MarkHidden("reuseport")
 	fl.BoolVar(&f.child, "prefork-child", false, "run as a prefork child: on a stop, wait on stdin for the parent's word that every child's listener is closed")
 	fl.MarkHidden("prefork-child")
+	f.tls.add(fl)
 	return cmd
 }
 
@@ -121,7 +132,7 @@ func (f *serveFlags) validate() error {
 	if f.logFormat != accesslog.FormatText && f.logFormat != accesslog.FormatJSON {
 		return usagef("--log-format %q is not a format (use text or json)", f.logFormat)
 	}
-	return nil
+	return f.tls.validate()
 }
 
 func runServe(cmd *cobra.Command, f *serveFlags) error {
@@ -136,9 +147,20 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	// A reader of the log pipe that went away must not end the server
-	// (SIGPIPE), nor a terminal that hung up (SIGHUP, which serve does not
-	// use).
+	// (SIGPIPE), nor a terminal that hung up (SIGHUP, which reloads the
+	// certificates when serve has any, and is otherwise unused).
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+	var certs *tlsx.Store
+	var certFiles []tlsx.Pair
+	if f.tls.on() {
+		var cleanup func()
+		certs, certFiles, cleanup, err = f.tls.load(func(w string) { fmt.Fprintln(os.Stderr, "loadlab serve: "+w) })
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		cfg.TLS = certs.ServerConfig()
+	}
 	// After the ready line, everything serve says goes through a buffer
 	// that never blocks: a log pipe nobody reads must not hold up serving,
 	// nor a stop.
@@ -155,7 +177,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		}
 	}
 	if cfg.Model == "prefork" {
-		cfg.Child = childCommand(cmd.Flags(), f.childModel)
+		cfg.Child = childCommand(cmd.Flags(), f.childModel, certFiles)
 	}
 	if f.child {
 		cfg.ListenerClosed = server.WaitForSiblings(os.Stdin)
@@ -167,7 +189,10 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr()))
+	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr(), tlsNote(certs)))
+	if certs != nil {
+		go reloadOnHangUp(ctx, certs, srv, say)
+	}
 	select {
 	case <-ctx.Done():
 	case <-srv.Done():
@@ -192,7 +217,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // childCommand builds a prefork child: this same binary running "serve"
 // with the parent's flags, the child model, the parent's port and
 // SO_REUSEPORT.
-func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *exec.Cmd {
+func childCommand(flags *pflag.FlagSet, childModel string, certFiles []tlsx.Pair) func(addr string) *exec.Cmd {
 	self, err := os.Executable()
 	if err != nil {
 		self = os.Args[0]
@@ -200,16 +225,55 @@ func childCommand(flags *pflag.FlagSet, childModel string) func(addr string) *ex
 	var pass []string
 	flags.Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "model", "listen", "procs", "child-model", "reuseport", "prefork-child":
+		case "model", "listen", "procs", "child-model", "reuseport", "prefork-child", "tls-cert", "tls-key", "tls-self-signed":
 			return
 		}
 		pass = append(pass, "--"+fl.Name+"="+fl.Value.String())
 	})
+	// The parent's certificate files, a self-signed one included: every
+	// child serves the same certificate.
+	for _, p := range certFiles {
+		pass = append(pass, "--tls-cert="+p.CertFile, "--tls-key="+p.KeyFile)
+	}
 	return func(addr string) *exec.Cmd {
 		args := append([]string{"serve", "--model", childModel, "--listen", addr, "--reuseport", "--prefork-child"}, pass...)
 		cmd := exec.Command(self, args...)
 		// A child must not outlive a parent that was killed outright.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		return cmd
+	}
+}
+
+// tlsNote is what the ready line says of TLS: the default certificate's
+// fingerprint, for a client to pin or compare.
+func tlsNote(certs *tlsx.Store) string {
+	if certs == nil {
+		return ""
+	}
+	return "TLS, sha256 " + certs.Info()[0].Fingerprint
+}
+
+// reloadOnHangUp re-reads the certificate files on every SIGHUP, as nginx
+// does its configuration; a prefork parent passes the signal on to its
+// children, which serve. A file that does not load keeps the old
+// certificate and says so in one line.
+func reloadOnHangUp(ctx context.Context, certs *tlsx.Store, srv server.Server, say io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if p, ok := srv.(interface{ Signal(os.Signal) }); ok {
+			p.Signal(syscall.SIGHUP)
+		}
+		if err := certs.Reload(); err != nil {
+			fmt.Fprintf(say, "loadlab serve: certificate reload refused, the old certificate stays: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(say, "loadlab serve: certificates reloaded (sha256 %s)\n", certs.Info()[0].Fingerprint)
 	}
 }

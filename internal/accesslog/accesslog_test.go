@@ -4,33 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"loadlab/internal/testutil"
 )
 
-// lockedBuffer is a bytes.Buffer safe to write from the flush goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestJSONLinesReachTheWriterOnClose(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.Buffer
 	log, buf, err := New(&out, FormatJSON)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +31,7 @@ func TestJSONLinesReachTheWriterOnClose(t *testing.T) {
 }
 
 func TestTextFormatAndUnknownFormat(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.Buffer
 	log, buf, _ := New(&out, FormatText)
 	log.Info("request", "path", "/santai")
 	buf.Flush()
@@ -64,7 +45,7 @@ func TestTextFormatAndUnknownFormat(t *testing.T) {
 }
 
 func TestLargeWritesFlushSoon(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.Buffer
 	b := NewBuffer(&out, 1<<30) // never by time
 	defer b.Close()
 	b.Write(bytes.Repeat([]byte("x"), flushAt))

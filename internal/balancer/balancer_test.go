@@ -590,24 +590,6 @@ func TestAdminBindsLoopbackByDefault(t *testing.T) {
 	}
 }
 
-// lockedLog collects log output from the server's goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestServeSeesTheRealClientThroughProxyProtocol(t *testing.T) {
 	for _, mode := range []string{"tcp", "http"} {
 		for _, model := range []string{"async", "thread"} {
@@ -663,7 +645,7 @@ func TestChecksSpeakTheProxyProtocol(t *testing.T) {
 // to another.
 func seeRealClient(t *testing.T, mode, model, v string) {
 	t.Helper()
-	var log lockedLog
+	var log testutil.Buffer
 	srv := served.Start(t, server.Config{Model: model, AcceptProxy: true, Log: slog.New(slog.NewTextHandler(&log, nil))})
 	b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: srv.Addr().String()}}, SendProxy: v, Check: CheckConfig{Kind: "none"}})
 	var clients []string

@@ -41,6 +41,9 @@ const outHigh = 64 << 10
 const lingerFor = 2 * time.Second
 
 func startAsync(c *core) (Server, error) {
+	if c.cfg.TLS != nil {
+		return startBlocking(c) // TLS runs on goroutines: see tls.go
+	}
 	ln, err := listen(c.cfg.Listen, c.cfg.ReusePort)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -27,11 +28,14 @@ type blockingServer struct {
 	core     *core
 	ln       net.Listener
 	conns    connSet
-	stopping atomic.Bool   // Shutdown has begun
-	draining atomic.Bool   // the listener is closed: answers say close
-	queue    chan net.Conn // pool only
+	stopping atomic.Bool // Shutdown has begun
+	draining atomic.Bool // the listener is closed: answers say close
+	queue    chan job    // pool only
 	workers  sync.WaitGroup
-	done     chan struct{}
+	// handshakes are the pool's TLS handshakes under way, each on a
+	// goroutine of its own until its connection is queued.
+	handshakes sync.WaitGroup
+	done       chan struct{}
 }
 
 func startBlocking(c *core) (Server, error) {
@@ -44,11 +48,11 @@ func startBlocking(c *core) (Server, error) {
 	}
 	s := &blockingServer{core: c, ln: ln, conns: connSet{m: map[*trackedConn]struct{}{}}, done: make(chan struct{})}
 	if c.cfg.Model == "pool" {
-		s.queue = make(chan net.Conn, c.cfg.Queue)
+		s.queue = make(chan job, c.cfg.Queue)
 		for range c.cfg.Workers {
 			s.workers.Go(func() {
-				for nc := range s.queue {
-					s.serve(nc)
+				for j := range s.queue {
+					s.work(j)
 				}
 			})
 		}
@@ -84,55 +88,114 @@ func AcceptLoop(ln net.Listener, handle func(net.Conn)) {
 func (s *blockingServer) acceptLoop() {
 	defer func() {
 		if s.queue != nil {
+			s.handshakes.Wait() // none may queue after the close
 			close(s.queue)
 		}
 	}()
 	AcceptLoop(s.ln, func(nc net.Conn) {
 		if max := s.core.cfg.MaxConns; max > 0 && s.conns.count() >= max {
-			go reject(nc, s.core.serviceUnavailable("too many open connections"))
+			go s.core.reject(nc, s.core.serviceUnavailable("too many open connections"))
 			return
 		}
-		if s.queue == nil {
-			go s.serve(nc)
-			return
-		}
-		select {
-		case s.queue <- nc:
+		tc := s.conns.add(nc)
+		switch {
+		case s.queue == nil:
+			go s.serve(tc)
+		case s.core.cfg.TLS == nil:
+			s.enqueue(job{tc: tc, conn: nc, remote: nc.RemoteAddr()})
 		default:
-			go reject(nc, s.core.serviceUnavailable("all workers are busy and the queue is full"))
+			// The handshake is made before the queue, on a goroutine of
+			// its own: a client that stalls in it holds no worker, as
+			// nginx's handshakes hold no request slot.
+			s.handshakes.Go(func() {
+				if j, ok := s.open(tc); ok {
+					s.enqueue(j)
+				}
+			})
 		}
 	})
 }
 
-// reject answers a connection the server has no room for and closes it
-// without a reset, so the client reads the answer.
-func reject(nc net.Conn, answer []byte) {
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(time.Second))
-	if _, err := nc.Write(answer); err != nil {
-		return
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
-	io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+// job is an accepted connection ready for its requests: over TLS, with
+// its handshake made.
+type job struct {
+	tc      *trackedConn // tc.nc is the socket
+	conn    net.Conn     // what requests are read from: tc.nc, or TLS over it
+	remote  net.Addr     // the client, from the PROXY header when there was one
+	proxied bool         // the PROXY header is read already
 }
 
-func (s *blockingServer) serve(nc net.Conn) {
+// enqueue hands a job to the pool, or answers 503 when the queue is full.
+func (s *blockingServer) enqueue(j job) {
+	select {
+	case s.queue <- j:
+	default:
+		s.conns.remove(j.tc)
+		go s.core.reject(j.conn, s.core.serviceUnavailable("all workers are busy and the queue is full"))
+	}
+}
+
+// open makes the job of an accepted connection: the TLS handshake, when
+// the server speaks TLS. A connection that fails it is closed.
+func (s *blockingServer) open(tc *trackedConn) (job, bool) {
+	j := job{tc: tc, conn: tc.nc, remote: tc.nc.RemoteAddr()}
+	if s.core.cfg.TLS == nil {
+		return j, true
+	}
+	tlc, remote, err := s.core.startTLS(tc.nc)
+	if err != nil {
+		s.conns.remove(tc)
+		tc.nc.Close() // a failed handshake has nothing to answer
+		return j, false
+	}
+	j.conn, j.remote, j.proxied = tlc, remote, s.core.cfg.AcceptProxy
+	return j, true
+}
+
+// reject answers a connection the server has no room for and closes it
+// without a reset, so the client reads the answer (over TLS, once the
+// handshake is made, as nginx answers its 503s).
+func (c *core) reject(conn net.Conn, answer []byte) {
+	defer conn.Close()
+	if _, isTLS := conn.(*tls.Conn); c.cfg.TLS != nil && !isTLS {
+		tlc, _, err := c.startTLS(conn)
+		if err != nil {
+			return
+		}
+		conn = tlc
+	}
+	conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write(answer); err != nil {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
+}
+
+// serve is the thread model's goroutine for one connection.
+func (s *blockingServer) serve(tc *trackedConn) {
 	if s.core.cfg.OSThreads {
 		// Never unlocked: the thread ends with the goroutine, so each
 		// connection costs a real OS thread, as in a C thread-per-connection server.
 		runtime.LockOSThread()
 	}
-	tc := s.conns.add(nc)
-	defer s.conns.remove(tc)
-	defer nc.Close()
+	if j, ok := s.open(tc); ok {
+		s.work(j)
+	}
+}
+
+// work serves a job's requests until the client or the server closes.
+func (s *blockingServer) work(j job) {
+	defer s.conns.remove(j.tc)
+	defer j.tc.nc.Close()
 	defer func() {
 		if p := recover(); p != nil {
 			s.core.panicked("connection", p, debug.Stack())
 		}
 	}()
-	s.serveConn(nc, tc) // even when draining: its request may be on the way
+	s.serveConn(j.conn, j.tc, j.remote, j.proxied) // even when draining: its request may be on the way
 }
 
 // maxInput bounds a connection's input buffer: the largest head and body the
@@ -143,8 +206,10 @@ func (c *core) maxInput() int {
 
 // serveConn reads requests from nc and answers them in order until the
 // client or the server closes.
-func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn) {
-	sess := s.core.getSession(nc.RemoteAddr())
+// remote is the client; proxied says its PROXY header is already read.
+func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr, proxied bool) {
+	sess := s.core.getSession(remote)
+	sess.proxied = sess.proxied || proxied
 	defer s.core.putSession(sess)
 	if cap(sess.in) < 4096 {
 		sess.in = make([]byte, 4096)

@@ -24,8 +24,12 @@ import (
 const ReadyPrefix = "loadlab serve" + loadlab.ReadyMark
 
 // ReadyLine is the whole ready line, naming the address actually bound.
-func ReadyLine(model string, addr net.Addr) string {
-	return fmt.Sprintf("%s%s (model %s, pid %d)", ReadyPrefix, addr, model, os.Getpid())
+// note, when not empty, is added inside the parentheses (TLS).
+func ReadyLine(model string, addr net.Addr, note string) string {
+	if note != "" {
+		note = ", " + note
+	}
+	return fmt.Sprintf("%s%s (model %s, pid %d%s)", ReadyPrefix, addr, model, os.Getpid(), note)
 }
 
 // ListenerClosedLine is what a prefork child prints on stderr during a
@@ -87,7 +91,7 @@ func startPrefork(c *core) (Server, error) {
 		ch, err := s.startChild(i)
 		if err != nil {
 			close(s.stopping)
-			s.signalAll(syscall.SIGKILL)
+			s.Signal(syscall.SIGKILL)
 			s.exited.Wait()
 			return nil, err
 		}
@@ -232,7 +236,8 @@ func (s *preforkServer) supervise(i int, ch *child) {
 	}
 }
 
-func (s *preforkServer) signalAll(sig os.Signal) {
+// Signal passes sig on to every running child.
+func (s *preforkServer) Signal(sig os.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ch := range s.children {
@@ -252,14 +257,14 @@ func (s *preforkServer) Shutdown(ctx context.Context) error {
 	case <-s.stopping:
 	default:
 		close(s.stopping)
-		s.signalAll(syscall.SIGTERM)
+		s.Signal(syscall.SIGTERM)
 		go s.releaseOnceClosed(ctx)
 	}
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		s.signalAll(syscall.SIGKILL)
+		s.Signal(syscall.SIGKILL)
 		<-s.done
 		return ctx.Err()
 	}

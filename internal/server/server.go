@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,9 @@ type Config struct {
 	// Listener, when set, is used instead of binding Listen (thread and
 	// pool models): the balancer's http mode hands over its own.
 	Listener net.Listener
+	// TLS, when set, makes every connection TLS (tlsx.Store.ServerConfig),
+	// served on a goroutine whatever the model: see tls.go.
+	TLS *tls.Config
 
 	Log *slog.Logger // access log, a line per request; nil for none
 }

@@ -23,6 +23,7 @@ import (
 	"loadlab/internal/httpx"
 	"loadlab/internal/site"
 	"loadlab/internal/testutil"
+	"loadlab/internal/tlsx"
 )
 
 // TestMain doubles as a prefork child: the prefork tests start this test
@@ -41,6 +42,7 @@ func runTestChild() {
 	cfg.Model, cfg.ReusePort = "async", true
 	args := os.Args[1:]
 	root := ""
+	var certs tlsx.Pair
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--listen":
@@ -53,7 +55,19 @@ func runTestChild() {
 			cfg.HeaderTimeout, _ = time.ParseDuration(args[i+1])
 		case "--idle-timeout":
 			cfg.IdleTimeout, _ = time.ParseDuration(args[i+1])
+		case "--tls-cert":
+			certs.CertFile = args[i+1]
+		case "--tls-key":
+			certs.KeyFile = args[i+1]
 		}
+	}
+	if certs.CertFile != "" {
+		store, _, err := tlsx.Load([]tlsx.Pair{certs})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cfg.TLS = store.ServerConfig()
 	}
 	site, err := site.New(root)
 	if err != nil {
@@ -69,7 +83,7 @@ func runTestChild() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, ReadyLine(cfg.Model, srv.Addr()))
+	fmt.Fprintln(os.Stderr, ReadyLine(cfg.Model, srv.Addr(), ""))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
@@ -110,6 +124,9 @@ func startWith(t *testing.T, model, root string, handler Handler, tune func(*Con
 	}
 	if cfg.IdleTimeout > 0 {
 		childArgs = append(childArgs, "--idle-timeout", cfg.IdleTimeout.String())
+	}
+	if p, ok := tlsFiles.Load(cfg.TLS); ok {
+		childArgs = append(childArgs, "--tls-cert", p.(tlsx.Pair).CertFile, "--tls-key", p.(tlsx.Pair).KeyFile)
 	}
 	cfg.Child = func(addr string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], append([]string{"--listen", addr}, childArgs...)...)
