@@ -189,7 +189,10 @@ func (s *blockingServer) serve(tc *trackedConn) {
 // work serves a job's requests until the client or the server closes.
 func (s *blockingServer) work(j job) {
 	defer s.conns.remove(j.tc)
-	defer j.tc.nc.Close()
+	// Over TLS, the close sends close_notify first, as nginx's
+	// SSL_shutdown does: OpenSSL 3 clients (ab) take a bare EOF for an
+	// error ("unexpected eof while reading").
+	defer j.conn.Close()
 	defer func() {
 		if p := recover(); p != nil {
 			s.core.panicked("connection", p, debug.Stack())
