@@ -52,6 +52,7 @@ type benchFlags struct {
 	out         string
 	warmup      int
 	timeline    time.Duration
+	tls         bench.TLS
 }
 
 func newBenchCommand() *cobra.Command {
@@ -65,7 +66,8 @@ exact request counts, percentiles from an HDR histogram, an open-model
 		Example: `  loadlab bench -n 1000 -c 10 http://127.0.0.1:9002/
   loadlab bench -k -t 10 -c 100 http://127.0.0.1:9002/
   loadlab bench -n 1000 -c 1,5,10,30,50,75,100 --format markdown http://127.0.0.1:44444/
-  loadlab bench --rate 2000 -c 50 -t 30 --format json --out run.json http://127.0.0.1:8889/santai`,
+  loadlab bench --rate 2000 -c 50 -t 30 --format json --out run.json http://127.0.0.1:8889/santai
+  loadlab bench -n 1000 -c 10 -f TLS1.3 https://localhost:8443/`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.version {
 				return nil
@@ -107,6 +109,12 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.StringVar(&f.out, "out", "", "write the output to this file instead of stdout")
 	fl.IntVar(&f.warmup, "warmup", 0, "requests sent first and not counted")
 	fl.DurationVar(&f.timeline, "timeline", 0, "count completed, failed and non-2xx requests per interval of this length (e.g. 100ms)")
+	fl.StringVarP(&f.tls.Ciphers, "ciphers", "Z", "", "https: TLS 1.2 cipher suites, OpenSSL names joined by ':' (ECDHE-ECDSA-AES128-GCM-SHA256)")
+	fl.StringVarP(&f.tls.Protocol, "protocol", "f", "ALL", "https: TLS1, TLS1.1, TLS1.2, TLS1.3 or ALL")
+	fl.BoolVarP(&f.tls.NoSNI, "no-sni", "I", false, "https: send no server name (SNI)")
+	fl.BoolVar(&f.tls.Verify, "tls-verify", false, "https: verify the server's certificate (ab does not), against the system's roots or --tls-ca")
+	fl.StringVar(&f.tls.CAFile, "tls-ca", "", "https: verify against the CA certificates in this PEM file")
+	fl.BoolVar(&f.tls.Resume, "tls-resume", false, "https: resume TLS sessions on new connections (ab makes a full handshake on each)")
 	return cmd
 }
 
@@ -132,8 +140,8 @@ func (f *benchFlags) work(url string) (bench.Work, []int, error) {
 		URL: url, Requests: f.requests, KeepAlive: f.keepAlive, HTTP11: f.http11, Headers: f.headers,
 		Cookies: f.cookies, BasicAuth: f.auth, ContentType: f.contentType, ContinueOnError: f.continueErr,
 		VariableLength: f.varLength, Rate: f.rate, Warmup: f.warmup, KeepSamples: f.gnuplot != "",
-		Interval: f.timeline,
-		Method:   strings.ToUpper(f.method),
+		Interval: f.timeline, TLS: f.tls,
+		Method: strings.ToUpper(f.method),
 	}
 	var err error
 	if w.TimeLimit, err = seconds("-t", f.timelimit); err != nil {
@@ -287,7 +295,10 @@ func benchError(err error) error {
 }
 
 func hostOf(url string) string {
-	h := strings.TrimPrefix(url, "http://")
+	_, h, ok := strings.Cut(url, "://")
+	if !ok {
+		h = url
+	}
 	if i := strings.IndexAny(h, "/?"); i >= 0 {
 		h = h[:i]
 	}

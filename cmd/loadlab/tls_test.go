@@ -3,8 +3,11 @@ package main
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,5 +111,98 @@ func TestServeSelfSignedPrefork(t *testing.T) {
 		if got := servedFingerprint(t, srv.Addr()); got != want {
 			t.Fatalf("connection %d: certificate %s, want %s", i, got, want)
 		}
+	}
+}
+
+// tlsLines are ab's TLS report lines, label and value.
+func tlsLines(out string) map[string]string {
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		for _, label := range []string{"SSL/TLS Protocol", "Server Temp Key", "TLS Server Name"} {
+			if v, ok := strings.CutPrefix(l, label+":"); ok {
+				lines[label] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return lines
+}
+
+// TestBenchTLSAgreesWithAB: on HTTPS, bench's report has ab's lines, its
+// TLS lines word for word, and the same counts, with -f, -Z and -I too.
+func TestBenchTLSAgreesWithAB(t *testing.T) {
+	ab, err := exec.LookPath("ab")
+	if err != nil {
+		t.Skip("ab not installed (apt-get install apache2-utils); .ci/run installs it")
+	}
+	srv := testutil.Start(t, nil, binary, "serve", "--listen", "127.0.0.1:0", "--quiet", "--tls-self-signed")
+	_, port, _ := net.SplitHostPort(srv.Addr())
+	byName, byAddr := "https://localhost:"+port, "https://"+srv.Addr()
+	for _, args := range [][]string{
+		{"-n", "300", "-c", "10", byName + "/"},
+		{"-k", "-n", "300", "-c", "10", byAddr + "/"},
+		{"-f", "TLS1.2", "-Z", "ECDHE-ECDSA-AES128-GCM-SHA256", "-n", "50", "-c", "5", byName + "/santai"},
+		{"-f", "TLS1.2", "-Z", "ECDHE-ECDSA-CHACHA20-POLY1305", "-n", "20", "-c", "2", byName + "/"},
+		{"-I", "-n", "50", "-c", "5", byName + "/testing.txt"},
+	} {
+		abOut, err := exec.Command(ab, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ab %v: %v\n%s", args, err, abOut)
+		}
+		ours, err := exec.Command(binary, append([]string{"bench", "-q"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("loadlab bench %v: %v", args, err)
+		}
+		want, got := abFigures(t, string(abOut)), abFigures(t, string(ours))
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%v: %s is %s, ab says %s", args, k, got[k], v)
+			}
+		}
+		if a, o := labels(string(abOut)), labels(string(ours)); strings.Join(a, "|") != strings.Join(o, "|") {
+			t.Errorf("%v: report lines differ from ab's:\nab:   %q\nours: %q", args, a, o)
+		}
+		if a, o := tlsLines(string(abOut)), tlsLines(string(ours)); fmt.Sprint(a) != fmt.Sprint(o) || a["SSL/TLS Protocol"] == "" {
+			t.Errorf("%v: TLS lines differ:\nab:   %q\nours: %q", args, a, o)
+		}
+	}
+}
+
+// TestBenchTLSJSONHasHandshakes: the JSON report carries the handshakes'
+// own percentiles, one per new connection, and --tls-verify refuses a
+// certificate it cannot trust.
+func TestBenchTLSJSONHasHandshakes(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM, _ := tlsx.SelfSigned()
+	p, _ := tlsx.WritePair(dir, certPEM, keyPEM)
+	srv := testutil.Start(t, nil, binary, "serve", "--listen", "127.0.0.1:0", "--quiet", "--tls-cert", p.CertFile, "--tls-key", p.KeyFile)
+	url := "https://" + srv.Addr() + "/"
+	out, err := exec.Command(binary, "bench", "-q", "-n", "40", "-c", "4", "--format", "json", "--tls-verify", "--tls-ca", p.CertFile, url).Output()
+	if err != nil {
+		t.Fatalf("bench --tls-ca: %v\n%s", err, out)
+	}
+	var report struct {
+		Runs []struct {
+			Complete  int64 `json:"complete"`
+			Handshake *struct {
+				Min float64 `json:"min_ms"`
+				P99 float64 `json:"p99_ms"`
+			} `json:"handshake"`
+			TLS *struct {
+				Protocol string `json:"protocol"`
+			} `json:"tls"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil || len(report.Runs) != 1 {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	s := report.Runs[0]
+	if s.Complete != 40 || s.Handshake == nil || s.Handshake.Min <= 0 || s.Handshake.P99 < s.Handshake.Min || s.TLS == nil || !strings.HasPrefix(s.TLS.Protocol, "TLSv1.3,") {
+		t.Errorf("JSON: %s", out)
+	}
+	other, _, _ := tlsx.SelfSigned()
+	os.WriteFile(p.CertFile+".other", other, 0o644)
+	out, _ = exec.Command(binary, "bench", "-q", "-n", "5", "--tls-verify", "--tls-ca", p.CertFile+".other", url).CombinedOutput()
+	if !strings.Contains(string(out), "TLS: x509: certificate signed by unknown authority") || !strings.Contains(string(out), "(trust its CA with --tls-ca FILE") {
+		t.Errorf("a certificate the CA did not sign was accepted:\n%s", out)
 	}
 }

@@ -51,6 +51,7 @@ type run struct {
 	abortOnce sync.Once
 	abortMsg  string
 	server    atomic.Pointer[string]
+	tls       atomic.Pointer[TLSInfo] // the first handshake's, for the report
 
 	coll      *collector
 	progress  Progress
@@ -105,6 +106,17 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 	stopOnCancel := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopOnCancel()
 
+	if t.tls {
+		cfg, err := w.TLS.config(t.host)
+		if err != nil {
+			return nil, err
+		}
+		s := r.summarize(runTLS(r, cfg))
+		if r.abortMsg != "" {
+			return s, &Aborted{Msg: r.abortMsg}
+		}
+		return s, nil
+	}
 	// One client loop per core, the connections shared out between them.
 	n := min(runtime.GOMAXPROCS(0), w.Concurrency)
 	var loops []*loop

@@ -19,6 +19,15 @@ func WriteText(out io.Writer, s *Summary) {
 	p("Server Software:        %s\n", s.ServerSoftware)
 	p("Server Hostname:        %s\n", s.ServerHostname)
 	p("Server Port:            %d\n", s.ServerPort)
+	if t := s.TLS; t != nil {
+		p("SSL/TLS Protocol:       %s\n", t.Protocol)
+		if t.TempKey != "" {
+			p("Server Temp Key:        %s\n", t.TempKey)
+		}
+		if t.ServerName != "" {
+			p("TLS Server Name:        %s\n", t.ServerName)
+		}
+	}
 	p("\n")
 	p("Document Path:          %s\n", s.DocumentPath)
 	p("Document Length:        %d bytes\n", s.DocumentLength)

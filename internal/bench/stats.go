@@ -12,11 +12,12 @@ import (
 // them: connect (zero on a reused connection), waiting (from the request
 // written to the first byte) and total.
 type sample struct {
-	start   time.Time
-	connect int64
-	waiting int64
-	total   int64
-	non2xx  bool
+	start     time.Time
+	connect   int64
+	handshake int64 // TLS, within connect; 0 when none was made
+	waiting   int64
+	total     int64
+	non2xx    bool
 }
 
 // series folds one timing: exact sums for mean and deviation, an HDR
@@ -47,13 +48,14 @@ func (s *series) add(v int64) {
 type collector struct {
 	mu                                  sync.Mutex
 	connect, processing, waiting, total *series
-	keep                                bool // keep every sample, for ab's -g
+	handshake                           *series // only connections that made one
+	keep                                bool    // keep every sample, for ab's -g
 	samples                             []sample
 	timeline                            *timeline // nil unless asked for
 }
 
 func newCollector(keep bool) *collector {
-	return &collector{connect: newSeries(), processing: newSeries(), waiting: newSeries(), total: newSeries(), keep: keep}
+	return &collector{connect: newSeries(), processing: newSeries(), waiting: newSeries(), total: newSeries(), handshake: newSeries(), keep: keep}
 }
 
 func (c *collector) add(batch []sample) {
@@ -64,6 +66,9 @@ func (c *collector) add(batch []sample) {
 		c.processing.add(s.total - s.connect)
 		c.waiting.add(s.waiting)
 		c.total.add(s.total)
+		if s.handshake > 0 {
+			c.handshake.add(s.handshake)
+		}
 		if c.timeline != nil {
 			c.timeline.completed(s.start.Add(time.Duration(s.total)*time.Microsecond), s.non2xx)
 		}

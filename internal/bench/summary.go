@@ -47,6 +47,11 @@ type Summary struct {
 	Processing Timing `json:"processing"`
 	Waiting    Timing `json:"waiting"`
 	Total      Timing `json:"total"`
+	// Handshake is the TLS handshakes' times (within Connect), over the
+	// connections that made one; nil without TLS.
+	Handshake *Timing `json:"handshake,omitempty"`
+	// TLS is what ab prints of the first handshake; nil without TLS.
+	TLS *TLSInfo `json:"tls,omitempty"`
 	// Percentiles is ab's table: the total time within which each share
 	// of the requests was served.
 	Percentiles []Percentile `json:"percentiles"`
@@ -126,6 +131,11 @@ func (r *run) summarize(stats []workerStats) *Summary {
 	}
 	c := r.coll
 	s.Connect, s.Processing, s.Waiting, s.Total = c.connect.timing(), c.processing.timing(), c.waiting.timing(), c.total.timing()
+	if c.handshake.n > 0 {
+		h := c.handshake.timing()
+		s.Handshake = &h
+	}
+	s.TLS = r.tls.Load()
 	if c.total.n > 0 {
 		for _, p := range abPercents {
 			s.Percentiles = append(s.Percentiles, Percentile{Percent: p, Ms: float64(c.total.percent(p)) / 1000})

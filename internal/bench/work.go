@@ -64,6 +64,8 @@ type Work struct {
 	// Interval, when above zero, adds a timeline to the summary: requests
 	// completed, failed and non-2xx in each interval of the run.
 	Interval time.Duration
+	// TLS is how an https:// URL's connections speak TLS (ab's -Z, -f, -I).
+	TLS TLS
 }
 
 // target is a parsed URL: where to connect and what to ask for.
@@ -73,6 +75,7 @@ type target struct {
 	addr     string // host:port to dial
 	path     string
 	hostHead string // the Host header's value
+	tls      bool   // https://
 }
 
 // UsageError is a mistake in what the user asked for (ab exits 22 on these).
@@ -82,17 +85,21 @@ func (e *UsageError) Error() string { return e.Msg }
 
 func usage(format string, args ...any) error { return &UsageError{fmt.Sprintf(format, args...)} }
 
-// parseTarget accepts ab's URL form, http://host[:port]/path; the path may
-// be left out.
+// parseTarget accepts ab's URL form, http[s]://host[:port]/path; the path
+// may be left out.
 func parseTarget(raw string) (*target, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, usage("invalid URL %q (want http://host[:port]/path)", raw)
+		return nil, usage("invalid URL %q (want http://host[:port]/path or https://...)", raw)
 	}
-	if u.Scheme != "http" {
-		return nil, usage("unsupported scheme %q in %q (loadlab bench speaks http://)", u.Scheme, raw)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, usage("unsupported scheme %q in %q (loadlab bench speaks http:// and https://)", u.Scheme, raw)
 	}
-	t := &target{host: u.Hostname(), port: 80, path: u.EscapedPath()}
+	t := &target{host: u.Hostname(), port: 80, path: u.EscapedPath(), tls: u.Scheme == "https"}
+	defaultPort := 80
+	if t.tls {
+		t.port, defaultPort = 443, 443
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
@@ -108,7 +115,7 @@ func parseTarget(raw string) (*target, error) {
 	}
 	t.addr = net.JoinHostPort(t.host, strconv.Itoa(t.port))
 	t.hostHead = u.Host
-	if t.port == 80 {
+	if t.port == defaultPort {
 		t.hostHead = u.Hostname()
 		if strings.Contains(t.hostHead, ":") {
 			t.hostHead = "[" + t.hostHead + "]"
@@ -122,7 +129,10 @@ func (w Work) Check() error {
 	if err := w.normalize(); err != nil {
 		return err
 	}
-	_, err := parseTarget(w.URL)
+	if _, err := parseTarget(w.URL); err != nil {
+		return err
+	}
+	_, err := w.TLS.config("")
 	return err
 }
 
