@@ -16,6 +16,7 @@ import (
 
 	"loadlab/internal/accesslog"
 	"loadlab/internal/balancer"
+	"loadlab/internal/tlsx"
 )
 
 type balanceFlags struct {
@@ -27,6 +28,8 @@ type balanceFlags struct {
 	grace      time.Duration
 	logFormat  string
 	quiet      bool
+	tls        tlsFlags
+	tlsPairs   []tlsx.Pair // the flags' certificates, over the file's
 }
 
 func newBalanceCommand() *cobra.Command {
@@ -77,6 +80,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time for connections to finish")
 	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
+	f.tls.add(fl)
 	return cmd
 }
 
@@ -87,7 +91,9 @@ func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
 	if f.configFile != "" {
 		given := map[string]string{}
 		flags.Visit(func(fl *pflag.Flag) {
-			if fl.Name != "backend" { // a string array: setting it again would repeat it
+			switch fl.Name {
+			case "backend", "tls-cert", "tls-key": // string arrays: setting them again would repeat them
+			default:
 				given[fl.Name] = fl.Value.String()
 			}
 		})
@@ -112,6 +118,9 @@ func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
 		}
 		cfg.Backends = append(cfg.Backends, balancer.BackendConfig{Addr: addr, Weight: weight})
 	}
+	if len(f.tlsPairs) > 0 {
+		cfg.TLS = f.tlsPairs
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
 	}
@@ -121,6 +130,21 @@ func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
 func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	if f.logFormat != accesslog.FormatText && f.logFormat != accesslog.FormatJSON {
 		return usagef("--log-format %q is not a format (use text or json)", f.logFormat)
+	}
+	if err := f.tls.validate(); err != nil {
+		return err
+	}
+	if f.tls.selfSigned {
+		// Made once, here: a reload keeps it.
+		_, pairs, cleanup, err := f.tls.load(func(string) {})
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		f.tlsPairs = pairs
+	}
+	for i := range f.tls.certs {
+		f.tlsPairs = append(f.tlsPairs, tlsx.Pair{CertFile: f.tls.certs[i], KeyFile: f.tls.keys[i]})
 	}
 	cfg, err := f.load(cmd.Flags())
 	if err != nil {
@@ -145,6 +169,7 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	if err != nil {
 		return err
 	}
+	sayCertWarnings(b)
 	// The admin listener is up before "ready" is said: a script that
 	// waits for that line may ask the API at once.
 	var adminAt string
@@ -157,8 +182,12 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 		defer a.Close()
 		adminAt = a.Addr().String()
 	}
-	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %d backends, pid %d)\n",
-		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid())
+	note := tlsNote(b.Certificates())
+	if note != "" {
+		note = ", " + note
+	}
+	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %d backends, pid %d%s)\n",
+		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid(), note)
 	if adminAt != "" {
 		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)
 	}
@@ -173,7 +202,8 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "loadlab balance: reload refused, the running configuration stays: %v\n", err)
 			} else {
-				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%d backends)\n", len(b.Pool().All()))
+				sayCertWarnings(b)
+				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%d backends%s)\n", len(b.Pool().All()), certsNote(b.Certificates()))
 			}
 		case <-ctx.Done():
 			stop()
@@ -185,4 +215,18 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 			return nil
 		}
 	}
+}
+
+func sayCertWarnings(b *balancer.Balancer) {
+	for _, w := range b.CertWarnings() {
+		fmt.Fprintln(os.Stderr, "loadlab balance: "+w)
+	}
+}
+
+// certsNote is what a reload line says of the certificates it loaded.
+func certsNote(certs []tlsx.CertInfo) string {
+	if len(certs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d certificates, sha256 %s", len(certs), certs[0].Fingerprint)
 }

@@ -189,7 +189,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr(), tlsNote(certs)))
+	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr(), tlsNote(certs.Info())))
 	if certs != nil {
 		go reloadOnHangUp(ctx, certs, srv, say)
 	}
@@ -246,11 +246,11 @@ func childCommand(flags *pflag.FlagSet, childModel string, certFiles []tlsx.Pair
 
 // tlsNote is what the ready line says of TLS: the default certificate's
 // fingerprint, for a client to pin or compare.
-func tlsNote(certs *tlsx.Store) string {
-	if certs == nil {
+func tlsNote(certs []tlsx.CertInfo) string {
+	if len(certs) == 0 {
 		return ""
 	}
-	return "TLS, sha256 " + certs.Info()[0].Fingerprint
+	return "TLS, sha256 " + certs[0].Fingerprint
 }
 
 // reloadOnHangUp re-reads the certificate files on every SIGHUP, as nginx

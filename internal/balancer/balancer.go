@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab/internal/evloop"
+	"loadlab/internal/tlsx"
 )
 
 // Config is one balancer: what it listens on, where it sends traffic and
@@ -37,6 +38,10 @@ type Config struct {
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
 	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
+
+	// TLS ends the clients' TLS with these certificates, picked by SNI;
+	// the first is for a client that names none, or a name none has.
+	TLS []tlsx.Pair `yaml:"tls"`
 
 	Log *slog.Logger `yaml:"-"` // access log; nil for none
 	// Resolver looks up host names and srv:// records; nil for the system's.
@@ -152,6 +157,11 @@ func (c *Config) Validate() error {
 	if c.MaxBody < 0 {
 		return errors.New("max_body must be a size in bytes, more than 0")
 	}
+	for i, p := range c.TLS {
+		if p.CertFile == "" || p.KeyFile == "" {
+			return fmt.Errorf("tls[%d]: give both cert and key files", i)
+		}
+	}
 	return c.Check.validate()
 }
 
@@ -161,7 +171,8 @@ type Balancer struct {
 	picker atomic.Pointer[pickerBox]
 	pool   *Pool
 	addr   net.Addr
-	lnfd   int // the listener, out of Go's poller (evloop.DetachListener)
+	lnfd   int       // the listener, out of Go's poller (evloop.DetachListener); -1 behind the TLS front
+	front  *tlsFront // ends TLS when there are certificates
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
@@ -190,16 +201,27 @@ func Start(cfg Config) (*Balancer, error) {
 	if err != nil {
 		return nil, listenError(cfg.Listen, err)
 	}
-	lnfd, err := evloop.DetachListener(ln)
-	if err != nil {
-		ln.Close()
-		return nil, err
+	var certs *tlsx.Store
+	var warnings []string
+	if len(cfg.TLS) > 0 {
+		if certs, warnings, err = tlsx.Load(cfg.TLS); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
-	b := &Balancer{addr: ln.Addr(), lnfd: lnfd, done: make(chan struct{}), log: newAccessLog(cfg.Log), via: newPseudonym()}
+	b := &Balancer{addr: ln.Addr(), lnfd: -1, done: make(chan struct{}), log: newAccessLog(cfg.Log), via: newPseudonym()}
+	closeListener := ln.Close
+	if certs == nil {
+		if b.lnfd, err = evloop.DetachListener(ln); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		closeListener = func() error { return unix.Close(b.lnfd) }
+	}
 	b.addSelf(b.addr, "listen address")
 	for _, bc := range cfg.Backends {
 		if err := b.refuseSelf(bc.Addr); err != nil {
-			unix.Close(lnfd)
+			closeListener()
 			return nil, err
 		}
 	}
@@ -215,8 +237,11 @@ func Start(cfg Config) (*Balancer, error) {
 		newMode = newHTTPLoop
 	}
 	if b.loops, err = startLoops(b, newMode); err != nil {
-		unix.Close(lnfd)
+		closeListener()
 		return nil, err
+	}
+	if certs != nil {
+		b.front = startTLSFront(b, ln, certs, warnings, cfg.Mode)
 	}
 	return b, nil
 }
@@ -260,6 +285,17 @@ func (b *Balancer) Reload(cfg Config) error {
 	if old := b.Config(); cfg.Listen != old.Listen || cfg.Mode != old.Mode || cfg.MaxConns != old.MaxConns {
 		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
 	}
+	if (len(cfg.TLS) > 0) != (b.front != nil) {
+		return errors.New("tls cannot be turned on or off on reload; restart the balancer")
+	}
+	var certs *tlsx.Store
+	var warnings []string
+	if b.front != nil {
+		var err error
+		if certs, warnings, err = tlsx.Load(cfg.TLS); err != nil {
+			return err
+		}
+	}
 	cfg.Log, cfg.Resolver = b.Config().Log, b.Config().Resolver
 	for _, bc := range cfg.Backends {
 		if err := b.refuseSelf(bc.Addr); err != nil {
@@ -268,6 +304,10 @@ func (b *Balancer) Reload(cfg Config) error {
 	}
 	b.forget(b.pool.Replace(backendsOf(cfg.Backends), srvEntries(cfg.Backends)))
 	b.apply(cfg)
+	if certs != nil {
+		b.front.certs.Store(certs)
+		b.front.warnings.Store(&warnings)
+	}
 	return nil
 }
 
@@ -360,7 +400,7 @@ func (b *Balancer) Done() <-chan struct{} { return b.done }
 // pick chooses a backend for a client, leaving out those already tried.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
 	var ip netip.Addr
-	if a, ok := client.(*net.TCPAddr); ok {
+	if a := clientAddr(client); a != nil {
 		ip, _ = netip.AddrFromSlice(a.IP)
 	}
 	return b.picker.Load().Picker.Pick(b.pool.candidates(tried), ip)
@@ -375,7 +415,14 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
-	b.loops.Stop(func() { unix.Close(b.lnfd) }, nil, ctx.Done())
+	closeListener := func() { unix.Close(b.lnfd) }
+	if b.front != nil {
+		closeListener = b.front.close
+	}
+	b.loops.Stop(closeListener, nil, ctx.Done())
+	if b.front != nil {
+		b.front.end()
+	}
 	err := ctx.Err()
 	b.log.close()
 	close(b.done)

@@ -58,6 +58,7 @@ type httpClient struct {
 	fd     int
 	from   net.Addr
 	ip     string // the client's address as forwarding headers give it
+	proto  string // http or https, as forwarding headers give it
 	epoll  evloop.Interest
 	state  clientState
 	parser *httpx.Parser
@@ -113,9 +114,12 @@ func (h *httpLoop) Take(fd int, from net.Addr) {
 	}
 	c.fd, c.from, c.state, c.eof = fd, from, reading, false
 	c.parser.Limits.MaxBody = h.b.Config().MaxBody // as of this connection's start, as a reload means it
-	c.ip = "unknown"
-	if a, ok := from.(*net.TCPAddr); ok {
+	c.ip, c.proto = "unknown", "http"
+	if a := clientAddr(from); a != nil {
 		c.ip = a.IP.String()
+	}
+	if viaTLS(from) {
+		c.proto = "https"
 	}
 	c.since, c.active = h.l.Now(), h.l.Now()
 	h.clients[c] = struct{}{}
@@ -235,7 +239,7 @@ func (c *httpClient) parse() {
 func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
-		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.h.b.via), received: n, isHead: req.IsHead(), noHost: req.Host == nil,
+		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.proto, c.h.b.via), received: n, isHead: req.IsHead(), noHost: req.Host == nil,
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
 		attempts: ex.attempts,
 	}

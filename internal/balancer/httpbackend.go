@@ -77,8 +77,7 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		h.l.Own(fd, bc)
 		if proxyVersion != "" {
 			bc.owner = c
-			local, _ := rawsys.LocalAddr(c.fd)
-			out = append(proxyproto.Append(nil, proxyVersion, c.from, local), out...)
+			out = append(proxyproto.Append(nil, proxyVersion, clientAddr(c.from), localAddr(c.fd, c.from)), out...)
 		}
 	}
 	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false

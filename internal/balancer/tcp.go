@@ -157,8 +157,7 @@ func (t *tcpLoop) established(p *tcpPair) {
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	if v := t.b.Config().SendProxy; v != "" {
-		local, _ := rawsys.LocalAddr(p.client.fd)
-		p.server.pending = proxyproto.Append(nil, v, p.from, local)
+		p.server.pending = proxyproto.Append(nil, v, clientAddr(p.from), localAddr(p.client.fd, p.from))
 	}
 	t.watch(&p.client)
 	t.flush(&p.server) // the PROXY header, if any; and it watches the server

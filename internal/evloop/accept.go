@@ -80,6 +80,15 @@ func (g *Group) lightest() *Loop {
 	return best
 }
 
+// Give hands a connection accepted elsewhere to the least loaded loop, as
+// if its listener had: the balancer's TLS front makes its handshakes on
+// goroutines and gives the loops the plaintext end of a socket pair. The
+// descriptor is the loops' from here, closed by them even if they have
+// stopped.
+func (g *Group) Give(fd int, from net.Addr) {
+	g.lightest().handOff(fd, from)
+}
+
 // handOff gives an accepted connection to l, from the accepting loop.
 // One knock wakes l for all that came before it takes them.
 func (l *Loop) handOff(fd int, from net.Addr) {

@@ -40,9 +40,10 @@ func proxyWrites(name []byte) bool {
 
 // AppendProxyRequest writes req as a proxy sends it on: HTTP/1.1, the
 // client's end-to-end headers, forwarding headers added for client (its
-// address) and self (the proxy's name in Via), the body by
-// Content-Length, the connection kept alive.
-func AppendProxyRequest(b []byte, req *Request, client, self string) []byte {
+// address), proto (http, or https when the proxy ended the client's TLS)
+// and self (the proxy's name in Via), the body by Content-Length, the
+// connection kept alive.
+func AppendProxyRequest(b []byte, req *Request, client, proto, self string) []byte {
 	var connection [][]byte
 	var xff, fwd, via []byte // each field's lines as one list, as RFC 9110 §5.3 allows
 	for _, f := range req.Headers {
@@ -68,14 +69,14 @@ func AppendProxyRequest(b []byte, req *Request, client, self string) []byte {
 		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
 	}
 	b = append(appendList(b, "X-Forwarded-For", xff, client), "\r\n"...)
-	b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	b = append(append(append(b, "X-Forwarded-Proto: "...), proto...), "\r\n"...)
 	b = appendList(b, "Forwarded", fwd, "for=")
 	if strings.IndexByte(client, ':') >= 0 {
 		b = append(append(append(b, `"[`...), client...), `]"`...)
 	} else {
 		b = append(b, client...)
 	}
-	b = append(b, ";proto=http\r\n"...)
+	b = append(append(append(b, ";proto="...), proto...), "\r\n"...)
 	b = appendList(b, "Via", via, "1.")
 	b = strconv.AppendInt(b, int64(req.Minor), 10)
 	b = append(append(append(b, ' '), self...), "\r\n"...)

@@ -7,31 +7,35 @@ import (
 
 func TestAppendProxyRequest(t *testing.T) {
 	for _, tc := range []struct {
-		name, in, client, want string
+		name, in, client, proto, want string
 	}{
 		{"HTTP/1.0 keep-alive, forwarding headers added",
-			"GET /a?b HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", "10.0.0.1",
+			"GET /a?b HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", "10.0.0.1", "http",
 			"GET /a?b HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
 				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.0 lb\r\nConnection: keep-alive\r\n\r\n"},
 		{"lists extended, every line of them",
-			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nVia: 1.1 a\r\nForwarded: for=1.1.1.1\r\n\r\n", "::1",
+			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nVia: 1.1 a\r\nForwarded: for=1.1.1.1\r\n\r\n", "::1", "http",
 			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, ::1\r\nX-Forwarded-Proto: http\r\n" +
 				"Forwarded: for=1.1.1.1, for=\"[::1]\";proto=http\r\nVia: 1.1 a, 1.1 lb\r\nConnection: keep-alive\r\n\r\n"},
 		{"hop-by-hop and Connection-listed fields dropped, Expect answered here",
 			"POST / HTTP/1.1\r\nHost: h\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\nKeep-Alive: 5\r\n" +
-				"Expect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", "10.0.0.1",
+				"Expect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", "10.0.0.1", "http",
 			"POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
 				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.1 lb\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nhi"},
 		{"a chunked body sent on by length",
-			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "10.0.0.1",
+			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "10.0.0.1", "http",
 			"POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
 				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.1 lb\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc"},
+		{"TLS ended by the proxy: proto https, the client's own claim replaced",
+			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\n\r\n", "10.0.0.1", "https",
+			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n" +
+				"Forwarded: for=10.0.0.1;proto=https\r\nVia: 1.1 lb\r\nConnection: keep-alive\r\n\r\n"},
 	} {
 		req, _, err := NewParser(DefaultLimits()).Parse([]byte(tc.in))
 		if err != nil || req == nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if got := string(AppendProxyRequest(nil, req, tc.client, "lb")); got != tc.want {
+		if got := string(AppendProxyRequest(nil, req, tc.client, tc.proto, "lb")); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
 		}
 	}
@@ -69,7 +73,7 @@ func TestAppendProxyResponseHead(t *testing.T) {
 
 func TestInsertHost(t *testing.T) {
 	req, _, _ := NewParser(DefaultLimits()).Parse([]byte("HEAD /page.html HTTP/1.0\r\n\r\n"))
-	out := string(InsertHost(nil, AppendProxyRequest(nil, req, "10.0.0.1", "lb"), "127.0.0.1:9002"))
+	out := string(InsertHost(nil, AppendProxyRequest(nil, req, "10.0.0.1", "http", "lb"), "127.0.0.1:9002"))
 	if !strings.HasPrefix(out, "HEAD /page.html HTTP/1.1\r\nHost: 127.0.0.1:9002\r\nX-Forwarded-For: 10.0.0.1\r\n") {
 		t.Errorf("got %q", out)
 	}

@@ -16,8 +16,12 @@ import (
 	"time"
 )
 
-// Pair names a certificate file and its key file, both PEM.
-type Pair struct{ CertFile, KeyFile string }
+// Pair names a certificate file and its key file, both PEM; in YAML,
+// {cert: FILE, key: FILE}.
+type Pair struct {
+	CertFile string `yaml:"cert"`
+	KeyFile  string `yaml:"key"`
+}
 
 // Store is a server's certificates. The first is the default; a client
 // that names a host (SNI) gets the first certificate for that name,
@@ -146,6 +150,9 @@ type CertInfo struct {
 
 // Info describes the certificates in use, the default first.
 func (s *Store) Info() []CertInfo {
+	if s == nil {
+		return nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []CertInfo

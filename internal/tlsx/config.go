@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ServerConfig is the TLS a server speaks with the store's certificates:
@@ -28,6 +30,24 @@ func (s *Store) ServerConfig() *tls.Config {
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.Certificate(hello.ServerName), nil
 		},
+	}
+}
+
+// AckNow acknowledges at once what the client sent last, on a server's
+// TCP connection whose handshake just ended: the TLS 1.3 Finished. Go's
+// server sends its session tickets before that message arrives, not after
+// as OpenSSL's does, so nothing of the server's would carry the
+// acknowledgement; a client with Nagle's algorithm on (ab) holds its
+// request until it comes, and the kernel delays it 40 ms. Measured: ab
+// against serve over TLS 1.3, 219 requests/s at -c 10 without, against
+// nginx's 1,710.
+func AckNow(nc net.Conn) {
+	tcp, ok := nc.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if raw, err := tcp.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1) })
 	}
 }
 

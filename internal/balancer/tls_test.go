@@ -1,0 +1,296 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"loadlab/internal/tlsx"
+)
+
+// certFiles writes a self-signed certificate for hosts into dir and
+// returns its files and the certificate as a client checks it.
+func certFiles(t *testing.T, dir string, hosts ...string) (tlsx.Pair, *x509.Certificate) {
+	t.Helper()
+	certPEM, keyPEM, err := tlsx.SelfSigned(hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := os.MkdirTemp(dir, "pair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tlsx.WritePair(sub, certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(c.Certificate[0])
+	return p, leaf
+}
+
+// dialTLS makes a TLS connection to addr naming serverName, trusting
+// anything, and returns the certificate it was shown.
+func dialTLS(t *testing.T, addr, serverName string, conf *tls.Config) (*tls.Conn, *x509.Certificate) {
+	t.Helper()
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf.InsecureSkipVerify, conf.ServerName = true, serverName
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		t.Fatalf("TLS to %s (SNI %q): %v", addr, serverName, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c, c.ConnectionState().PeerCertificates[0]
+}
+
+// The balancer ends TLS in http mode: the certificate by SNI, wildcards
+// included, the first for unknown names and for none; ALPN http/1.1;
+// forwarding headers that say https; keep-alive over the bridge; TLS 1.0
+// and 1.1 refused; and the handshakes counted.
+func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
+	dir := t.TempDir()
+	def, defCert := certFiles(t, dir, "default.test")
+	wild, wildCert := certFiles(t, dir, "*.shop.test")
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
+		TLS: []tlsx.Pair{def, wild}})
+	addr := b.Addr().String()
+	for _, tc := range []struct {
+		sni  string
+		want *x509.Certificate
+	}{{"www.shop.test", wildCert}, {"default.test", defCert}, {"elsewhere.test", defCert}, {"", defCert}, {"a.b.shop.test", defCert}} {
+		c, got := dialTLS(t, addr, tc.sni, &tls.Config{NextProtos: []string{"http/1.1"}})
+		if !got.Equal(tc.want) {
+			t.Errorf("SNI %q: shown %v, want %v", tc.sni, got.DNSNames, tc.want.DNSNames)
+		}
+		if p := c.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+			t.Errorf("SNI %q: ALPN %q, want http/1.1", tc.sni, p)
+		}
+		c.Close()
+	}
+
+	c, _ := dialTLS(t, addr, "www.shop.test", nil)
+	r := bufio.NewReader(c)
+	for i := range 3 { // one connection, three exchanges
+		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: www.shop.test\r\nX-Forwarded-Proto: http\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d on a kept TLS connection: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %s", i+1, resp.Status)
+		}
+	}
+	head := e.lastHead()
+	for _, want := range []string{"X-Forwarded-For: 127.0.0.1\r\n", "X-Forwarded-Proto: https\r\n", "Forwarded: for=127.0.0.1;proto=https\r\n"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("backend did not get %q in:\n%s", want, head)
+		}
+	}
+	if strings.Count(head, "X-Forwarded-Proto") != 1 {
+		t.Errorf("the client's own X-Forwarded-Proto went through:\n%s", head)
+	}
+
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		old, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+		if err == nil {
+			old.Close()
+			t.Errorf("TLS version %x was accepted", v)
+		}
+	}
+	// The client gives up at the server's alert, maybe before the
+	// server's side has counted it.
+	deadline := time.Now().Add(5 * time.Second)
+	made, failed := b.Handshakes()
+	for failed < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		made, failed = b.Handshakes()
+	}
+	if made != 6 || failed != 2 {
+		t.Errorf("handshakes: %d made, %d failed; want 6 and 2", made, failed)
+	}
+}
+
+// In tcp mode the balancer offloads TLS: the backend gets plaintext, the
+// bytes both ways whole, the ends of sending passed on.
+func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
+	var mu sync.Mutex
+	var firstBytes []byte
+	echo := serveEach(t, func(c net.Conn) {
+		var head [4]byte
+		io.ReadFull(c, head[:])
+		mu.Lock()
+		firstBytes = append([]byte(nil), head[:]...)
+		mu.Unlock()
+		c.Write(head[:])
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+	p, _ := certFiles(t, t.TempDir(), "localhost")
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: echo}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
+	c, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	sent := make([]byte, 2<<20)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range sent {
+		sent[i] = byte(rng.Uint32())
+	}
+	copy(sent, "PING")
+	go func() {
+		c.Write(sent)
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("after %d bytes: %v", len(got), err)
+	}
+	if !bytes.Equal(got, sent) {
+		t.Fatalf("echo over TLS through the balancer: got %d bytes, sent %d", len(got), len(sent))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if string(firstBytes) != "PING" {
+		t.Errorf("the backend's first bytes were %q, not the client's plaintext", firstBytes)
+	}
+}
+
+// Clients that connect and never finish a handshake, or send garbage,
+// hold nothing: a real client is served meanwhile, and the stalled ones
+// are closed at the head timeout.
+func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
+	p, _ := certFiles(t, t.TempDir(), "localhost")
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
+		TLS: []tlsx.Pair{p}, HeadTimeout: 500 * time.Millisecond})
+	var stalled []net.Conn
+	for i := range 200 {
+		c, err := net.Dial("tcp", b.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i%2 == 0 {
+			c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a ClientHello's first bytes, then nothing
+		} else {
+			c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) // plaintext to a TLS port
+		}
+		stalled = append(stalled, c)
+	}
+	c, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a real client beside 200 stalled ones: %v %v", resp, err)
+	}
+	for _, s := range stalled {
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, s); os.IsTimeout(err) {
+			t.Fatal("a stalled handshake was kept past the head timeout")
+		}
+	}
+	if _, failed := b.Handshakes(); failed != 200 {
+		t.Errorf("%d failed handshakes counted, want 200", failed)
+	}
+}
+
+// SIGHUP's reload re-reads the certificate files: a new certificate is
+// shown to new connections, a bad file is refused and the old one stays.
+func TestBalanceReloadsCertificates(t *testing.T) {
+	dir := t.TempDir()
+	p, first := certFiles(t, dir, "localhost")
+	e := startEcho(t)
+	cfg := Config{Listen: "127.0.0.1:0", Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}}
+	b := startBalancer(t, cfg)
+	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(first) {
+		t.Fatal("not the first certificate")
+	}
+	next, second := certFiles(t, dir, "localhost")
+	os.WriteFile(p.CertFile, readFile(t, next.CertFile), 0o600)
+	os.WriteFile(p.KeyFile, readFile(t, next.KeyFile), 0o600)
+	if err := b.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
+		t.Error("after a reload, not the new certificate")
+	}
+	os.WriteFile(p.CertFile, []byte("not a certificate"), 0o600)
+	err := b.Reload(cfg)
+	if err == nil || !strings.Contains(err.Error(), p.CertFile) {
+		t.Errorf("a bad certificate file: %v, want an error naming it", err)
+	}
+	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
+		t.Error("a refused reload changed the certificate")
+	}
+	if info := b.Certificates(); len(info) != 1 || info[0].Names[0] != "localhost" || info[0].NotAfter.Before(time.Now()) {
+		t.Errorf("certificates listed: %+v", info)
+	}
+	plain := cfg
+	plain.TLS = nil
+	if err := b.Reload(plain); err == nil {
+		t.Error("a reload turned TLS off")
+	}
+}
+
+// A stop with TLS clients open ends them and leaves nothing running.
+func TestBalanceTLSShutdown(t *testing.T) {
+	p, _ := certFiles(t, t.TempDir(), "localhost")
+	e := startEcho(t)
+	b, err := Start(Config{Listen: "127.0.0.1:0", Mode: "http", Backends: []BackendConfig{{Addr: e.addr}},
+		Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	stalled, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Errorf("the idle keep-alive client read %v, want a clean end (close_notify)", err)
+	}
+	stalled.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := stalled.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
+		t.Errorf("a client mid-handshake was left open: %v", err)
+	}
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
