@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"loadlab/internal/tlsx"
 )
 
 // Admin is the balancer's admin listener: GET / a stats page that
@@ -51,6 +53,7 @@ func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /api/backends", a.list)
+	mux.HandleFunc("GET /api/certificates", a.certificates)
 	mux.HandleFunc("POST /api/backends", a.add)
 	mux.HandleFunc("DELETE /api/backends/{name}", a.remove)
 	mux.HandleFunc("PUT /api/backends/{name}", a.update)
@@ -182,6 +185,16 @@ func (a *Admin) list(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.b.Status())
 }
 
+// certificates lists the certificates TLS is ended with: file, names,
+// expiry and fingerprint; an empty list without TLS.
+func (a *Admin) certificates(w http.ResponseWriter, _ *http.Request) {
+	certs := a.b.Certificates()
+	if certs == nil {
+		certs = []tlsx.CertInfo{}
+	}
+	writeJSON(w, http.StatusOK, certs)
+}
+
 type backendChange struct {
 	Addr   string `json:"addr"`
 	Weight int    `json:"weight"`
@@ -251,7 +264,8 @@ func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
 }
 
 var pageTemplate = template.Must(template.New("stats").Funcs(template.FuncMap{
-	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" },
+	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" },
+	"join": strings.Join,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>loadlab balance — {{.Listen}}</title>
@@ -270,16 +284,26 @@ td.l{text-align:left}.ready{background:#d8f5d8}.drain{background:#fff3c4}.down{b
 <td class="l">{{with .LastCheck}}{{if .OK}}ok{{else}}failed: {{.Detail}}{{end}}, {{ago .At}}{{else}}-{{end}}</td>
 <td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td></tr>
 {{end}}</table>
+{{with .Certs}}<h2>TLS</h2>
+<p>{{$.Handshakes}} handshakes, {{$.Failures}} failed.</p>
+<table id="certificates">
+<tr><th>certificate</th><th>names</th><th>expires</th><th>SHA-256</th></tr>
+{{range .}}<tr><td class="l">{{.File}}</td><td class="l">{{join .Names ", "}}</td><td class="l">{{.NotAfter.Format "2006-01-02 15:04 MST"}}</td>
+<td class="l"><code>{{.Fingerprint}}</code></td></tr>
+{{end}}</table>{{end}}
 </body></html>
 `))
 
 func (a *Admin) page(w http.ResponseWriter, _ *http.Request) {
 	cfg := a.b.Config()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	made, failed := a.b.Handshakes()
 	pageTemplate.Execute(w, struct {
-		Listen, Mode, Algo string
-		Backends           []BackendStatus
-	}{a.b.Addr().String(), cfg.Mode, cfg.Algo, a.b.Status()})
+		Listen, Mode, Algo   string
+		Backends             []BackendStatus
+		Certs                []tlsx.CertInfo
+		Handshakes, Failures int64
+	}{a.b.Addr().String(), cfg.Mode, cfg.Algo, a.b.Status(), a.b.Certificates(), made, failed})
 }
 
 // metrics exports the backends' counters as they are at scrape time.
@@ -297,10 +321,13 @@ var (
 	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect time (tcp mode) or time to the response head (http mode).", []string{"backend"}, nil)
 	descDropped  = prometheus.NewDesc("loadlab_access_log_dropped_total", "Access log lines dropped because the writer fell behind.", nil, nil)
 	descPanics   = prometheus.NewDesc("loadlab_panics_total", "Panics recovered while serving; each closed one connection.", nil, nil)
+	descTLS      = prometheus.NewDesc("loadlab_tls_handshakes_total", "TLS handshakes with clients that completed.", nil, nil)
+	descTLSError = prometheus.NewDesc("loadlab_tls_handshake_errors_total", "TLS handshakes with clients that failed: given up, timed out, or not TLS.", nil, nil)
+	descCertEnd  = prometheus.NewDesc("loadlab_tls_certificate_expiry_seconds", "When each certificate expires, in Unix seconds.", []string{"file"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics} {
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd} {
 		ch <- d
 	}
 }
@@ -327,4 +354,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.b.log.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.b.panics.Load()))
+	if certs := m.b.Certificates(); certs != nil {
+		made, failed := m.b.Handshakes()
+		ch <- prometheus.MustNewConstMetric(descTLS, prometheus.CounterValue, float64(made))
+		ch <- prometheus.MustNewConstMetric(descTLSError, prometheus.CounterValue, float64(failed))
+		for _, c := range certs {
+			ch <- prometheus.MustNewConstMetric(descCertEnd, prometheus.GaugeValue, float64(c.NotAfter.Unix()), c.File)
+		}
+	}
 }

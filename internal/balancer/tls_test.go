@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,6 +285,48 @@ func TestBalanceTLSShutdown(t *testing.T) {
 	stalled.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := stalled.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
 		t.Errorf("a client mid-handshake was left open: %v", err)
+	}
+}
+
+// The admin shows what TLS is ended with: the certificates on the page
+// and at /api/certificates, the handshakes in the metrics.
+func TestBalanceAdminShowsCertificates(t *testing.T) {
+	p, _ := certFiles(t, t.TempDir(), "shop.test")
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
+	a, err := StartAdmin(b, "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dialTLS(t, b.Addr().String(), "shop.test", nil)
+	if c, err := net.Dial("tcp", b.Addr().String()); err == nil {
+		io.WriteString(c, "not TLS\r\n\r\n")
+		io.Copy(io.Discard, c) // until the balancer gives up on it
+		c.Close()
+	}
+	get := func(path string) string {
+		resp, err := http.Get("http://" + a.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	var certs []tlsx.CertInfo
+	if body := get("/api/certificates"); json.Unmarshal([]byte(body), &certs) != nil || len(certs) != 1 ||
+		certs[0].File != p.CertFile || !slices.Contains(certs[0].Names, "shop.test") || certs[0].NotAfter.Before(time.Now()) {
+		t.Errorf("/api/certificates: %s", body)
+	}
+	if page := get("/"); !strings.Contains(page, "shop.test") || !strings.Contains(page, certs[0].Fingerprint) {
+		t.Errorf("the stats page does not show the certificate:\n%s", page)
+	}
+	metrics := get("/metrics")
+	for _, want := range []string{"loadlab_tls_handshakes_total 1\n", "loadlab_tls_handshake_errors_total 1\n", "loadlab_tls_certificate_expiry_seconds{file="} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
 
