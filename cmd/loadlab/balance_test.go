@@ -118,6 +118,9 @@ func TestBalanceBadInput(t *testing.T) {
 		{"balance", "--backend", "127.0.0.1:9002", "--send-proxy", "v3"},
 		{"balance", "--backend", "127.0.0.1:9002", "--max-body", "-1"},
 		{"balance", "--config", "/no/such/file.yaml"},
+		{"balance", "--backend", "127.0.0.1:9002", "--tls-cert", "c.pem"},
+		{"balance", "--backend", "127.0.0.1:9002", "--tls-cert", "/no/c.pem", "--tls-key", "/no/k.pem"},
+		{"balance", "--backend", "127.0.0.1:9002", "--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 	} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		ee, ok := err.(*exec.ExitError)

@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -204,5 +207,64 @@ func TestBenchTLSJSONHasHandshakes(t *testing.T) {
 	out, _ = exec.Command(binary, "bench", "-q", "-n", "5", "--tls-verify", "--tls-ca", p.CertFile+".other", url).CombinedOutput()
 	if !strings.Contains(string(out), "TLS: x509: certificate signed by unknown authority") || !strings.Contains(string(out), "(trust its CA with --tls-ca FILE") {
 		t.Errorf("a certificate the CA did not sign was accepted:\n%s", out)
+	}
+}
+
+// TestBalanceTLSFromYAMLReloadsOnSIGHUP: balance ends TLS with the
+// certificates of its YAML file, names the default one on its ready
+// line, takes new files on SIGHUP and refuses a bad one in one line,
+// keeping the old. --tls-self-signed works in tcp mode too.
+func TestBalanceTLSFromYAMLReloadsOnSIGHUP(t *testing.T) {
+	_, backend, _ := serve(t, "--quiet", "--name", "one")
+	dir := t.TempDir()
+	certPEM, keyPEM, _ := tlsx.SelfSigned()
+	p, err := tlsx.WritePair(dir, certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "lb.yaml")
+	os.WriteFile(conf, fmt.Appendf(nil, "mode: http\ncheck: {kind: none}\nbackends: [{addr: %q}]\ntls:\n  - {cert: %q, key: %q}\n",
+		backend, p.CertFile, p.KeyFile), 0o644)
+	cmd, addr, lines := balance(t, "--config", conf, "--quiet")
+	first := servedFingerprint(t, addr)
+	client := http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	resp, err := client.Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Served-By") != "one" || resp.TLS == nil {
+		t.Fatalf("over HTTPS: %v, served by %q", resp.Status, resp.Header.Get("X-Served-By"))
+	}
+
+	certPEM, keyPEM, _ = tlsx.SelfSigned()
+	os.WriteFile(p.CertFile, certPEM, 0o644)
+	os.WriteFile(p.KeyFile, keyPEM, 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	line := waitLine(t, lines, "loadlab balance: reloaded (1 backends, 1 certificates, sha256 ")
+	second := servedFingerprint(t, addr)
+	if second == first || !strings.HasSuffix(line, second+")") {
+		t.Errorf("after the reload %s is served, the line says: %s", second, line)
+	}
+
+	os.WriteFile(p.KeyFile, []byte("not a key"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	if line := waitLine(t, lines, "loadlab balance: reload refused"); !strings.Contains(line, p.KeyFile) {
+		t.Errorf("the refusal does not name the key file: %s", line)
+	}
+	if got := servedFingerprint(t, addr); got != second {
+		t.Errorf("a refused reload changed the certificate to %s", got)
+	}
+
+	_, tcpAddr, _ := balance(t, "--backend", backend, "--check", "none", "--quiet", "--tls-self-signed")
+	c, err := tls.Dial("tcp", tcpAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+	out, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(out), "HTTP/1.1 200 OK") || !strings.Contains(string(out), "X-Served-By: one") {
+		t.Errorf("tcp mode over TLS: %q", out)
 	}
 }
