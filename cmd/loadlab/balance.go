@@ -48,7 +48,9 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
       --backend 127.0.0.1:9004 --backend 127.0.0.1:9005
   loadlab balance --mode http --algo leastconn --check http --check-path /santai \
       --backend 127.0.0.1:9002 --backend 127.0.0.1:9003,weight=3 --admin :9000
-  loadlab balance --config lab-balancer.yaml --admin 127.0.0.1:9000`,
+  loadlab balance --config lab-balancer.yaml --admin 127.0.0.1:9000
+  loadlab balance --mode http --tls-cert site.pem --tls-key site.key \
+      --backend-tls --backend-ca backends-ca.pem --backend 10.0.0.2:8443 --backend 10.0.0.3:8443`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBalance(cmd, f) },
 	}
@@ -74,6 +76,9 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.DurationVar(&c.QueueTimeout, "queue-timeout", balancer.DefaultQueueTimeout, "time a connection over --max-conns may wait")
 	fl.StringVar(&c.SendProxy, "send-proxy", "", "send a PROXY protocol header to backends: v1 or v2")
 	fl.DurationVar(&c.ResolveEvery, "resolve-every", 0, "look backend host names (and srv:// records) up again this often")
+	fl.BoolVar(&c.BackendTLS.Enabled, "backend-tls", false, "speak TLS to the backends (sessions resumed; health checks over TLS too)")
+	fl.StringVar(&c.BackendTLS.CA, "backend-ca", "", "with --backend-tls: verify the backends' certificates against the CAs in this PEM file (default: the system's)")
+	fl.BoolVar(&c.BackendTLS.Insecure, "backend-tls-insecure", false, "with --backend-tls: do not verify the backends' certificates")
 	fl.StringVar(&f.configFile, "config", "", "YAML configuration file; flags given as well override it")
 	fl.StringVar(&f.admin, "admin", "", "admin listener (stats page, /metrics, /api/backends); host-less binds loopback")
 	fl.StringVar(&f.adminToken, "admin-token", "", "require 'Authorization: Bearer TOKEN' on the admin listener")

@@ -152,8 +152,10 @@ type BackendStatus struct {
 	BytesOut  int64        `json:"bytes_out"`
 	Errors    int64        `json:"errors"`
 	LastCheck *CheckResult `json:"last_check,omitempty"`
-	P50ms     float64      `json:"latency_p50_ms"`
-	P99ms     float64      `json:"latency_p99_ms"`
+	// Certificate is what the backend showed last over TLS.
+	Certificate *tlsx.CertInfo `json:"certificate,omitempty"`
+	P50ms       float64        `json:"latency_p50_ms"`
+	P99ms       float64        `json:"latency_p99_ms"`
 }
 
 // Status lists the backends with their counters.
@@ -171,7 +173,7 @@ func (b *Balancer) status(be *Backend) BackendStatus {
 		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
 		Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
 		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
-		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99,
+		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99, Certificate: be.cert.Load(),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"loadlab/internal/rawsys"
+	"loadlab/internal/tlsx"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -49,6 +50,8 @@ type Backend struct {
 	sockaddr atomic.Pointer[rawsys.Sockaddr]
 	origin   string      // the srv:// entry it came from; "" for a plain one
 	gone     atomic.Bool // left the pool: connections to it are not kept idle
+	// cert is the certificate it showed last, over TLS.
+	cert atomic.Pointer[tlsx.CertInfo]
 
 	weight atomic.Int64
 	state  atomic.Int32

@@ -41,7 +41,8 @@ type Config struct {
 
 	// TLS ends the clients' TLS with these certificates, picked by SNI;
 	// the first is for a client that names none, or a name none has.
-	TLS []tlsx.Pair `yaml:"tls"`
+	TLS        []tlsx.Pair      `yaml:"tls"`
+	BackendTLS BackendTLSConfig `yaml:"backend_tls"`
 
 	Log *slog.Logger `yaml:"-"` // access log; nil for none
 	// Resolver looks up host names and srv:// records; nil for the system's.
@@ -157,6 +158,9 @@ func (c *Config) Validate() error {
 	if c.MaxBody < 0 {
 		return errors.New("max_body must be a size in bytes, more than 0")
 	}
+	if err := c.BackendTLS.validate(); err != nil {
+		return err
+	}
 	for i, p := range c.TLS {
 		if p.CertFile == "" || p.KeyFile == "" {
 			return fmt.Errorf("tls[%d]: give both cert and key files", i)
@@ -173,6 +177,8 @@ type Balancer struct {
 	addr   net.Addr
 	lnfd   int       // the listener, out of Go's poller (evloop.DetachListener); -1 behind the TLS front
 	front  *tlsFront // ends TLS when there are certificates
+
+	backendTLS atomic.Pointer[backendTLS] // nil for plain TCP to the backends
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
@@ -225,6 +231,12 @@ func Start(cfg Config) (*Balancer, error) {
 			return nil, err
 		}
 	}
+	bt, err := newBackendTLS(cfg.BackendTLS, cfg.Mode, nil)
+	if err != nil {
+		closeListener()
+		return nil, err
+	}
+	b.backendTLS.Store(bt)
 	b.pool = NewPool(backendsOf(cfg.Backends))
 	b.apply(cfg)
 	if cfg.MaxConns > 0 {
@@ -285,8 +297,15 @@ func (b *Balancer) Reload(cfg Config) error {
 	if old := b.Config(); cfg.Listen != old.Listen || cfg.Mode != old.Mode || cfg.MaxConns != old.MaxConns {
 		return errors.New("listen, mode and max_conns cannot change on reload; restart the balancer")
 	}
-	if (len(cfg.TLS) > 0) != (b.front != nil) {
-		return errors.New("tls cannot be turned on or off on reload; restart the balancer")
+	if (len(cfg.TLS) > 0) != (b.front != nil) || cfg.BackendTLS.Enabled != b.Config().BackendTLS.Enabled {
+		return errors.New("tls and backend_tls cannot be turned on or off on reload; restart the balancer")
+	}
+	var bt *backendTLS
+	if old := b.backendTLS.Load(); old != nil {
+		var err error
+		if bt, err = newBackendTLS(cfg.BackendTLS, cfg.Mode, old.session); err != nil {
+			return err
+		}
 	}
 	var certs *tlsx.Store
 	var warnings []string
@@ -307,6 +326,9 @@ func (b *Balancer) Reload(cfg Config) error {
 	if certs != nil {
 		b.front.certs.Store(certs)
 		b.front.warnings.Store(&warnings)
+	}
+	if bt != nil {
+		b.backendTLS.Store(bt)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +113,7 @@ func (c *checker) loop() {
 				inFlight.Go(func() {
 					defer be.checking.Store(false)
 					for {
-						c.record(be, probe(be, cfg, c.b.Config().SendProxy), cfg)
+						c.record(be, probe(be, cfg, c.b.Config().SendProxy, c.b.backendTLS.Load()), cfg)
 						if !be.checkDue.Swap(false) {
 							return
 						}
@@ -171,7 +172,9 @@ const maxStatusLine = 1 << 10
 // own: v2's LOCAL command, or v1's UNKNOWN, since no client is behind it
 // (the PROXY protocol's spec names health checks for them); a server
 // that requires the header then takes the check as it takes traffic.
-func probe(be *Backend, cfg CheckConfig, sendProxy string) error {
+// Over TLS (t not nil) the check makes the handshake traffic makes, after
+// the header: a backend whose certificate fails verification is down.
+func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) error {
 	sa := be.sockaddr.Load()
 	if sa == nil {
 		return errUnresolved
@@ -189,6 +192,15 @@ func probe(be *Backend, cfg CheckConfig, sendProxy string) error {
 		if _, err := conn.Write(proxyproto.Append(nil, sendProxy, nil, nil)); err != nil {
 			return errors.New(shortErr(err))
 		}
+	}
+	if t != nil {
+		tc := tls.Client(conn, t.config(be))
+		if err := tc.Handshake(); err != nil {
+			return errors.New("handshake: " + err.Error())
+		}
+		be.noteCertificate(tc)
+		defer tc.Close() // close_notify first
+		conn = tc
 	}
 	if cfg.Kind != "http" {
 		return nil

@@ -69,7 +69,7 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 		out = httpx.InsertHost(nil, out, be.Addr())
 	}
 	if bc == nil {
-		fd, err := dial(h.l, be)
+		fd, err := dial(h.l, h.b, be)
 		if err != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func (bc *backendConn) Ready(events uint32) {
 		return
 	}
 	if bc.connecting {
-		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if events != 0 {
 			bc.connected()
 		}
 		return
@@ -215,9 +215,13 @@ func (bc *backendConn) Ready(events uint32) {
 // connected finishes a connect: on success the request goes out; on
 // failure the backend is suspect and the request goes to the next.
 func (bc *backendConn) connected() {
+	pending, err := bc.h.b.connectResult(bc.fd)
+	if pending {
+		return
+	}
 	bc.connecting = false
-	if err := rawsys.SocketError(bc.fd); err != nil {
-		bc.client.backendFailed(fmt.Errorf("%w: %w", errConnect, &net.OpError{Op: "dial", Net: "tcp", Err: err}))
+	if err != nil {
+		bc.client.backendFailed(fmt.Errorf("%w: %w", errConnect, err))
 		return
 	}
 	bc.be.Total.Add(1)
@@ -469,7 +473,7 @@ func (bc *backendConn) watch() {
 	var want uint32
 	switch {
 	case bc.connecting:
-		want = unix.EPOLLOUT
+		want = bc.h.b.connectWant()
 	case bc.client == nil:
 		want = unix.EPOLLIN
 	default:

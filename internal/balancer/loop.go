@@ -36,11 +36,16 @@ func startLoops(b *Balancer, newMode func(*Balancer, *evloop.Loop) evloop.Handle
 const sweepEvery = 100 * time.Millisecond
 
 // dial starts a non-blocking connect to be, at the address the resolver
-// last found for it: nothing on a loop waits for DNS.
-func dial(l *evloop.Loop, be *Backend) (int, error) {
+// last found for it: nothing on a loop waits for DNS. Over TLS, the
+// connect and handshake run on a goroutine (dialTLS); either way the
+// balancer's connectWant and connectResult say when and how it ended.
+func dial(l *evloop.Loop, b *Balancer, be *Backend) (int, error) {
 	sa := be.sockaddr.Load()
 	if sa == nil {
 		return -1, &net.OpError{Op: "dial", Net: "tcp", Err: errUnresolved}
+	}
+	if t := b.backendTLS.Load(); t != nil {
+		return dialTLS(b, be, sa, t)
 	}
 	return l.Connect(sa)
 }

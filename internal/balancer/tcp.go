@@ -69,7 +69,7 @@ func (t *tcpLoop) Refuse(fd int, from net.Addr) {
 // connect comes back here to try another, up to Retries.
 func (t *tcpLoop) dial(p *tcpPair) {
 	for be := p.next(t.b, p.from); be != nil; be = p.next(t.b, p.from) {
-		fd, err := dial(t.l, be)
+		fd, err := dial(t.l, t.b, be)
 		if err != nil {
 			p.connectFailed(be, err)
 			if localFailure(err) {
@@ -80,7 +80,10 @@ func (t *tcpLoop) dial(p *tcpPair) {
 		p.be, p.connecting, p.dialed = be, true, t.l.Now()
 		p.server.fd = fd
 		t.l.Own(fd, &p.server)
-		if t.b.Config().SendProxy == "" && t.speculate(p) { // with a PROXY header, that goes first
+		// With a PROXY header, that goes first; over TLS, the bytes wait
+		// for the handshake's outcome, or a failed one could not be
+		// redispatched.
+		if t.b.Config().SendProxy == "" && t.b.backendTLS.Load() == nil && t.speculate(p) {
 			return
 		}
 		t.watch(&p.server)
@@ -140,11 +143,14 @@ func (t *tcpLoop) speculate(p *tcpPair) bool {
 // connected finishes p's connect: on success the pair starts moving
 // bytes; on failure the backend is suspect and the next one is tried.
 func (t *tcpLoop) connected(p *tcpPair) {
-	if err := rawsys.SocketError(p.server.fd); err != nil {
-		t.retry(p, &net.OpError{Op: "dial", Net: "tcp", Err: err})
-		return
+	pending, err := t.b.connectResult(p.server.fd)
+	switch {
+	case pending:
+	case err != nil:
+		t.retry(p, err)
+	default:
+		t.established(p)
 	}
-	t.established(p)
 }
 
 // established starts moving p's bytes once its backend connection is up.
@@ -190,7 +196,7 @@ func (s *tcpSide) Ready(events uint32) {
 	p := s.pair
 	t := p.t
 	if p.connecting {
-		if s == &p.server && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if s == &p.server && events != 0 {
 			t.connected(p)
 		}
 		return
@@ -303,7 +309,7 @@ func (t *tcpLoop) watch(s *tcpSide) {
 	switch {
 	case p.connecting:
 		if s == &p.server {
-			want = unix.EPOLLOUT
+			want = t.b.connectWant()
 		}
 	default:
 		if !s.eof && len(s.peer.pending) == 0 {

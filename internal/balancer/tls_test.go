@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"loadlab/internal/server"
+	"loadlab/internal/testutil/served"
 	"loadlab/internal/tlsx"
 )
 
@@ -45,9 +47,9 @@ func certFiles(t *testing.T, dir string, hosts ...string) (tlsx.Pair, *x509.Cert
 	return p, leaf
 }
 
-// dialTLS makes a TLS connection to addr naming serverName, trusting
+// tlsDial makes a TLS connection to addr naming serverName, trusting
 // anything, and returns the certificate it was shown.
-func dialTLS(t *testing.T, addr, serverName string, conf *tls.Config) (*tls.Conn, *x509.Certificate) {
+func tlsDial(t *testing.T, addr, serverName string, conf *tls.Config) (*tls.Conn, *x509.Certificate) {
 	t.Helper()
 	if conf == nil {
 		conf = &tls.Config{}
@@ -78,7 +80,7 @@ func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 		sni  string
 		want *x509.Certificate
 	}{{"www.shop.test", wildCert}, {"default.test", defCert}, {"elsewhere.test", defCert}, {"", defCert}, {"a.b.shop.test", defCert}} {
-		c, got := dialTLS(t, addr, tc.sni, &tls.Config{NextProtos: []string{"http/1.1"}})
+		c, got := tlsDial(t, addr, tc.sni, &tls.Config{NextProtos: []string{"http/1.1"}})
 		if !got.Equal(tc.want) {
 			t.Errorf("SNI %q: shown %v, want %v", tc.sni, got.DNSNames, tc.want.DNSNames)
 		}
@@ -88,7 +90,7 @@ func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 		c.Close()
 	}
 
-	c, _ := dialTLS(t, addr, "www.shop.test", nil)
+	c, _ := tlsDial(t, addr, "www.shop.test", nil)
 	r := bufio.NewReader(c)
 	for i := range 3 { // one connection, three exchanges
 		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: www.shop.test\r\nX-Forwarded-Proto: http\r\n\r\n")
@@ -149,7 +151,7 @@ func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
 	})
 	p, _ := certFiles(t, t.TempDir(), "localhost")
 	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: echo}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
-	c, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	c, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	sent := make([]byte, 2<<20)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -197,7 +199,7 @@ func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
 		}
 		stalled = append(stalled, c)
 	}
-	c, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	c, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
 	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil || resp.StatusCode != 200 {
@@ -222,7 +224,7 @@ func TestBalanceReloadsCertificates(t *testing.T) {
 	e := startEcho(t)
 	cfg := Config{Listen: "127.0.0.1:0", Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}}
 	b := startBalancer(t, cfg)
-	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(first) {
+	if _, got := tlsDial(t, b.Addr().String(), "localhost", nil); !got.Equal(first) {
 		t.Fatal("not the first certificate")
 	}
 	next, second := certFiles(t, dir, "localhost")
@@ -231,7 +233,7 @@ func TestBalanceReloadsCertificates(t *testing.T) {
 	if err := b.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
+	if _, got := tlsDial(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
 		t.Error("after a reload, not the new certificate")
 	}
 	os.WriteFile(p.CertFile, []byte("not a certificate"), 0o600)
@@ -239,7 +241,7 @@ func TestBalanceReloadsCertificates(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), p.CertFile) {
 		t.Errorf("a bad certificate file: %v, want an error naming it", err)
 	}
-	if _, got := dialTLS(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
+	if _, got := tlsDial(t, b.Addr().String(), "localhost", nil); !got.Equal(second) {
 		t.Error("a refused reload changed the certificate")
 	}
 	if info := b.Certificates(); len(info) != 1 || info[0].Names[0] != "localhost" || info[0].NotAfter.Before(time.Now()) {
@@ -261,7 +263,7 @@ func TestBalanceTLSShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, _ := dialTLS(t, b.Addr().String(), "localhost", nil)
+	idle, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	r := bufio.NewReader(idle)
 	if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != 200 {
@@ -299,7 +301,7 @@ func TestBalanceAdminShowsCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	dialTLS(t, b.Addr().String(), "shop.test", nil)
+	tlsDial(t, b.Addr().String(), "shop.test", nil)
 	if c, err := net.Dial("tcp", b.Addr().String()); err == nil {
 		io.WriteString(c, "not TLS\r\n\r\n")
 		io.Copy(io.Discard, c) // until the balancer gives up on it
@@ -337,4 +339,124 @@ func readFile(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// tlsServe starts a serve backend named name speaking TLS with the pair's
+// certificate.
+func tlsServe(t *testing.T, name string, p tlsx.Pair) string {
+	t.Helper()
+	store, _, err := tlsx.Load([]tlsx.Pair{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return served.Start(t, server.Config{Name: name, Model: "async", TLS: store.ServerConfig()}).Addr().String()
+}
+
+// TLS to the backends, in both modes: verified against the CA given,
+// the backend's certificate shown by the API, health checks over TLS
+// keeping the backends up; with the wrong CA every connect fails as a
+// connect does, the checks take the backends down, and the client gets
+// 503, not a hang.
+func TestBalanceBackendTLS(t *testing.T) {
+	dir := t.TempDir()
+	p, leaf := certFiles(t, dir, "localhost")
+	other, _ := certFiles(t, dir, "localhost")
+	b1, b2 := tlsServe(t, "one", p), tlsServe(t, "two", p)
+	for _, mode := range []string{"http", "tcp"} {
+		t.Run(mode, func(t *testing.T) {
+			b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: b1}, {Addr: b2}},
+				Check:      CheckConfig{Kind: "http", Interval: 50 * time.Millisecond, Rise: 1, Fall: 1},
+				BackendTLS: BackendTLSConfig{Enabled: true, CA: p.CertFile}})
+			seen := map[string]int{}
+			for range 10 {
+				status, by, body, err := fetch(b.Addr().String(), "/")
+				if err != nil || status != 200 || body != "Ini Adalah web Server percobaan" {
+					t.Fatalf("through TLS backends: %d %q %v", status, body, err)
+				}
+				seen[by]++
+			}
+			if seen["one"] != 5 || seen["two"] != 5 {
+				t.Errorf("served by %v, want five each", seen)
+			}
+			for _, s := range b.Status() {
+				if s.Certificate == nil || s.Certificate.Fingerprint != tlsx.Describe(leaf).Fingerprint {
+					t.Errorf("%s: certificate %+v, want the backend's", s.Name, s.Certificate)
+				}
+				if s.LastCheck == nil || !s.LastCheck.OK {
+					t.Errorf("%s: last check %+v, want passed over TLS", s.Name, s.LastCheck)
+				}
+			}
+
+			wrong := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: b1}, {Addr: b2}},
+				Check:      CheckConfig{Kind: "tcp", Interval: 50 * time.Millisecond, Rise: 1, Fall: 1},
+				BackendTLS: BackendTLSConfig{Enabled: true, CA: other.CertFile}})
+			// Both backends fail their handshakes: a failed connect each,
+			// counted against it (unless the checks took it down first).
+			status, _, body, err := fetch(wrong.Addr().String(), "/")
+			if mode == "http" && (status != 502 || !strings.Contains(body, "certificate")) && status != 503 || mode == "tcp" && err == nil {
+				t.Errorf("with the wrong CA: %d %q %v, want a refusal", status, body, err)
+			}
+			var errs int64
+			for _, be := range wrong.Pool().All() {
+				waitState(t, be, Down, 5*time.Second)
+				if lc := be.LastCheck(); lc == nil || !strings.Contains(lc.Detail, "certificate") {
+					t.Errorf("%s: last check %+v, want a certificate failure", be.Name, lc)
+				}
+				errs += be.Errors.Load()
+			}
+			if status == 502 && errs == 0 {
+				t.Error("the failed handshakes were not counted as errors")
+			}
+		})
+	}
+}
+
+// Backend TLS sessions are resumed: after the first connection to a
+// backend, the next ones (a new one per client in tcp mode) resume, and
+// --backend-tls-insecure takes a certificate no CA vouches for.
+func TestBalanceBackendTLSResumesSessions(t *testing.T) {
+	p, _ := certFiles(t, t.TempDir(), "localhost")
+	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var resumed []bool
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if tc.Handshake() != nil {
+					return
+				}
+				mu.Lock()
+				resumed = append(resumed, tc.ConnectionState().DidResume)
+				mu.Unlock()
+				http.ReadRequest(bufio.NewReader(tc))
+				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			}()
+		}
+	}()
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: ln.Addr().String()}}, Check: CheckConfig{Kind: "none"},
+		BackendTLS: BackendTLSConfig{Enabled: true, Insecure: true}})
+	for i := range 5 {
+		if status, _, body, err := fetch(b.Addr().String(), "/"); err != nil || status != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q %v", i+1, status, body, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resumed) != 5 || resumed[0] || slices.Contains(resumed[1:], false) {
+		t.Errorf("backend handshakes resumed: %v, want a full one, then four resumed", resumed)
+	}
 }

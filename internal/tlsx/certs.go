@@ -77,12 +77,7 @@ func newLoaded(cert *tls.Certificate) *loaded {
 		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
 	if cert.Leaf != nil {
-		for _, n := range cert.Leaf.DNSNames {
-			l.names = append(l.names, strings.ToLower(n))
-		}
-		if len(l.names) == 0 && cert.Leaf.Subject.CommonName != "" {
-			l.names = append(l.names, strings.ToLower(cert.Leaf.Subject.CommonName))
-		}
+		l.names = leafNames(cert.Leaf)
 	}
 	return l
 }
@@ -169,13 +164,36 @@ func (s *Store) Info() []CertInfo {
 	return out
 }
 
+// Describe is what a peer's certificate says of itself, as Info gives
+// a server's own: names, expiry, fingerprint.
+func Describe(leaf *x509.Certificate) CertInfo {
+	return CertInfo{Names: leafNames(leaf), NotAfter: leaf.NotAfter, Fingerprint: fingerprint(leaf.Raw)}
+}
+
+// leafNames are a certificate's DNS names in lower case, or its common
+// name when it has none.
+func leafNames(leaf *x509.Certificate) []string {
+	var names []string
+	for _, n := range leaf.DNSNames {
+		names = append(names, strings.ToLower(n))
+	}
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		names = append(names, strings.ToLower(leaf.Subject.CommonName))
+	}
+	return names
+}
+
 // Fingerprint is the SHA-256 of a certificate's leaf, as `openssl x509
 // -fingerprint -sha256` prints it: upper-case hex pairs joined by colons.
 func Fingerprint(cert *tls.Certificate) string {
 	if len(cert.Certificate) == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(cert.Certificate[0])
+	return fingerprint(cert.Certificate[0])
+}
+
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
 	var b strings.Builder
 	for i, c := range sum {
 		if i > 0 {
