@@ -60,6 +60,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N] or srv://name (repeatable)")
 	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
+	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address) or sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni)")
 	fl.StringVar(&c.Check.Kind, "check", "tcp", "health check: tcp, http or none")
 	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
 	fl.DurationVar(&c.Check.Interval, "check-interval", 2*time.Second, "time between checks")

@@ -122,6 +122,9 @@ func TestBalanceBadInput(t *testing.T) {
 		{"balance", "--backend", "127.0.0.1:9002", "--tls-cert", "/no/c.pem", "--tls-key", "/no/k.pem"},
 		{"balance", "--backend", "127.0.0.1:9002", "--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 		{"balance", "--backend", "127.0.0.1:9002", "--backend-ca", "ca.pem"},
+		{"balance", "--backend", "127.0.0.1:9002", "--hash-by", "sni"},
+		{"balance", "--backend", "127.0.0.1:9002", "--algo", "sourcehash", "--hash-by", "host"},
+		{"balance", "--backend", "127.0.0.1:9002", "--algo", "sourcehash", "--hash-by", "sni", "--mode", "http"},
 		{"balance", "--backend", "127.0.0.1:9002", "--backend-tls", "--backend-ca", "/no/ca.pem"},
 		{"balance", "--backend", "127.0.0.1:9002", "--backend-tls", "--backend-ca", "ca.pem", "--backend-tls-insecure"},
 	} {

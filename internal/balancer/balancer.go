@@ -37,6 +37,7 @@ type Config struct {
 	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
 	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
+	HashBy         string        `yaml:"hash_by"`    // sourcehash's key: source (the client's address) or sni
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
 
 	// TLS ends the clients' TLS with these certificates, picked by SNI;
@@ -129,6 +130,15 @@ func (c *Config) Validate() error {
 	}
 	if _, err := NewPicker(c.Algo); err != nil {
 		return err
+	}
+	switch {
+	case c.HashBy == "" || c.HashBy == "source":
+	case c.HashBy != "sni":
+		return fmt.Errorf("hash_by %q: use source or sni", c.HashBy)
+	case c.Algo != "sourcehash":
+		return fmt.Errorf("hash_by sni is a key of algo sourcehash, not of %s", c.Algo)
+	case c.Mode == "http" && len(c.TLS) == 0:
+		return errors.New("hash_by sni in http mode needs the balancer to end TLS (tls certificates); in tcp mode it reads the hello of TLS passed through")
 	}
 	if len(c.Backends) == 0 {
 		return errors.New("no backends (give at least one --backend host:port)")
@@ -421,6 +431,9 @@ func (b *Balancer) Done() <-chan struct{} { return b.done }
 
 // pick chooses a backend for a client, leaving out those already tried.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
+	if name := serverName(client); name != "" && b.Config().HashBy == "sni" {
+		return SourceHash{}.pickKey(b.pool.candidates(tried), []byte(name))
+	}
 	var ip netip.Addr
 	if a := clientAddr(client); a != nil {
 		ip, _ = netip.AddrFromSlice(a.IP)

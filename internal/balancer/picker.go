@@ -145,13 +145,19 @@ func (p PowerOfTwo) Pick(c []*Backend, _ netip.Addr) *Backend {
 // leaves, only the clients it had move.
 type SourceHash struct{}
 
-func (SourceHash) Pick(c []*Backend, client netip.Addr) *Backend {
+func (h SourceHash) Pick(c []*Backend, client netip.Addr) *Backend {
 	key := client.Unmap().As16() // an IPv4 client is the same whichever way it came
+	return h.pickKey(c, key[:])
+}
+
+// pickKey is the rendezvous choice for any key: the client's address, or
+// the server name of its TLS hello (hash_by sni).
+func (SourceHash) pickKey(c []*Backend, key []byte) *Backend {
 	var best *Backend
 	var bestScore uint64
 	for _, b := range c {
 		h := fnv.New64a()
-		h.Write(key[:])
+		h.Write(key)
 		h.Write([]byte(b.Name))
 		if s := mix(h.Sum64()); best == nil || s > bestScore {
 			best, bestScore = b, s

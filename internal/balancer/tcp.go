@@ -9,6 +9,7 @@ import (
 	"loadlab/internal/evloop"
 	"loadlab/internal/proxyproto"
 	"loadlab/internal/rawsys"
+	"loadlab/internal/tlsx"
 )
 
 // tcp mode: each client connection is paired with a connection to a
@@ -43,6 +44,7 @@ type tcpPair struct {
 	be             *Backend
 	attempts
 	connecting bool
+	peeking    bool // reading the client's TLS hello for its server name, before a backend is chosen
 	start      time.Time
 	dialed     time.Time // when the current connect began
 	active     time.Time // last data either way
@@ -55,6 +57,59 @@ func (t *tcpLoop) Take(fd int, from net.Addr) {
 	p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
 	t.l.Own(fd, &p.client)
 	t.pairs[p] = struct{}{}
+	if t.b.Config().HashBy == "sni" && !viaTLS(from) {
+		p.peeking = true
+		t.peek(p)
+		return
+	}
+	t.dial(p)
+}
+
+// peek reads the client's first bytes until its TLS hello is whole, to
+// choose the backend by the server name it asks for (HAProxy's
+// req.ssl_sni), then dials with those bytes waiting for the backend,
+// unchanged. A client that sends no hello, or none that parses, is
+// placed by its address: the bytes go on as they came.
+func (t *tcpLoop) peek(p *tcpPair) {
+	c, s := &p.client, &p.server
+	buf := t.l.Buf()
+	for {
+		n, err := rawsys.Read(c.fd, buf[:min(len(buf), tlsx.MaxHello-len(s.pending))])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			t.finish(p, "client error")
+			return
+		}
+		if n == 0 {
+			c.eof = true
+			break
+		}
+		p.up += int64(n)
+		s.pending = append(s.pending, buf[:n]...)
+		if _, more, _ := tlsx.ServerName(s.pending); !more || len(s.pending) >= tlsx.MaxHello {
+			break
+		}
+	}
+	name, more, _ := tlsx.ServerName(s.pending)
+	if more && !c.eof && len(s.pending) < tlsx.MaxHello {
+		t.watch(c)
+		return
+	}
+	t.routeByName(p, name)
+}
+
+// routeByName ends the peek: the pair is dialed with the name known.
+func (t *tcpLoop) routeByName(p *tcpPair, name string) {
+	p.peeking = false
+	if name != "" {
+		p.from = &helloClient{TCPAddr: clientAddr(p.from), serverName: name}
+	}
+	t.l.Set(p.client.fd, &p.client.epoll, 0)
 	t.dial(p)
 }
 
@@ -163,7 +218,9 @@ func (t *tcpLoop) established(p *tcpPair) {
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	if v := t.b.Config().SendProxy; v != "" {
-		p.server.pending = proxyproto.Append(nil, v, clientAddr(p.from), localAddr(p.client.fd, p.from))
+		// Before whatever waits for the backend already: the client's
+		// hello, or bytes read before a redispatch.
+		p.server.pending = append(proxyproto.Append(nil, v, clientAddr(p.from), localAddr(p.client.fd, p.from)), p.server.pending...)
 	}
 	t.watch(&p.client)
 	t.flush(&p.server) // the PROXY header, if any; and it watches the server
@@ -195,6 +252,10 @@ func (t *tcpLoop) broken(s *tcpSide) {
 func (s *tcpSide) Ready(events uint32) {
 	p := s.pair
 	t := p.t
+	if p.peeking {
+		t.peek(p)
+		return
+	}
 	if p.connecting {
 		if s == &p.server && events != 0 {
 			t.connected(p)
@@ -307,6 +368,10 @@ func (t *tcpLoop) watch(s *tcpSide) {
 	var want uint32
 	p := s.pair
 	switch {
+	case p.peeking:
+		if s == &p.client {
+			want = unix.EPOLLIN
+		}
 	case p.connecting:
 		if s == &p.server {
 			want = t.b.connectWant()
@@ -357,6 +422,11 @@ func (t *tcpLoop) Sweep() {
 	idleAfter := min(cfg.ClientIdle, cfg.ServerIdle)
 	for p := range t.pairs {
 		switch {
+		case p.peeking && t.l.Now().Sub(p.start) > cfg.HeadTimeout:
+			// No whole hello in time: placed by address with what came,
+			// as HAProxy goes on at the end of its inspect-delay.
+			name, _, _ := tlsx.ServerName(p.server.pending)
+			t.routeByName(p, name)
 		case p.connecting && t.l.Now().Sub(p.dialed) > cfg.ConnectTimeout:
 			t.retry(p, errConnectTimeout)
 		case !p.connecting && p.be != nil && t.l.Now().Sub(p.active) > idleAfter:

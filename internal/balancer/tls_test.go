@@ -460,3 +460,90 @@ func TestBalanceBackendTLSResumesSessions(t *testing.T) {
 		t.Errorf("backend handshakes resumed: %v, want a full one, then four resumed", resumed)
 	}
 }
+
+// hash_by sni in tcp mode with TLS passed through: the balancer reads the
+// hello's server name, untouched, and every connection asking for one
+// name lands on the backend the rendezvous hash gives it; a hello sent in
+// pieces is waited for, a client without SNI or without TLS is placed by
+// its address, and one that sends nothing first is placed at the head
+// timeout (a server that speaks first still gets it).
+func TestBalanceSourceHashBySNI(t *testing.T) {
+	p, _ := certFiles(t, t.TempDir(), "localhost")
+	names := map[string]string{} // backend address → its X-Served-By
+	var cfgs []BackendConfig
+	for _, n := range []string{"one", "two", "three"} {
+		addr := tlsServe(t, n, p)
+		names[addr] = n
+		cfgs = append(cfgs, BackendConfig{Addr: addr})
+	}
+	b := startBalancer(t, Config{Algo: "sourcehash", HashBy: "sni", Backends: cfgs, Check: CheckConfig{Kind: "none"}, HeadTimeout: 300 * time.Millisecond})
+	servedOver := func(conn net.Conn, sni string) string {
+		t.Helper()
+		c := tls.Client(conn, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("SNI %q: %v", sni, err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Served-By")
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", b.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, sni := range []string{"a.test", "b.test", "shop.test", "www.shop.test", "api.test"} {
+		want := names[SourceHash{}.pickKey(b.pool.candidates(nil), []byte(sni)).Name]
+		for range 4 {
+			if got := servedOver(dial(), sni); got != want {
+				t.Errorf("SNI %q: served by %s, want %s", sni, got, want)
+			}
+		}
+		// The same hello in two pieces, the second after a pause.
+		if got := servedOver(&slowStart{Conn: dial()}, sni); got != want {
+			t.Errorf("SNI %q sent in pieces: served by %s, want %s", sni, got, want)
+		}
+	}
+	if got := servedOver(dial(), "127.0.0.1"); got == "" { // an address: no SNI
+		t.Error("a hello without SNI was not served")
+	}
+
+	banner := serveEach(t, func(c net.Conn) { io.WriteString(c, "220 ready\r\n") })
+	speaks := startBalancer(t, Config{Algo: "sourcehash", HashBy: "sni", Backends: []BackendConfig{{Addr: banner}},
+		Check: CheckConfig{Kind: "none"}, HeadTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", speaks.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); line != "220 ready\r\n" {
+		t.Errorf("a client that waits for the server: %q %v", line, err)
+	}
+}
+
+// slowStart writes its first write in two parts with a pause between:
+// a TLS hello that arrives in pieces.
+type slowStart struct {
+	net.Conn
+	done bool
+}
+
+func (s *slowStart) Write(p []byte) (int, error) {
+	if s.done || len(p) < 20 {
+		return s.Conn.Write(p)
+	}
+	s.done = true
+	n, err := s.Conn.Write(p[:10])
+	if err != nil {
+		return n, err
+	}
+	time.Sleep(50 * time.Millisecond)
+	m, err := s.Conn.Write(p[10:])
+	return n + m, err
+}

@@ -216,6 +216,13 @@ type tlsClient struct {
 	serverName string   // SNI, "" when the client sent none
 }
 
+// helloClient is the address of a client whose TLS passes through (tcp
+// mode, no certificates), with the server name its hello asked for.
+type helloClient struct {
+	*net.TCPAddr
+	serverName string
+}
+
 // clientAddr is the client's TCP address, accepted by a loop or by the
 // TLS front.
 func clientAddr(from net.Addr) *net.TCPAddr {
@@ -224,8 +231,22 @@ func clientAddr(from net.Addr) *net.TCPAddr {
 		return a
 	case *tlsClient:
 		return a.TCPAddr
+	case *helloClient:
+		return a.TCPAddr
 	}
 	return nil
+}
+
+// serverName is the name the client asked for in its TLS hello, when
+// known.
+func serverName(from net.Addr) string {
+	switch a := from.(type) {
+	case *tlsClient:
+		return a.serverName
+	case *helloClient:
+		return a.serverName
+	}
+	return ""
 }
 
 // localAddr is the balancer's own address on a client's connection fd.
