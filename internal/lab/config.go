@@ -58,7 +58,20 @@ type System struct {
 	// URL, instead of processes, is a server already running: loadlab
 	// starts nothing for it and measures it there.
 	URL string `yaml:"url,omitempty"`
+	// TLS: the target speaks HTTPS, with the certificate the lab makes at
+	// its start ({tls_cert} and {tls_key} in args; nginx and haproxy
+	// get it in their configuration). Every request makes a full
+	// handshake, unless keep_alive. Plain names the system that is the
+	// same without TLS, for the report's cost of a handshake.
+	TLS   bool   `yaml:"tls,omitempty"`
+	Plain string `yaml:"plain,omitempty"`
+	// Levels, when given, are the experiment's levels this system runs
+	// (a slow series at fewer of them); by default all.
+	Levels []int `yaml:"levels,omitempty"`
 }
+
+// runs reports whether s runs at level c.
+func (s System) runs(c int) bool { return len(s.Levels) == 0 || slices.Contains(s.Levels, c) }
 
 // Process is one program of a system. Run is serve or balance (this
 // binary), nginx or haproxy, or command: any program, Command, told its
@@ -144,10 +157,15 @@ func (c *Config) check() error {
 			return fmt.Errorf("system %q: every system needs a name of its own", s.Name)
 		}
 		names[s.Name] = true
+		for _, l := range s.Levels {
+			if !slices.Contains(c.Levels, l) {
+				return fmt.Errorf("system %s: level %d is not one of the experiment's levels %v", s.Name, l, c.Levels)
+			}
+		}
 		if s.URL != "" {
 			u, err := url.Parse(s.URL)
-			if err != nil || u.Scheme != "http" || u.Host == "" || len(s.Processes) > 0 {
-				return fmt.Errorf("system %s: url %q: give http://host:port/path, and no processes (loadlab starts nothing for it)", s.Name, s.URL)
+			if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || len(s.Processes) > 0 {
+				return fmt.Errorf("system %s: url %q: give http(s)://host:port/path, and no processes (loadlab starts nothing for it)", s.Name, s.URL)
 			}
 			continue
 		}
@@ -173,7 +191,7 @@ func (c *Config) check() error {
 		for _, p := range s.Processes {
 			for _, a := range append(slices.Clone(p.Args), p.Command...) {
 				for _, m := range placeholder.FindAllStringSubmatch(a, -1) {
-					if !procs[m[1]] && m[1] != "port" && m[1] != "addr" {
+					if !procs[m[1]] && m[1] != "port" && m[1] != "addr" && m[1] != "tls_cert" && m[1] != "tls_key" {
 						return fmt.Errorf("system %s, process %s: {%s} names no process", s.Name, p.Name, m[1])
 					}
 				}
@@ -192,6 +210,11 @@ func (c *Config) check() error {
 			return fmt.Errorf("system %s: lab_table %q (use async_lb or thread)", s.Name, s.LabTable)
 		}
 	}
+	for _, s := range c.Systems {
+		if s.Plain != "" && (!names[s.Plain] || s.Plain == s.Name) {
+			return fmt.Errorf("system %s: plain %q names no other system", s.Name, s.Plain)
+		}
+	}
 	return nil
 }
 
@@ -201,6 +224,9 @@ func (c *Config) Quick() {
 	c.Requests = 50
 	c.Levels = []int{1, 5}
 	c.Repetitions = 3
+	for i := range c.Systems {
+		c.Systems[i].Levels = nil
+	}
 }
 
 // YAML is the experiment as it ran, for the report.

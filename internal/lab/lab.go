@@ -44,6 +44,7 @@ type runner struct {
 	binary string
 	peers  map[string]string // nginx, haproxy: their paths, when installed
 	tmp    string
+	tls    tlsFiles     // the certificate every TLS system uses
 	shots  []string     // screenshots taken, file names
 	ports  map[int]bool // given to processes with --ports auto
 }
@@ -116,6 +117,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 	}
 	defer os.RemoveAll(tmp)
 	r.tmp = tmp
+	if r.tls, err = makeCertificate(tmp); err != nil {
+		return nil, err
+	}
 	cfg := opts.Config
 	res := &report.Results{
 		Started: time.Now(), Requests: cfg.Requests, Levels: cfg.Levels, Path: cfg.Path,
@@ -140,7 +144,14 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 			systems = append(systems, ls)
 		}
 	}
-	total := len(systems) * len(cfg.Levels) * cfg.Repetitions
+	total := 0
+	for _, ls := range systems {
+		for _, c := range cfg.Levels {
+			if ls.sys.runs(c) {
+				total += cfg.Repetitions
+			}
+		}
+	}
 	done := 0
 rounds:
 	for round := range cfg.Repetitions {
@@ -157,6 +168,9 @@ rounds:
 		lines := map[*live]*strings.Builder{}
 		for _, c := range cfg.Levels {
 			for _, ls := range order {
+				if !ls.sys.runs(c) {
+					continue
+				}
 				rp, err := r.repetition(ctx, ls, c, round, res)
 				if ctx.Err() != nil {
 					res.Interrupted = true
@@ -177,7 +191,11 @@ rounds:
 			}
 		}
 		for _, ls := range order {
-			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, cfg.Levels, lines[ls].String())
+			levels := cfg.Levels
+			if len(ls.sys.Levels) > 0 {
+				levels = ls.sys.Levels
+			}
+			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, levels, lines[ls].String())
 		}
 	}
 	for _, ls := range systems {
@@ -193,7 +211,7 @@ rounds:
 
 // bringUp starts a system's processes and warms it up once, uncounted.
 func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
-	ls := &live{sys: s, reps: map[int][]rep{}, repeated: map[int]int{}, res: &report.System{Name: s.Name, Title: s.Title, LabTable: s.LabTable, Peer: s.Peer, KeepAlive: s.KeepAlive, URL: s.URL}}
+	ls := &live{sys: s, reps: map[int][]rep{}, repeated: map[int]int{}, res: &report.System{Name: s.Name, Title: s.Title, LabTable: s.LabTable, Peer: s.Peer, KeepAlive: s.KeepAlive, URL: s.URL, TLS: s.TLS, Plain: s.Plain}}
 	cfg := r.opts.Config
 	path := cfg.Path
 	if s.Path != "" {
@@ -220,12 +238,19 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 			ls.cpuPID = append(ls.cpuPID, p.cmd.Process.Pid)
 			if p.proc.Name == s.Target {
 				ls.url = "http://" + p.addr + path
+				if s.TLS {
+					ls.url = "https://" + p.addr + path
+				}
 			}
 		}
 	}
 	// Warm up: the first connections of a fresh process pay for page
 	// faults, pools and caches that every later run finds ready.
-	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(cfg.Levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}
+	levels := cfg.Levels
+	if len(s.Levels) > 0 {
+		levels = s.Levels
+	}
+	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}
 	if _, err := bench.Run(ctx, warm, nil); err != nil && ctx.Err() == nil {
 		stopAll(ls.procs)
 		return nil, fmt.Errorf("system %s: warming up on %s: %v", s.Name, ls.url, err)

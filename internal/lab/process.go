@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"loadlab"
+	"loadlab/internal/tlsx"
 )
 
 // running is a started process.
@@ -60,6 +61,10 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 					return port
 				case "addr":
 					return addrs[p.Name]
+				case "tls_cert":
+					return r.tls.CertFile
+				case "tls_key":
+					return r.tls.KeyFile
 				default:
 					return addrs[name]
 				}
@@ -81,13 +86,13 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 		}
 		cmd = exec.Command(r.binary, full...)
 	case "nginx":
-		conf, err := r.writeNginx(s, rp.addr)
+		conf, err := r.writeNginx(s, rp.addr, s.TLS)
 		if err != nil {
 			return nil, err
 		}
 		cmd = exec.Command(r.peers["nginx"], "-c", conf)
 	case "haproxy":
-		conf, err := r.writeHAProxy(s, rp.addr, args)
+		conf, err := r.writeHAProxy(s, rp.addr, args, s.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -292,10 +297,15 @@ func freePort(used map[int]bool) (int, error) {
 	return 0, errors.New("no free port below the ephemeral range after 200 tries")
 }
 
-func (r *runner) writeNginx(s System, addr string) (string, error) {
+func (r *runner) writeNginx(s System, addr string, tls bool) (string, error) {
 	dir := filepath.Join(r.tmp, s.Name)
 	os.MkdirAll(dir, 0o755)
 	conf := filepath.Join(dir, "nginx.conf")
+	listen := addr + " backlog=4096"
+	if tls {
+		listen = fmt.Sprintf("%s ssl backlog=4096; ssl_certificate %s; ssl_certificate_key %s; ssl_protocols TLSv1.2 TLSv1.3",
+			addr, r.tls.CertFile, r.tls.KeyFile)
+	}
 	return conf, os.WriteFile(conf, fmt.Appendf(nil, `worker_processes 1;
 daemon off;
 error_log %s/error.log;
@@ -309,22 +319,53 @@ http {
     uwsgi_temp_path %s;
     scgi_temp_path %s;
     server {
-        listen %s backlog=4096;
+        listen %s;
         location / { default_type "text/plain; charset=utf-8"; return 200 "Ini Adalah web Server percobaan"; }
     }
 }
-`, dir, dir, dir, dir, dir, dir, dir, addr), 0o644)
+`, dir, dir, dir, dir, dir, dir, dir, listen), 0o644)
 }
 
-func (r *runner) writeHAProxy(s System, addr string, backends []string) (string, error) {
+// writeHAProxy writes HAProxy in tcp mode before backends; with tls it
+// ends TLS (bind … ssl), as balance --mode tcp --tls-cert does.
+func (r *runner) writeHAProxy(s System, addr string, backends []string, tls bool) (string, error) {
 	dir := filepath.Join(r.tmp, s.Name)
 	os.MkdirAll(dir, 0o755)
 	var b strings.Builder
-	fmt.Fprintf(&b, "global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n")
-	fmt.Fprintf(&b, "frontend in\n    bind %s\n    default_backend out\nbackend out\n    balance roundrobin\n", addr)
+	bind := addr
+	if tls {
+		bind += " ssl crt " + r.tls.Combined
+	}
+	fmt.Fprintf(&b, "global\n    maxconn 4000\n    ssl-default-bind-options ssl-min-ver TLSv1.2\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n")
+	fmt.Fprintf(&b, "frontend in\n    bind %s\n    default_backend out\nbackend out\n    balance roundrobin\n", bind)
 	for i, be := range backends {
 		fmt.Fprintf(&b, "    server s%d %s check\n", i+1, be)
 	}
 	conf := filepath.Join(dir, "haproxy.cfg")
 	return conf, os.WriteFile(conf, []byte(b.String()), 0o644)
+}
+
+// tlsFiles are the lab's certificate: ECDSA P-256, self-signed for
+// localhost and 127.0.0.1, made at the start for every TLS system alike;
+// Combined is the certificate and key in one file, as HAProxy takes them.
+type tlsFiles struct {
+	tlsx.Pair
+	Combined string
+}
+
+func makeCertificate(dir string) (tlsFiles, error) {
+	certPEM, keyPEM, err := tlsx.SelfSigned()
+	if err != nil {
+		return tlsFiles{}, fmt.Errorf("making the lab's certificate: %v", err)
+	}
+	sub := filepath.Join(dir, "tls")
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		return tlsFiles{}, err
+	}
+	p, err := tlsx.WritePair(sub, certPEM, keyPEM)
+	if err != nil {
+		return tlsFiles{}, err
+	}
+	combined := filepath.Join(sub, "haproxy.pem")
+	return tlsFiles{p, combined}, os.WriteFile(combined, append(certPEM, keyPEM...), 0o600)
 }

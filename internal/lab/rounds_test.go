@@ -208,3 +208,77 @@ func sleepers() []int {
 	}
 	return left
 }
+
+// The TLS series: a system with tls: true is measured over HTTPS with the
+// lab's own certificate ({tls_cert} and {tls_key}), at its own levels
+// only, and the report sets it beside its plain twin; nginx ssl joins as
+// a peer when installed.
+func TestTLSSeries(t *testing.T) {
+	testutil.NoteSources()
+	cfg := parse(t, `requests: 40
+levels: [1, 4]
+repetitions: 2
+systems:
+  - name: async
+    processes:
+      - {name: s, run: serve, port: 8000, args: [--model, async, --quiet]}
+    target: s
+  - name: async-tls
+    tls: true
+    plain: async
+    levels: [4]
+    processes:
+      - {name: s, run: serve, port: 8001, args: [--model, async, --quiet, --tls-cert, "{tls_cert}", --tls-key, "{tls_key}"]}
+    target: s
+  - name: nginx
+    peer: true
+    processes:
+      - {name: s, run: nginx, port: 8002}
+    target: s
+  - name: nginx-tls
+    peer: true
+    tls: true
+    plain: nginx
+    levels: [4]
+    processes:
+      - {name: s, run: nginx, port: 8003}
+    target: s
+`)
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	for _, s := range res.Systems {
+		if s.Skipped != "" {
+			continue
+		}
+		tlsOn := strings.HasSuffix(s.Name, "-tls")
+		if !tlsOn && len(s.Cells) != 2 || tlsOn && (len(s.Cells) != 1 || s.Cells[0].Level != 4) {
+			t.Errorf("%s: cells at %v", s.Name, cellLevels(s))
+		}
+		for _, r := range s.Runs {
+			if r.Failed != 0 || r.Complete != 40 || (r.TLS != nil) != tlsOn {
+				t.Errorf("%s at c=%d: %d complete, %d failed, TLS %+v", s.Name, r.Concurrency, r.Complete, r.Failed, r.TLS)
+			}
+		}
+		if tlsOn && !strings.Contains(string(md), "| "+s.Name+" | "+s.Plain+" | 4 | ") {
+			t.Errorf("REPORT.md has no cost row for %s:\n%s", s.Name, md)
+		}
+	}
+	if !strings.Contains(string(md), "## What TLS costs") {
+		t.Error("REPORT.md lacks the TLS section")
+	}
+}
+
+func cellLevels(s *report.System) []int {
+	var ls []int
+	for _, c := range s.Cells {
+		ls = append(ls, c.Level)
+	}
+	return ls
+}

@@ -90,6 +90,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("\n")
 		}
 	}
+	writeHandshakeCost(w, res)
 	if res.Baseline != nil {
 		writeComparison(w, res)
 	}
@@ -237,6 +238,50 @@ func writeComparison(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
 				thenText, nowText, change, verdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
 		}
+	}
+	fmt.Fprintln(w)
+}
+
+// writeHandshakeCost sets every TLS system beside the system that is the
+// same without TLS, at the levels both ran: what TLS costs, in requests
+// per second and in the server's CPU time per request. Without
+// keep-alive every request makes a full handshake (TLS 1.3, ECDSA P-256,
+// X25519), so the CPU difference is the price of one.
+func writeHandshakeCost(w io.Writer, res *Results) {
+	var rows []string
+	for _, s := range res.Systems {
+		plain := res.system(s.Plain)
+		if !s.TLS || plain == nil || s.Skipped != "" || plain.Skipped != "" {
+			continue
+		}
+		for _, c := range s.Cells {
+			pc := plain.cell(c.Level)
+			if pc == nil || pc.Median.RequestsPerSecond == 0 {
+				continue
+			}
+			cpu, cost := "-", "-"
+			if c.Median.ServerCPU > 0 && pc.Median.ServerCPU > 0 {
+				cpu = spreadText(pc.Median.ServerCPU, pc.Low.ServerCPU, pc.High.ServerCPU, "%.0f") + " → " +
+					spreadText(c.Median.ServerCPU, c.Low.ServerCPU, c.High.ServerCPU, "%.0f")
+				cost = fmt.Sprintf("%+.0f", c.Median.ServerCPU-pc.Median.ServerCPU)
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %d | %s → %s | %.2f | %s | %s |", s.Name, plain.Name, c.Level,
+				spreadText(pc.Median.RequestsPerSecond, pc.Low.RequestsPerSecond, pc.High.RequestsPerSecond, "%.0f"),
+				spreadText(c.Median.RequestsPerSecond, c.Low.RequestsPerSecond, c.High.RequestsPerSecond, "%.0f"),
+				c.Median.RequestsPerSecond/pc.Median.RequestsPerSecond, cpu, cost))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## What TLS costs")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Each HTTPS system beside the same system over plain HTTP, at the levels both ran: medians (min–max). Without keep-alive every request makes a full TLS handshake (TLS 1.3, ECDSA P-256, X25519, the certificate the lab made at its start), so the difference in server CPU per request is what one handshake costs that server.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| HTTPS system | plain system | concurrency | req/s plain → HTTPS | HTTPS ÷ plain | server CPU µs/req plain → HTTPS | handshake cost (µs/req) |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintln(w, r)
 	}
 	fmt.Fprintln(w)
 }

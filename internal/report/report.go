@@ -77,6 +77,8 @@ type System struct {
 	KeepAlive bool   `json:"keep_alive,omitempty"`
 	Skipped   string `json:"skipped,omitempty"`
 	URL       string `json:"url,omitempty"` // a server loadlab did not start
+	TLS       bool   `json:"tls,omitempty"`
+	Plain     string `json:"plain,omitempty"` // the system that is this one without TLS
 	// Runs has, per level, the repetition with the median req/s: one real
 	// run, whose figures agree with each other (the lab tables show it).
 	Runs []*bench.Summary `json:"runs"`
