@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -186,6 +187,7 @@ func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
 		TLS: []tlsx.Pair{p}, HeadTimeout: 500 * time.Millisecond})
+	before := runtime.NumGoroutine()
 	var stalled []net.Conn
 	for i := range 200 {
 		c, err := net.Dial("tcp", b.Addr().String())
@@ -215,6 +217,10 @@ func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
 	if _, failed := b.Handshakes(); failed != 200 {
 		t.Errorf("%d failed handshakes counted, want 200", failed)
 	}
+	c.Close()
+	testutil.Eventually(t, 5*time.Second, "the stalled clients' goroutines gone", func() bool {
+		return runtime.NumGoroutine() <= before+2
+	})
 }
 
 // SIGHUP's reload re-reads the certificate files: a new certificate is
