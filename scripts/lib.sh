@@ -50,6 +50,39 @@ haproxy_servers() {
   for i in 1 2 3 4; do echo "    server s$i 127.0.0.1:$((19001 + i)) check"; done
 }
 
+# haproxy_conf TCP_PORT HTTP_PORT [TCP_BIND_OPTS] [HTTP_BIND_OPTS]: HAProxy
+# in front of the four backends into $work/haproxy.cfg, a tcp frontend
+# and an http one (connections to the backends reused, as the balancer's
+# are); the bind options add ssl.
+haproxy_conf() {
+  cat >"$work/haproxy.cfg" <<CONF
+global
+    maxconn 8000
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend tcp_in
+    mode tcp
+    bind 127.0.0.1:$1 ${3:-}
+    default_backend tcp_out
+backend tcp_out
+    mode tcp
+    balance roundrobin
+$(haproxy_servers)
+frontend http_in
+    mode http
+    bind 127.0.0.1:$2 ${4:-}
+    default_backend http_out
+backend http_out
+    mode http
+    balance roundrobin
+    http-reuse always
+$(haproxy_servers)
+CONF
+}
+
 # median: the median of the numbers on stdin, one a line.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 

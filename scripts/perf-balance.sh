@@ -20,31 +20,7 @@ done
 backends=(--backend 127.0.0.1:19002 --backend 127.0.0.1:19003 --backend 127.0.0.1:19004 --backend 127.0.0.1:19005)
 "$lb" balance --quiet --mode tcp --listen 127.0.0.1:14444 "${backends[@]}" 2>/dev/null &
 "$lb" balance --quiet --mode http --listen 127.0.0.1:14445 "${backends[@]}" 2>/dev/null &
-cat >"$work/haproxy.cfg" <<CONF
-global
-    maxconn 8000
-defaults
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend tcp_in
-    mode tcp
-    bind 127.0.0.1:14446
-    default_backend tcp_out
-backend tcp_out
-    mode tcp
-    balance roundrobin
-$(haproxy_servers)
-frontend http_in
-    mode http
-    bind 127.0.0.1:14447
-    default_backend http_out
-backend http_out
-    mode http
-    balance roundrobin
-    http-reuse always
-$(haproxy_servers)
-CONF
+haproxy_conf 14446 14447
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
 sleep 1
 

@@ -76,32 +76,7 @@ balance_tls() {
     pids+=($!)
   done
   cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
-  cat >"$work/haproxy.cfg" <<CONF
-global
-    maxconn 8000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend tcp_in
-    mode tcp
-    bind 127.0.0.1:14546 ssl crt $work/haproxy.pem
-    default_backend tcp_out
-backend tcp_out
-    mode tcp
-    balance roundrobin
-$(haproxy_servers)
-frontend http_in
-    mode http
-    bind 127.0.0.1:14547 ssl crt $work/haproxy.pem alpn http/1.1
-    default_backend http_out
-backend http_out
-    mode http
-    balance roundrobin
-    http-reuse always
-$(haproxy_servers)
-CONF
+  haproxy_conf 14546 14547 "ssl crt $work/haproxy.pem" "ssl crt $work/haproxy.pem alpn http/1.1"
   haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
   local hpid=$!
   peer=haproxy-ssl

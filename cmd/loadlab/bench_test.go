@@ -41,6 +41,36 @@ func labels(out string) []string {
 	return ls
 }
 
+// agreesWithAB runs ab and bench with args and checks that bench's
+// report has ab's lines in ab's order and ab's non-timing figures; it
+// returns both reports for more checks.
+func agreesWithAB(t *testing.T, ab string, args []string) (abOut, ours string) {
+	t.Helper()
+	a, err := exec.Command(ab, args...).Output() // its progress lines go to stderr
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("ab %v: %v\n%s", args, err, stderr)
+	}
+	o, err := exec.Command(binary, append([]string{"bench", "-q"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("loadlab bench %v: %v", args, err)
+	}
+	abOut, ours = string(a), string(o)
+	want, got := abFigures(t, abOut), abFigures(t, ours)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%v: %s is %s, ab says %s", args, k, got[k], v)
+		}
+	}
+	if a, o := labels(abOut), labels(ours); strings.Join(a, "|") != strings.Join(o, "|") {
+		t.Errorf("%v: report lines differ from ab's:\nab:   %q\nours: %q", args, a, o)
+	}
+	return abOut, ours
+}
+
 func TestBenchAgreesWithAB(t *testing.T) {
 	testutil.NoteSources()
 	ab, err := exec.LookPath("ab")
@@ -60,23 +90,7 @@ func TestBenchAgreesWithAB(t *testing.T) {
 		{"-n", "60", "-c", "3", base + "/nope"},
 		{"-n", "50", "-c", "5", "-p", post, "-T", "application/x-www-form-urlencoded", base + "/form"},
 	} {
-		abOut, err := exec.Command(ab, args...).Output()
-		if err != nil {
-			t.Fatalf("ab %v: %v", args, err)
-		}
-		ours, err := exec.Command(binary, append([]string{"bench", "-q"}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("loadlab bench %v: %v", args, err)
-		}
-		want, got := abFigures(t, string(abOut)), abFigures(t, string(ours))
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%v: %s is %s, ab says %s", args, k, got[k], v)
-			}
-		}
-		if a, o := labels(string(abOut)), labels(string(ours)); strings.Join(a, "|") != strings.Join(o, "|") {
-			t.Errorf("%v: report lines differ from ab's:\nab:   %q\nours: %q", args, a, o)
-		}
+		agreesWithAB(t, ab, args)
 	}
 }
 

@@ -53,12 +53,7 @@ func readyFingerprint(p *testutil.Proc) string {
 func TestServeTLSReloadsOnSIGHUP(t *testing.T) {
 	for _, model := range []string{"async", "prefork"} {
 		t.Run(model, func(t *testing.T) {
-			dir := t.TempDir()
-			certPEM, keyPEM, _ := tlsx.SelfSigned()
-			p, err := tlsx.WritePair(dir, certPEM, keyPEM)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := testutil.SelfSigned(t).Pair
 			os.Chmod(p.KeyFile, 0o640)
 			srv := testutil.Start(t, nil, binary, "serve", "--model", model, "--listen", "127.0.0.1:0", "--quiet",
 				"--tls-cert", p.CertFile, "--tls-key", p.KeyFile)
@@ -70,7 +65,7 @@ func TestServeTLSReloadsOnSIGHUP(t *testing.T) {
 				t.Fatalf("ready line says %s, the client got %s", ready, first)
 			}
 
-			certPEM, keyPEM, _ = tlsx.SelfSigned()
+			certPEM, keyPEM, _ := tlsx.SelfSigned()
 			os.WriteFile(p.CertFile, certPEM, 0o644)
 			os.WriteFile(p.KeyFile, keyPEM, 0o600)
 			srv.Cmd.Process.Signal(syscall.SIGHUP)
@@ -147,24 +142,8 @@ func TestBenchTLSAgreesWithAB(t *testing.T) {
 		{"-f", "TLS1.2", "-Z", "ECDHE-ECDSA-CHACHA20-POLY1305", "-n", "20", "-c", "2", byName + "/"},
 		{"-I", "-n", "50", "-c", "5", byName + "/testing.txt"},
 	} {
-		abOut, err := exec.Command(ab, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ab %v: %v\n%s", args, err, abOut)
-		}
-		ours, err := exec.Command(binary, append([]string{"bench", "-q"}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("loadlab bench %v: %v", args, err)
-		}
-		want, got := abFigures(t, string(abOut)), abFigures(t, string(ours))
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%v: %s is %s, ab says %s", args, k, got[k], v)
-			}
-		}
-		if a, o := labels(string(abOut)), labels(string(ours)); strings.Join(a, "|") != strings.Join(o, "|") {
-			t.Errorf("%v: report lines differ from ab's:\nab:   %q\nours: %q", args, a, o)
-		}
-		if a, o := tlsLines(string(abOut)), tlsLines(string(ours)); fmt.Sprint(a) != fmt.Sprint(o) || a["SSL/TLS Protocol"] == "" {
+		abOut, ours := agreesWithAB(t, ab, args)
+		if a, o := tlsLines(abOut), tlsLines(ours); fmt.Sprint(a) != fmt.Sprint(o) || a["SSL/TLS Protocol"] == "" {
 			t.Errorf("%v: TLS lines differ:\nab:   %q\nours: %q", args, a, o)
 		}
 	}
@@ -174,9 +153,7 @@ func TestBenchTLSAgreesWithAB(t *testing.T) {
 // own percentiles, one per new connection, and --tls-verify refuses a
 // certificate it cannot trust.
 func TestBenchTLSJSONHasHandshakes(t *testing.T) {
-	dir := t.TempDir()
-	certPEM, keyPEM, _ := tlsx.SelfSigned()
-	p, _ := tlsx.WritePair(dir, certPEM, keyPEM)
+	p := testutil.SelfSigned(t).Pair
 	srv := testutil.Start(t, nil, binary, "serve", "--listen", "127.0.0.1:0", "--quiet", "--tls-cert", p.CertFile, "--tls-key", p.KeyFile)
 	url := "https://" + srv.Addr() + "/"
 	out, err := exec.Command(binary, "bench", "-q", "-n", "40", "-c", "4", "--format", "json", "--tls-verify", "--tls-ca", p.CertFile, url).Output()
@@ -216,13 +193,8 @@ func TestBenchTLSJSONHasHandshakes(t *testing.T) {
 // keeping the old. --tls-self-signed works in tcp mode too.
 func TestBalanceTLSFromYAMLReloadsOnSIGHUP(t *testing.T) {
 	_, backend, _ := serve(t, "--quiet", "--name", "one")
-	dir := t.TempDir()
-	certPEM, keyPEM, _ := tlsx.SelfSigned()
-	p, err := tlsx.WritePair(dir, certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "lb.yaml")
+	p := testutil.SelfSigned(t).Pair
+	conf := filepath.Join(t.TempDir(), "lb.yaml")
 	os.WriteFile(conf, fmt.Appendf(nil, "mode: http\ncheck: {kind: none}\nbackends: [{addr: %q}]\ntls:\n  - {cert: %q, key: %q}\n",
 		backend, p.CertFile, p.KeyFile), 0o644)
 	cmd, addr, lines := balance(t, "--config", conf, "--quiet")
@@ -237,7 +209,7 @@ func TestBalanceTLSFromYAMLReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("over HTTPS: %v, served by %q", resp.Status, resp.Header.Get("X-Served-By"))
 	}
 
-	certPEM, keyPEM, _ = tlsx.SelfSigned()
+	certPEM, keyPEM, _ := tlsx.SelfSigned()
 	os.WriteFile(p.CertFile, certPEM, 0o644)
 	os.WriteFile(p.KeyFile, keyPEM, 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)

@@ -25,28 +25,12 @@ import (
 	"loadlab/internal/tlsx"
 )
 
-// certFiles writes a self-signed certificate for hosts into dir and
-// returns its files and the certificate as a client checks it.
-func certFiles(t *testing.T, dir string, hosts ...string) (tlsx.Pair, *x509.Certificate) {
+// certFiles makes a self-signed certificate for hosts and returns its
+// files and the certificate as a client is shown it.
+func certFiles(t *testing.T, hosts ...string) (tlsx.Pair, *x509.Certificate) {
 	t.Helper()
-	certPEM, keyPEM, err := tlsx.SelfSigned(hosts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := os.MkdirTemp(dir, "pair")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tlsx.WritePair(sub, certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(c.Certificate[0])
-	return p, leaf
+	c := testutil.SelfSigned(t, hosts...)
+	return c.Pair, c.Leaf
 }
 
 // tlsDial makes a TLS connection to addr naming serverName, trusting
@@ -71,9 +55,8 @@ func tlsDial(t *testing.T, addr, serverName string, conf *tls.Config) (*tls.Conn
 // forwarding headers that say https; keep-alive over the bridge; TLS 1.0
 // and 1.1 refused; and the handshakes counted.
 func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
-	dir := t.TempDir()
-	def, defCert := certFiles(t, dir, "default.test")
-	wild, wildCert := certFiles(t, dir, "*.shop.test")
+	def, defCert := certFiles(t, "default.test")
+	wild, wildCert := certFiles(t, "*.shop.test")
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
 		TLS: []tlsx.Pair{def, wild}})
@@ -151,7 +134,7 @@ func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
 		io.Copy(c, c)
 		c.(*net.TCPConn).CloseWrite()
 	})
-	p, _ := certFiles(t, t.TempDir(), "localhost")
+	p, _ := certFiles(t, "localhost")
 	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: echo}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
 	c, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
 	c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -183,7 +166,7 @@ func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
 // hold nothing: a real client is served meanwhile, and the stalled ones
 // are closed at the head timeout.
 func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
-	p, _ := certFiles(t, t.TempDir(), "localhost")
+	p, _ := certFiles(t, "localhost")
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
 		TLS: []tlsx.Pair{p}, HeadTimeout: 500 * time.Millisecond})
@@ -226,15 +209,14 @@ func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
 // SIGHUP's reload re-reads the certificate files: a new certificate is
 // shown to new connections, a bad file is refused and the old one stays.
 func TestBalanceReloadsCertificates(t *testing.T) {
-	dir := t.TempDir()
-	p, first := certFiles(t, dir, "localhost")
+	p, first := certFiles(t, "localhost")
 	e := startEcho(t)
 	cfg := Config{Listen: "127.0.0.1:0", Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}}
 	b := startBalancer(t, cfg)
 	if _, got := tlsDial(t, b.Addr().String(), "localhost", nil); !got.Equal(first) {
 		t.Fatal("not the first certificate")
 	}
-	next, second := certFiles(t, dir, "localhost")
+	next, second := certFiles(t, "localhost")
 	os.WriteFile(p.CertFile, readFile(t, next.CertFile), 0o600)
 	os.WriteFile(p.KeyFile, readFile(t, next.KeyFile), 0o600)
 	if err := b.Reload(cfg); err != nil {
@@ -263,7 +245,7 @@ func TestBalanceReloadsCertificates(t *testing.T) {
 
 // A stop with TLS clients open ends them and leaves nothing running.
 func TestBalanceTLSShutdown(t *testing.T) {
-	p, _ := certFiles(t, t.TempDir(), "localhost")
+	p, _ := certFiles(t, "localhost")
 	e := startEcho(t)
 	b, err := Start(Config{Listen: "127.0.0.1:0", Mode: "http", Backends: []BackendConfig{{Addr: e.addr}},
 		Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
@@ -300,7 +282,7 @@ func TestBalanceTLSShutdown(t *testing.T) {
 // The admin shows what TLS is ended with: the certificates on the page
 // and at /api/certificates, the handshakes in the metrics.
 func TestBalanceAdminShowsCertificates(t *testing.T) {
-	p, _ := certFiles(t, t.TempDir(), "shop.test")
+	p, _ := certFiles(t, "shop.test")
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
 	a, err := StartAdmin(b, "127.0.0.1:0", "")
@@ -365,9 +347,8 @@ func tlsServe(t *testing.T, name string, p tlsx.Pair) string {
 // connect does, the checks take the backends down, and the client gets
 // 503, not a hang.
 func TestBalanceBackendTLS(t *testing.T) {
-	dir := t.TempDir()
-	p, leaf := certFiles(t, dir, "localhost")
-	other, _ := certFiles(t, dir, "localhost")
+	p, leaf := certFiles(t, "localhost")
+	other, _ := certFiles(t, "localhost")
 	b1, b2 := tlsServe(t, "one", p), tlsServe(t, "two", p)
 	for _, mode := range []string{"http", "tcp"} {
 		t.Run(mode, func(t *testing.T) {
@@ -425,39 +406,27 @@ func TestBalanceBackendTLS(t *testing.T) {
 // backend, the next ones (a new one per client in tcp mode) resume, and
 // --backend-tls-insecure takes a certificate no CA vouches for.
 func TestBalanceBackendTLSResumesSessions(t *testing.T) {
-	p, _ := certFiles(t, t.TempDir(), "localhost")
+	p, _ := certFiles(t, "localhost")
 	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}}
 	var mu sync.Mutex
 	var resumed []bool
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if tc.Handshake() != nil {
-					return
-				}
-				mu.Lock()
-				resumed = append(resumed, tc.ConnectionState().DidResume)
-				mu.Unlock()
-				http.ReadRequest(bufio.NewReader(tc))
-				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-			}()
+	addr := serveEach(t, func(c net.Conn) {
+		tc := tls.Server(c, conf)
+		if tc.Handshake() != nil {
+			return
 		}
-	}()
-	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: ln.Addr().String()}}, Check: CheckConfig{Kind: "none"},
+		mu.Lock()
+		resumed = append(resumed, tc.ConnectionState().DidResume)
+		mu.Unlock()
+		http.ReadRequest(bufio.NewReader(tc))
+		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		tc.Close()
+	})
+	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: addr}}, Check: CheckConfig{Kind: "none"},
 		BackendTLS: BackendTLSConfig{Enabled: true, Insecure: true}})
 	for i := range 5 {
 		if status, _, body, err := fetch(b.Addr().String(), "/"); err != nil || status != 200 || body != "ok" {
@@ -478,7 +447,7 @@ func TestBalanceBackendTLSResumesSessions(t *testing.T) {
 // its address, and one that sends nothing first is placed at the head
 // timeout (a server that speaks first still gets it).
 func TestBalanceSourceHashBySNI(t *testing.T) {
-	p, _ := certFiles(t, t.TempDir(), "localhost")
+	p, _ := certFiles(t, "localhost")
 	names := map[string]string{} // backend address → its X-Served-By
 	var cfgs []BackendConfig
 	for _, n := range []string{"one", "two", "three"} {

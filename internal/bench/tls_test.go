@@ -7,26 +7,15 @@ import (
 	"time"
 
 	"loadlab/internal/server"
+	"loadlab/internal/testutil"
 	"loadlab/internal/testutil/served"
-	"loadlab/internal/tlsx"
 )
 
 // tlsServer starts the project's server over TLS and returns its https URL.
 func tlsServer(t *testing.T) string {
 	t.Helper()
-	certPEM, keyPEM, err := tlsx.SelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tlsx.WritePair(t.TempDir(), certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, _, err := tlsx.Load([]tlsx.Pair{p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "https://" + served.Start(t, server.Config{Model: "async", TLS: store.ServerConfig()}).Addr().String() + "/"
+	cert := testutil.SelfSigned(t)
+	return "https://" + served.Start(t, server.Config{Model: "async", TLS: cert.Store.ServerConfig()}).Addr().String() + "/"
 }
 
 // TestTLSRunsEndAsTheirPlainTwins: over HTTPS, exact counts, a time

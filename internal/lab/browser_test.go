@@ -12,7 +12,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"loadlab/internal/report"
 	"loadlab/internal/testutil"
 )
 
@@ -127,14 +126,7 @@ func TestBrowserShowsTheReport(t *testing.T) {
 	cfg, _ := Load("")
 	cfg.Quick()
 	cfg.Systems = cfg.Systems[:2]
-	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := report.Write(dir, res); err != nil {
-		t.Fatal(err)
-	}
+	_, dir := runAndReport(t, cfg)
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+filepath.Join(dir, "index.html")), chromedp.WaitReady("table.results")); err != nil {
 		t.Fatal(err)
 	}

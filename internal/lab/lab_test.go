@@ -35,14 +35,7 @@ func TestQuickLabEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Quick()
-	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	if err := report.Write(out, res); err != nil {
-		t.Fatal(err)
-	}
+	res, out := runAndReport(t, cfg)
 	if left := testutil.Descendants(os.Getpid()); len(left) > 0 { // the lab's processes are this test's children
 		t.Errorf("processes left behind: %v", left)
 	}

@@ -29,6 +29,21 @@ func labServer(t *testing.T) string {
 	return srv.URL + "/"
 }
 
+// runAndReport runs cfg on free ports and writes its report into a
+// directory of the test's, which it returns with the results.
+func runAndReport(t *testing.T, cfg *Config) (*report.Results, string) {
+	t.Helper()
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	return res, out
+}
+
 func parse(t *testing.T, yaml string) *Config {
 	t.Helper()
 	cfg, err := Parse([]byte(yaml), "test")
@@ -244,14 +259,7 @@ systems:
       - {name: s, run: nginx, port: 8003}
     target: s
 `)
-	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	if err := report.Write(out, res); err != nil {
-		t.Fatal(err)
-	}
+	res, out := runAndReport(t, cfg)
 	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
 	for _, s := range res.Systems {
 		if s.Skipped != "" {

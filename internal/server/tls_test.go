@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"loadlab/internal/testutil"
-	"loadlab/internal/tlsx"
 )
 
 // tlsFiles maps a test server's TLS configuration to its certificate
@@ -27,22 +26,11 @@ var tlsFiles sync.Map
 // returns the server configuration and a client one that trusts it.
 func testTLS(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	certPEM, keyPEM, err := tlsx.SelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tlsx.WritePair(t.TempDir(), certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, _, err := tlsx.Load([]tlsx.Pair{pair})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = store.ServerConfig()
-	tlsFiles.Store(server, pair)
+	cert := testutil.SelfSigned(t)
+	server = cert.Store.ServerConfig()
+	tlsFiles.Store(server, cert.Pair)
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
+	roots.AddCert(cert.Leaf)
 	return server, &tls.Config{RootCAs: roots, ServerName: "localhost"}
 }
 
