@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,9 +24,9 @@ type balanceFlags struct {
 	cfg        balancer.Config
 	backends   []string
 	configFile string
-	admin      string
-	adminToken string
 	grace      time.Duration
+	check      bool // --check: validate the configuration and exit
+	print      bool // --print-config
 	logFormat  string
 	quiet      bool
 	tls        tlsFlags
@@ -46,12 +47,19 @@ refused with one line and the running configuration stays. SIGINT or
 SIGTERM stops accepting and lets connections finish within --grace.`,
 		Example: `  loadlab balance --listen :44444 --backend 127.0.0.1:9002 --backend 127.0.0.1:9003 \
       --backend 127.0.0.1:9004 --backend 127.0.0.1:9005
-  loadlab balance --mode http --algo leastconn --check http --check-path /santai \
+  loadlab balance --mode http --algo leastconn --health-check http --check-path /santai \
       --backend 127.0.0.1:9002 --backend 127.0.0.1:9003,weight=3 --admin :9000
-  loadlab balance --config lab-balancer.yaml --admin 127.0.0.1:9000
+  loadlab balance --config examples/balance/lab.yaml --admin 127.0.0.1:9000
+  loadlab balance --check --config examples/balance/lab.yaml     # validate, as haproxy -c
+  loadlab balance --print-config --mode http --backend 127.0.0.1:9002   # the effective configuration, as YAML
   loadlab balance --mode http --tls-cert site.pem --tls-key site.key \
       --backend-tls --backend-ca backends-ca.pem --backend 10.0.0.2:8443 --backend 10.0.0.3:8443`,
-		Args: noArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && (args[0] == "tcp" || args[0] == "http" || args[0] == "none") {
+				return usagef("--check %s: the health check is --health-check %s now; --check alone checks the configuration", args[0], args[0])
+			}
+			return noArgs(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBalance(cmd, f) },
 	}
 	fl := cmd.Flags()
@@ -61,7 +69,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
 	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address) or sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni)")
-	fl.StringVar(&c.Check.Kind, "check", "tcp", "health check: tcp, http or none")
+	fl.StringVar(&c.Check.Kind, "health-check", "tcp", "health check: tcp, http or none")
 	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
 	fl.DurationVar(&c.Check.Interval, "check-interval", 2*time.Second, "time between checks")
 	fl.DurationVar(&c.Check.Timeout, "check-timeout", time.Second, "time a check may take")
@@ -81,8 +89,11 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.StringVar(&c.BackendTLS.CA, "backend-ca", "", "with --backend-tls: verify the backends' certificates against the CAs in this PEM file (default: the system's)")
 	fl.BoolVar(&c.BackendTLS.Insecure, "backend-tls-insecure", false, "with --backend-tls: do not verify the backends' certificates")
 	fl.StringVar(&f.configFile, "config", "", "YAML configuration file; flags given as well override it")
-	fl.StringVar(&f.admin, "admin", "", "admin listener (stats page, /metrics, /api/backends); host-less binds loopback")
-	fl.StringVar(&f.adminToken, "admin-token", "", "require 'Authorization: Bearer TOKEN' on the admin listener")
+	fl.StringVar(&c.Admin.Listen, "admin", "", "admin listener (stats page, /metrics, /api/backends); host-less binds loopback")
+	fl.StringVar(&c.Admin.Token, "admin-token", "", "require the token on the admin listener: 'Authorization: Bearer TOKEN', or basic auth with it as the password")
+	fl.StringVar(&c.Admin.User, "admin-user", "", "with --admin-token: the user name basic auth must give (default: any)")
+	fl.BoolVar(&f.check, "check", false, "check the configuration (--config and flags) and exit: 0 if it is valid, 1 if not, as haproxy -c")
+	fl.BoolVar(&f.print, "print-config", false, "print the effective configuration (--config, flags, defaults) as YAML and exit")
 	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time for connections to finish")
 	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
@@ -153,6 +164,9 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 		f.tlsPairs = append(f.tlsPairs, tlsx.Pair{CertFile: f.tls.certs[i], KeyFile: f.tls.keys[i]})
 	}
 	cfg, err := f.load(cmd.Flags())
+	if f.check || f.print {
+		return checkOrPrint(f, cfg, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -178,15 +192,13 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	sayCertWarnings(b)
 	// The admin listener is up before "ready" is said: a script that
 	// waits for that line may ask the API at once.
-	var adminAt string
-	if f.admin != "" {
-		a, err := balancer.StartAdmin(b, f.admin, f.adminToken)
-		if err != nil {
+	var admin *balancer.Admin
+	if cfg.Admin.Listen != "" {
+		if admin, err = balancer.StartAdmin(b, cfg.Admin); err != nil {
 			b.Shutdown(context.Background())
 			return err
 		}
-		defer a.Close()
-		adminAt = a.Addr().String()
+		defer admin.Close()
 	}
 	note := tlsNote(b.Certificates())
 	if note != "" {
@@ -194,16 +206,23 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	}
 	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %d backends, pid %d%s)\n",
 		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid(), note)
-	if adminAt != "" {
-		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", adminAt)
+	if admin != nil {
+		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", admin.Addr())
 	}
 
 	for {
 		select {
 		case <-hup:
 			next, err := f.load(cmd.Flags())
-			if err == nil {
+			switch {
+			case err != nil:
+			case next.Admin.Listen != cfg.Admin.Listen:
+				err = errors.New("admin.listen cannot change on reload; restart the balancer")
+			default:
 				err = b.Reload(next)
+			}
+			if err == nil && admin != nil {
+				admin.SetAuth(next.Admin)
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "loadlab balance: reload refused, the running configuration stays: %v\n", err)
@@ -235,4 +254,29 @@ func certsNote(certs []tlsx.CertInfo) string {
 		return ""
 	}
 	return fmt.Sprintf(", %d certificates, sha256 %s", len(certs), certs[0].Fingerprint)
+}
+
+// checkOrPrint is --check and --print-config: the configuration is
+// loaded as a start would load it, certificate and CA files included, and
+// nothing is started.
+func checkOrPrint(f *balanceFlags, cfg balancer.Config, err error) error {
+	if err == nil {
+		err = cfg.CheckFiles()
+	}
+	name := f.configFile
+	if name == "" {
+		name = "(flags only)"
+	}
+	if err != nil {
+		if f.check {
+			return fmt.Errorf("configuration %s is not valid: %v", name, err) // exit 1, as haproxy -c
+		}
+		return err
+	}
+	if f.print {
+		fmt.Print(cfg.YAML())
+		return nil
+	}
+	fmt.Printf("configuration %s is valid: mode %s, algo %s, %d backends\n", name, cfg.Mode, cfg.Algo, len(cfg.Backends))
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"loadlab"
+	"loadlab/internal/balancer"
 	"loadlab/internal/testutil"
 )
 
@@ -133,5 +134,47 @@ func TestBalanceBadInput(t *testing.T) {
 		if !ok || ee.ExitCode() == 0 || !strings.HasPrefix(string(out), "loadlab: ") || strings.Contains(string(out), "goroutine") {
 			t.Errorf("%v: %v %q", args, err, out)
 		}
+	}
+}
+
+// --check validates as haproxy -c does (exit 0 or 1, one line), and
+// --print-config prints the effective configuration, flags over the file,
+// as YAML that loads back.
+func TestBalanceCheckAndPrintConfig(t *testing.T) {
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(broken, []byte("backends:\n  - 127.0.0.1:9002\ncheck:\n  interval: 2\n"), 0o644)
+	noCert := filepath.Join(dir, "nocert.yaml")
+	os.WriteFile(noCert, []byte("backends: [127.0.0.1:9002]\ntls: [{cert: /no/such.pem, key: /no/such.key}]\n"), 0o644)
+	for _, tc := range []struct {
+		file, want string
+		code       int
+	}{
+		{"../../examples/balance/lab.yaml", "configuration ../../examples/balance/lab.yaml is valid: mode tcp, algo roundrobin, 4 backends\n", 0},
+		{broken, "loadlab: configuration " + broken + " is not valid: config " + broken + ": line 4: check.interval: want a duration such as 2s or 500ms, got 2\n", 1},
+		{noCert, "/no/such.pem", 1},
+	} {
+		out, err := exec.Command(binary, "balance", "--check", "--config", tc.file).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("--check %s: exit %d, %q; want exit %d and %q", tc.file, code, out, tc.code, tc.want)
+		}
+	}
+
+	out, err := exec.Command(binary, "balance", "--print-config", "--config", "../../examples/balance/http.yaml", "--mode", "tcp").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed := filepath.Join(dir, "printed.yaml")
+	os.WriteFile(printed, out, 0o644)
+	cfg, err := balancer.LoadConfig(printed)
+	if err != nil || cfg.Mode != "tcp" || len(cfg.Backends) != 3 || cfg.Backends[1].Weight != 3 || cfg.Admin.User != "ops" || cfg.Check.Timeout != 500*time.Millisecond {
+		t.Errorf("printed configuration: %+v %v\n%s", cfg, err, out)
+	}
+	if out, err := exec.Command(binary, "balance", "--check", "--config", printed).CombinedOutput(); err != nil {
+		t.Errorf("the printed configuration does not check: %v %s", err, out)
 	}
 }

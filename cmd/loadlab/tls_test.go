@@ -228,7 +228,7 @@ func TestBalanceTLSFromYAMLReloadsOnSIGHUP(t *testing.T) {
 		t.Errorf("a refused reload changed the certificate to %s", got)
 	}
 
-	_, tcpAddr, _ := balance(t, "--backend", backend, "--check", "none", "--quiet", "--tls-self-signed")
+	_, tcpAddr, _ := balance(t, "--backend", backend, "--health-check", "none", "--quiet", "--tls-self-signed")
 	c, err := tls.Dial("tcp", tcpAddr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)

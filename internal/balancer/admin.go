@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,20 +19,31 @@ import (
 	"loadlab/internal/tlsx"
 )
 
+// AdminConfig is the admin listener: where (host-less binds loopback),
+// and who may use it: with a token, "Authorization: Bearer TOKEN" or
+// basic auth with the token as the password (and User as the name, when
+// set), as HAProxy's stats auth.
+type AdminConfig struct {
+	Listen string `yaml:"listen"`
+	Token  string `yaml:"token"`
+	User   string `yaml:"user"`
+}
+
 // Admin is the balancer's admin listener: GET / a stats page that
 // refreshes itself, /metrics for Prometheus, /api/backends to list, add,
 // remove and drain backends, /healthz.
 type Admin struct {
-	b     *Balancer
-	token string
-	srv   *http.Server
-	ln    net.Listener
+	b    *Balancer
+	auth atomic.Pointer[AdminConfig] // who may use it; a reload may change it
+	srv  *http.Server
+	ln   net.Listener
 }
 
-// StartAdmin serves the admin endpoints on addr. A host-less address
+// StartAdmin serves the admin endpoints on c.Listen. A host-less address
 // (":9000") binds loopback only: exposing the admin takes saying so. With
-// a token, every request must carry "Authorization: Bearer TOKEN".
-func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
+// a token, every request must carry it (SetAuth).
+func StartAdmin(b *Balancer, c AdminConfig) (*Admin, error) {
+	addr := c.Listen
 	if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr
 	}
@@ -46,7 +58,8 @@ func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
 			return nil, err
 		}
 	}
-	a := &Admin{b: b, token: token, ln: ln}
+	a := &Admin{b: b, ln: ln}
+	a.SetAuth(c)
 	mux := http.NewServeMux()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&metrics{b: b})
@@ -64,6 +77,22 @@ func StartAdmin(b *Balancer, addr, token string) (*Admin, error) {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
 	go a.srv.Serve(ln)
 	return a, nil
+}
+
+// SetAuth sets who may use the admin: with a token, a request must carry
+// "Authorization: Bearer TOKEN", or basic auth whose password is the
+// token and whose user is c.User when that is set (any user when not),
+// as HAProxy's stats auth; a browser asks for them.
+func (a *Admin) SetAuth(c AdminConfig) { a.auth.Store(&c) }
+
+// authorized reports whether r carries the admin's credentials.
+func (a *Admin) authorized(r *http.Request, c *AdminConfig) bool {
+	same := func(got, want string) bool { return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 }
+	if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return same(bearer, c.Token)
+	}
+	user, pass, ok := r.BasicAuth()
+	return ok && same(pass, c.Token) && (c.User == "" || same(user, c.User))
 }
 
 // Addr is where the admin listens.
@@ -84,19 +113,20 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if a.token != "" {
-			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="loadlab admin"`)
-				// Close after the answer, and read no more: a body the
-				// client may never finish is not waited for.
-				w.Header().Set("Connection", "close")
-				http.NewResponseController(w).SetReadDeadline(time.Now())
-				http.Error(w, "401 Unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
-				return
-			}
+		auth := a.auth.Load()
+		if auth.Token != "" && !a.authorized(r, auth) {
+			// Basic first: a browser asks for a user and password only
+			// when it is named.
+			w.Header().Add("WWW-Authenticate", `Basic realm="loadlab admin", charset="UTF-8"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="loadlab admin"`)
+			// Close after the answer, and read no more: a body the
+			// client may never finish is not waited for.
+			w.Header().Set("Connection", "close")
+			http.NewResponseController(w).SetReadDeadline(time.Now())
+			http.Error(w, "401 Unauthorized: send Authorization: Bearer <admin token>, or basic auth with the token as the password", http.StatusUnauthorized)
+			return
 		}
-		if a.token == "" && !a.ownHost(r.Host) {
+		if auth.Token == "" && !a.ownHost(r.Host) {
 			// Without a token, only a page that names this address may
 			// ask: a DNS-rebinding page names its own host.
 			w.Header().Set("Connection", "close")

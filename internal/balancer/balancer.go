@@ -45,6 +45,8 @@ type Config struct {
 	TLS        []tlsx.Pair      `yaml:"tls"`
 	BackendTLS BackendTLSConfig `yaml:"backend_tls"`
 
+	Admin AdminConfig `yaml:"admin"`
+
 	Log *slog.Logger `yaml:"-"` // access log; nil for none
 	// Resolver looks up host names and srv:// records; nil for the system's.
 	Resolver *net.Resolver `yaml:"-"`

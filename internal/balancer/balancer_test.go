@@ -504,7 +504,7 @@ func TestAllDownRefusesFastAndRecovers(t *testing.T) {
 func TestAdminAPIAndMetrics(t *testing.T) {
 	bss, cfgs := fourBackends(t)
 	b := startBalancer(t, Config{Backends: cfgs[:3], Check: CheckConfig{Kind: "none"}})
-	a, err := StartAdmin(b, "127.0.0.1:0", "")
+	a, err := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +565,7 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("cross-origin: %d", resp.StatusCode)
 	}
-	a2, _ := StartAdmin(b, "127.0.0.1:0", "s3cret")
+	a2, _ := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0", Token: "s3cret"})
 	defer a2.Close()
 	if resp, _ := http.Get("http://" + a2.Addr().String() + "/api/backends"); resp.StatusCode != 401 {
 		t.Errorf("without the token: %d", resp.StatusCode)
@@ -580,7 +580,7 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 func TestAdminBindsLoopbackByDefault(t *testing.T) {
 	_, cfgs := fourBackends(t)
 	b := startBalancer(t, Config{Backends: cfgs, Check: CheckConfig{Kind: "none"}})
-	a, err := StartAdmin(b, ":0", "")
+	a, err := StartAdmin(b, AdminConfig{Listen: ":0"})
 	if err != nil {
 		t.Fatal(err)
 	}

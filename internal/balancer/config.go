@@ -1,11 +1,11 @@
 package balancer
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -17,13 +17,14 @@ import (
 //	mode: tcp
 //	algo: roundrobin
 //	backends:
-//	  - addr: 127.0.0.1:9002
-//	  - addr: 127.0.0.1:9003
-//	    weight: 2
+//	  - 127.0.0.1:9002
+//	  - {addr: 127.0.0.1:9003, weight: 2}
 //	check: {kind: http, path: /, interval: 2s, rise: 2, fall: 3}
 //	connect_timeout: 2s
+//	admin: {listen: 127.0.0.1:9000, token: s3cret}
 //
-// Unknown keys are errors, so a typo is not silently ignored.
+// docs/CONFIG.md lists every key. Unknown keys are errors, so a typo is
+// not silently ignored; every error names the line and the key.
 func LoadConfig(path string) (Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -47,10 +48,12 @@ const MaxConfigSize = 4 << 20
 // ParseConfig reads YAML configuration; name is used in errors.
 func ParseConfig(data []byte, name string) (Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Config{}, fmt.Errorf("config %s: %s", name, oneLine(err))
+	}
+	if err := decodeNode(&doc, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+		return Config{}, fmt.Errorf("config %s: %v", name, err)
 	}
 	return cfg, nil
 }

@@ -1,9 +1,13 @@
 package balancer
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"loadlab/internal/tlsx"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -57,4 +61,61 @@ func FuzzConfig(f *testing.F) {
 			cfg.Validate()
 		}
 	})
+}
+
+// Errors speak of the file: the line, the key's path, what it wants and
+// what it got; backends come as the flag writes them or as maps; admin
+// settings are keys of their own.
+func TestConfigInTheUsersTerms(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`backends:
+  - 127.0.0.1:9002
+  - 127.0.0.1:9003,weight=3
+  - {addr: 127.0.0.1:9004, weight: 2}
+admin: {listen: 127.0.0.1:9000, token: s3cret, user: ops}
+`), "lb.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BackendConfig{{"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 3}, {"127.0.0.1:9004", 2}}
+	if !slices.Equal(cfg.Backends, want) || cfg.Admin != (AdminConfig{"127.0.0.1:9000", "s3cret", "ops"}) {
+		t.Errorf("parsed %+v", cfg)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"backends: [127.0.0.1:9002]\ncheck:\n  interval: 2\n", "config lb.yaml: line 3: check.interval: want a duration such as 2s or 500ms, got 2"},
+		{"admn: {listen: \"127.0.0.1:9000\"}\n", "config lb.yaml: line 1: unknown key admn (keys here: listen, mode,"},
+		{"check: {intervall: 2s}\n", "config lb.yaml: line 1: unknown key check.intervall (keys under check: kind, path, interval,"},
+		{"backends: 127.0.0.1:9002\n", "config lb.yaml: line 1: backends: want a list, got 127.0.0.1:9002"},
+		{"backends:\n  - 127.0.0.1:9002,weight=x\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,weight=x": weight must be`},
+		{"retries: lots\n", "config lb.yaml: line 1: retries: want a whole number, got lots"},
+		{"mode: tcp\nmode: http\n", "config lb.yaml: line 2: mode is given twice"},
+		{"backend_tls: {enabled: maybe}\n", "config lb.yaml: line 1: backend_tls.enabled: want true or false, got maybe"},
+		{"- 1\n", "config lb.yaml: line 1: the file: want a map of keys"},
+	} {
+		_, err := ParseConfig([]byte(tc.in), "lb.yaml")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant %s…", tc.in, err, tc.want)
+		}
+	}
+}
+
+// What YAML writes, ParseConfig reads back to the same configuration.
+func TestConfigYAMLRoundTrip(t *testing.T) {
+	cfg := Config{Listen: ":44444", Mode: "http", Algo: "sourcehash", HashBy: "sni",
+		Backends:   []BackendConfig{{"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 3}},
+		Check:      CheckConfig{Kind: "http", Path: "/santai", Interval: 1500 * time.Millisecond},
+		TLS:        []tlsx.Pair{{CertFile: "a.pem", KeyFile: "a.key"}},
+		BackendTLS: BackendTLSConfig{Enabled: true, Insecure: true},
+		Admin:      AdminConfig{Listen: "127.0.0.1:9000", Token: "s3cret"}, MaxBody: 1 << 20}
+	cfg.fillDefaults()
+	text := cfg.YAML()
+	back, err := ParseConfig([]byte(text), "printed")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if !reflect.DeepEqual(back, cfg) {
+		t.Errorf("round trip:\n%s\n got %+v\nwant %+v", text, back, cfg)
+	}
+	if !strings.Contains(text, "interval: 1.5s") || !strings.Contains(text, "- 127.0.0.1:9003,weight=3") {
+		t.Errorf("durations and backends not as a user writes them:\n%s", text)
+	}
 }

@@ -62,7 +62,7 @@ func adminDo(t *testing.T, a *Admin, method, path, body string, header ...string
 
 func startAdmin(t *testing.T, b *Balancer, token string) *Admin {
 	t.Helper()
-	a, err := StartAdmin(b, "127.0.0.1:0", token)
+	a, err := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0", Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}

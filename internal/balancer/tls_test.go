@@ -285,7 +285,7 @@ func TestBalanceAdminShowsCertificates(t *testing.T) {
 	p, _ := certFiles(t, "shop.test")
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
-	a, err := StartAdmin(b, "127.0.0.1:0", "")
+	a, err := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,3 +179,15 @@ func (b *Balancer) connectResult(fd int) (pending bool, err error) {
 	n, _ = rawsys.Read(fd, msg)
 	return false, errors.New(string(msg[:max(n, 0)]))
 }
+
+// CheckFiles loads the files c names — certificates and keys, the
+// backends' CA — as a start would, without starting: for --check.
+func (c *Config) CheckFiles() error {
+	if len(c.TLS) > 0 {
+		if _, _, err := tlsx.Load(c.TLS); err != nil {
+			return err
+		}
+	}
+	_, err := newBackendTLS(c.BackendTLS, c.Mode, nil)
+	return err
+}

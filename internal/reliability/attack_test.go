@@ -104,7 +104,7 @@ func balanceTargets(t *testing.T, extra ...string) []*target {
 	var tgs []*target
 	for _, mode := range []string{"tcp", "http"} {
 		var procs []*testutil.Proc
-		args := []string{"balance", "--mode", mode, "--listen", "127.0.0.1:0", "--check", "none", "--quiet"}
+		args := []string{"balance", "--mode", mode, "--listen", "127.0.0.1:0", "--health-check", "none", "--quiet"}
 		for range 2 {
 			b := testutil.Start(t, nil, loadlabBin, "serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet")
 			procs = append(procs, b)
@@ -228,7 +228,7 @@ func TestDescriptorLimit(t *testing.T) {
 	}
 	for _, mode := range []string{"tcp", "http"} {
 		b := testutil.Start(t, nil, loadlabBin, "serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet")
-		lb := testutil.Start(t, nil, "bash", "-c", "ulimit -n 64 && exec "+loadlabBin+" balance --quiet --check tcp --listen 127.0.0.1:0 --admin 127.0.0.1:0 --mode "+mode+" --backend "+b.Addr())
+		lb := testutil.Start(t, nil, "bash", "-c", "ulimit -n 64 && exec "+loadlabBin+" balance --quiet --health-check tcp --listen 127.0.0.1:0 --admin 127.0.0.1:0 --mode "+mode+" --backend "+b.Addr())
 		tgs = append(tgs, &target{name: "balance " + mode, addr: lb.Addr(), main: lb, procs: []*testutil.Proc{lb, b}})
 	}
 	for _, tg := range tgs {
@@ -349,7 +349,7 @@ func TestLogPipe(t *testing.T) {
 				args := []string{"serve", "--model", "async", "--listen", "127.0.0.1:0"}
 				if bin == "balance" {
 					b := testutil.Start(t, nil, loadlabBin, "serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet")
-					args = []string{"balance", "--mode", "http", "--check", "none", "--listen", "127.0.0.1:0", "--backend", b.Addr()}
+					args = []string{"balance", "--mode", "http", "--health-check", "none", "--listen", "127.0.0.1:0", "--backend", b.Addr()}
 				}
 				cmd := exec.Command(loadlabBin, args...)
 				r, w, err := os.Pipe()
