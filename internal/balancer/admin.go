@@ -274,16 +274,13 @@ func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &c) {
 		return
 	}
-	switch c.State {
-	case "drain":
-		be.SetState(Drain)
-	case "ready":
-		be.SetState(Ready)
-		be.suspectUntil.Store(0)
-	case "":
-	default:
-		http.Error(w, `400 Bad Request: state must be "drain" or "ready"`, http.StatusBadRequest)
-		return
+	if c.State != "" {
+		s, ok := ParseState(c.State)
+		if !ok {
+			http.Error(w, `400 Bad Request: state must be "ready", "drain" or "maint"`, http.StatusBadRequest)
+			return
+		}
+		a.b.SetAdminState(be, s)
 	}
 	if c.Weight < 0 || c.Weight > 1000 {
 		http.Error(w, "400 Bad Request: weight must be from 1 to 1000", http.StatusBadRequest)

@@ -24,9 +24,11 @@ import (
 type State int32
 
 const (
-	Ready State = iota // gets new traffic
-	Drain              // finishes what it has, gets nothing new
-	Down               // failed its health checks
+	Ready    State = iota // gets new traffic
+	Drain                 // finishes what it has, gets nothing new; still checked
+	Down                  // failed its health checks
+	Maint                 // maintenance: no new traffic and no checks, as HAProxy's MAINT
+	Checking              // added, or back from maintenance: serves once rise checks pass
 )
 
 func (s State) String() string {
@@ -35,8 +37,25 @@ func (s State) String() string {
 		return "ready"
 	case Drain:
 		return "drain"
+	case Maint:
+		return "maint"
+	case Checking:
+		return "checking"
 	}
 	return "down"
+}
+
+// ParseState reads a state an operator may set: ready, drain or maint.
+func ParseState(s string) (State, bool) {
+	switch s {
+	case "ready":
+		return Ready, true
+	case "drain":
+		return Drain, true
+	case "maint":
+		return Maint, true
+	}
+	return 0, false
 }
 
 // Backend is one server behind the balancer and everything known of it.
@@ -55,6 +74,10 @@ type Backend struct {
 
 	weight atomic.Int64
 	state  atomic.Int32
+	// stateMu guards the time kept of the state's changes.
+	stateMu        sync.Mutex
+	changed        time.Time
+	upFor, downFor time.Duration
 	// suspectUntil keeps a backend whose connect just failed out of the
 	// choice until then, or until a health check passes.
 	suspectUntil atomic.Int64
@@ -66,12 +89,17 @@ type Backend struct {
 	BytesOut  atomic.Int64 // from the backend to clients
 	Errors    atomic.Int64 // failed connects and broken exchanges
 	lastCheck atomic.Pointer[CheckResult]
+	checks    [checkHistory]CheckResult // the last ones, a ring; under stateMu
+	nChecks   int
 
 	// rise and fall streaks belong to the health checker, which runs one
 	// check of a backend at a time (checking says one is running, checkDue
 	// that the next fell due meanwhile).
 	okStreak, failStreak int
 	checking, checkDue   atomic.Bool
+	// freshStreak asks the checker to count its streaks anew: the
+	// backend came back from maintenance, unchecked meanwhile.
+	freshStreak atomic.Bool
 
 	latMu   sync.Mutex
 	latency *hdrhistogram.Histogram // microseconds: connect (tcp) or response head (http)
@@ -94,6 +122,7 @@ func NewBackend(addr string, weight int) *Backend {
 		}
 	}
 	b.weight.Store(int64(max(weight, 1)))
+	b.changed = time.Now()
 	return b
 }
 
@@ -114,8 +143,62 @@ func (b *Backend) Addr() string { return *b.addr.Load() }
 // State reports the backend's state.
 func (b *Backend) State() State { return State(b.state.Load()) }
 
-// SetState changes the backend's state.
-func (b *Backend) SetState(s State) { b.state.Store(int32(s)) }
+// SetState changes the backend's state, keeping when it changed and how
+// long it has been up (ready or drain) and down (any other) in all.
+func (b *Backend) SetState(s State) {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	old := b.State()
+	if old == s {
+		return
+	}
+	now := time.Now()
+	b.accountLocked(old, now)
+	b.state.Store(int32(s))
+}
+
+// changeState moves the backend from one state to another, unless an
+// operator or another check changed it meanwhile.
+func (b *Backend) changeState(from, to State) bool {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.State() != from {
+		return false
+	}
+	b.accountLocked(from, time.Now())
+	b.state.Store(int32(to))
+	if to == Checking {
+		b.freshStreak.Store(true)
+	}
+	return true
+}
+
+// accountLocked adds the time since the last change to up or down.
+func (b *Backend) accountLocked(old State, now time.Time) {
+	if !b.changed.IsZero() {
+		if old == Ready || old == Drain {
+			b.upFor += now.Sub(b.changed)
+		} else {
+			b.downFor += now.Sub(b.changed)
+		}
+	}
+	b.changed = now
+}
+
+// Uptime is how long the backend has been up (ready or drain) and down
+// (down, checking or in maintenance) since it joined the pool, and when
+// its state last changed.
+func (b *Backend) Uptime() (up, down time.Duration, changed time.Time) {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	up, down = b.upFor, b.downFor
+	if b.State() == Ready || b.State() == Drain {
+		up += time.Since(b.changed)
+	} else {
+		down += time.Since(b.changed)
+	}
+	return up, down, b.changed
+}
 
 // Weight is the backend's share in weighted round robin.
 func (b *Backend) Weight() int64 { return b.weight.Load() }
@@ -381,4 +464,28 @@ func contains(bs []*Backend, b *Backend) bool {
 		}
 	}
 	return false
+}
+
+// checkHistory is how many check results a backend keeps for the stats
+// page.
+const checkHistory = 5
+
+// noteCheck keeps a check's result.
+func (b *Backend) noteCheck(res *CheckResult) {
+	b.lastCheck.Store(res)
+	b.stateMu.Lock()
+	b.checks[b.nChecks%checkHistory] = *res
+	b.nChecks++
+	b.stateMu.Unlock()
+}
+
+// Checks are the last checks' results, the newest first.
+func (b *Backend) Checks() []CheckResult {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	var out []CheckResult
+	for i := 1; i <= min(b.nChecks, checkHistory); i++ {
+		out = append(out, b.checks[(b.nChecks-i)%checkHistory])
+	}
+	return out
 }

@@ -366,6 +366,9 @@ func (b *Balancer) AddBackend(addr string, weight int) (*Backend, int, error) {
 		return nil, 409, fmt.Errorf("the pool has %d backends, the most it takes", MaxBackends)
 	}
 	be := NewBackend(addr, max(weight, 1))
+	if b.Config().Check.Kind != "none" {
+		be.SetState(Checking) // traffic once rise checks pass, as HAProxy brings a new server up
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	b.resolver.resolve(ctx, be)
 	cancel()
@@ -381,6 +384,30 @@ func (b *Balancer) AddBackend(addr string, weight int) (*Backend, int, error) {
 		return nil, 409, fmt.Errorf("backend %s exists", addr)
 	}
 	return be, 201, nil
+}
+
+// SetAdminState is an operator's change of be's state: drain and maint
+// at once; ready takes traffic again where health allows it — back from
+// maintenance (unchecked meanwhile) it is checked first, from drain it
+// is down if its last check failed, and a backend down or checking stays
+// so until its checks pass.
+func (b *Balancer) SetAdminState(be *Backend, s State) {
+	checked := b.Config().Check.Kind != "none"
+	switch {
+	case s != Ready:
+		be.SetState(s)
+	case be.changeState(Maint, Checking) && !checked:
+		be.changeState(Checking, Ready)
+	case be.State() == Drain:
+		if lc := be.LastCheck(); checked && lc != nil && !lc.OK {
+			be.changeState(Drain, Down)
+		} else {
+			be.changeState(Drain, Ready)
+		}
+	}
+	if s == Ready {
+		be.suspectUntil.Store(0)
+	}
 }
 
 // RemoveBackend takes the named backend out of the pool, as the admin API

@@ -103,7 +103,7 @@ func (c *checker) loop() {
 		}
 		if cfg.Kind != "none" {
 			for _, be := range c.b.pool.All() {
-				if be.State() == Drain {
+				if be.State() == Maint { // a drained backend is still checked
 					continue
 				}
 				if !be.checking.CompareAndSwap(false, true) {
@@ -138,21 +138,22 @@ func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
 	if err != nil {
 		res.Detail = err.Error()
 	}
-	be.lastCheck.Store(res)
+	be.noteCheck(res)
+	if be.freshStreak.Swap(false) {
+		be.okStreak, be.failStreak = 0, 0
+	}
 	if err == nil {
 		be.okStreak++
 		be.failStreak = 0
 		be.suspectUntil.Store(0) // a passing check clears a failed connect
-		if be.State() == Down && be.okStreak >= cfg.Rise {
-			be.SetState(Ready)
+		if be.okStreak >= cfg.Rise && (be.changeState(Down, Ready) || be.changeState(Checking, Ready)) {
 			c.b.log.event("backend up", be, res.Detail)
 		}
 		return
 	}
 	be.failStreak++
 	be.okStreak = 0
-	if be.State() == Ready && be.failStreak >= cfg.Fall {
-		be.SetState(Down)
+	if be.failStreak >= cfg.Fall && be.changeState(Ready, Down) {
 		c.b.log.event("backend down", be, res.Detail)
 	}
 }

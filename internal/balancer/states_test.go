@@ -1,0 +1,96 @@
+package balancer
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"loadlab/internal/testutil"
+)
+
+// The operator's states through the API, as HAProxy's: maint takes a
+// backend out of traffic and out of the checks; drain out of new traffic
+// but not of the checks; a backend added by the API is "checking" and
+// serves only once rise checks have passed; ready from maintenance goes
+// through the checks again.
+func TestAPIStates(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs[:2], Check: CheckConfig{Kind: "http", Path: "/santai", Interval: 100 * time.Millisecond, Rise: 3, Fall: 3}})
+	a, err := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	one, two := b.Pool().Find(bss[0].addr), b.Pool().Find(bss[1].addr)
+	servedBy := func(n int) map[string]int {
+		seen := map[string]int{}
+		for range n {
+			_, by, _, err := fetch(b.Addr().String(), "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[by]++
+		}
+		return seen
+	}
+
+	// maint: no traffic, no checks.
+	if code, body := adminDo(t, a, "PUT", "/api/backends/"+one.Name, `{"state":"maint"}`); code != 200 || !strings.Contains(body, `"state":"maint"`) {
+		t.Fatalf("PUT maint: %d %s", code, body)
+	}
+	testutil.Eventually(t, 5*time.Second, "a check under way when maint came to end", func() bool { return !one.checking.Load() })
+	checks := one.nChecksNow()
+	if seen := servedBy(10); seen["b1"] != 0 || seen["b2"] != 10 {
+		t.Errorf("in maintenance b1 served: %v", seen)
+	}
+	time.Sleep(350 * time.Millisecond) // three intervals: no check may come
+	if got := one.nChecksNow(); got != checks {
+		t.Errorf("%d checks of a backend in maintenance", got-checks)
+	}
+	// ready again: checked first (rise 3), then back in traffic.
+	adminDo(t, a, "PUT", "/api/backends/"+one.Name, `{"state":"ready"}`)
+	if s := one.State(); s != Checking && s != Ready {
+		t.Errorf("out of maintenance: %s, want checking", s)
+	}
+	waitState(t, one, Ready, 5*time.Second)
+	if one.nChecksNow()-checks < 3 {
+		t.Errorf("back in traffic after %d checks, want rise's 3", one.nChecksNow()-checks)
+	}
+
+	// drain: no new traffic, still checked.
+	adminDo(t, a, "PUT", "/api/backends/"+two.Name, `{"state":"drain"}`)
+	checks = two.nChecksNow()
+	if seen := servedBy(10); seen["b2"] != 0 {
+		t.Errorf("drained b2 served: %v", seen)
+	}
+	testutil.Eventually(t, 5*time.Second, "a drained backend checked", func() bool { return two.nChecksNow() > checks })
+
+	// Added by the API: checking until three checks pass, no traffic meanwhile.
+	code, body := adminDo(t, a, "POST", "/api/backends", `{"addr":"`+bss[2].addr+`"}`)
+	var added BackendStatus
+	if code != 201 || json.Unmarshal([]byte(body), &added) != nil || added.State != "checking" {
+		t.Fatalf("POST: %d %s, want a backend that is checking", code, body)
+	}
+	three := b.Pool().Find(bss[2].addr)
+	for three.State() == Checking {
+		if seen := servedBy(2); seen["b3"] != 0 && three.nChecksNow() < 3 {
+			t.Fatalf("b3 served before its checks passed: %v", seen)
+		}
+	}
+	waitState(t, three, Ready, 5*time.Second)
+	testutil.Eventually(t, 5*time.Second, "b3 in traffic", func() bool { return servedBy(4)["b3"] > 0 })
+	if hist := three.Checks(); len(hist) < 3 || !hist[0].OK || hist[0].At.Before(hist[len(hist)-1].At) {
+		t.Errorf("check history: %+v, want the newest first, passed", hist)
+	}
+	if code, _ := adminDo(t, a, "PUT", "/api/backends/"+three.Name, `{"state":"sleeping"}`); code != 400 {
+		t.Errorf("an unknown state: %d, want 400", code)
+	}
+}
+
+// nChecksNow is how many checks the backend has had.
+func (b *Backend) nChecksNow() int {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	return b.nChecks
+}
