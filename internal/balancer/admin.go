@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"net"
 	"net/http"
 	"strconv"
@@ -71,6 +70,7 @@ func StartAdmin(b *Balancer, c AdminConfig) (*Admin, error) {
 	mux.HandleFunc("DELETE /api/backends/{name}", a.remove)
 	mux.HandleFunc("PUT /api/backends/{name}", a.update)
 	mux.HandleFunc("GET /{$}", a.page)
+	mux.HandleFunc("GET /;csv", a.csvStats)
 	// Every read and every idle wait is bounded: clients that never finish
 	// a request, or never send one, are closed, not kept.
 	a.srv = &http.Server{Handler: a.guard(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -186,6 +186,30 @@ type BackendStatus struct {
 	Certificate *tlsx.CertInfo `json:"certificate,omitempty"`
 	P50ms       float64        `json:"latency_p50_ms"`
 	P99ms       float64        `json:"latency_p99_ms"`
+
+	MaxActive   int64         `json:"max_active"`
+	SessionRate Rate          `json:"session_rate"` // connections opened per second
+	RequestRate Rate          `json:"request_rate"`
+	Responses   *Responses    `json:"responses,omitempty"` // http mode: the backend's answers by class
+	Uptime      float64       `json:"uptime_s"`            // in all, ready or drain
+	Downtime    float64       `json:"downtime_s"`          // in all, down, checking or in maintenance
+	Changed     time.Time     `json:"state_changed"`
+	Checks      []CheckResult `json:"checks,omitempty"` // the last ones, newest first
+}
+
+// Responses counts answers by class.
+type Responses struct {
+	C1xx  int64 `json:"1xx"`
+	C2xx  int64 `json:"2xx"`
+	C3xx  int64 `json:"3xx"`
+	C4xx  int64 `json:"4xx"`
+	C5xx  int64 `json:"5xx"`
+	Other int64 `json:"other"`
+}
+
+func responsesOf(c *codes) *Responses {
+	k := c.Classes()
+	return &Responses{k[0], k[1], k[2], k[3], k[4], k[5]}
 }
 
 // Status lists the backends with their counters.
@@ -199,12 +223,20 @@ func (b *Balancer) Status() []BackendStatus {
 
 func (b *Balancer) status(be *Backend) BackendStatus {
 	p50, p99 := be.Latency()
-	return BackendStatus{
+	s := BackendStatus{
 		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
 		Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
 		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
 		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99, Certificate: be.cert.Load(),
+		MaxActive: be.maxActive.Load(), Checks: be.Checks(),
 	}
+	s.SessionRate, s.RequestRate = b.rates.backendRates(be)
+	if b.Config().Mode == "http" {
+		s.Responses = responsesOf(&be.codes)
+	}
+	up, down, changed := be.Uptime()
+	s.Uptime, s.Downtime, s.Changed = up.Seconds(), down.Seconds(), changed
+	return s
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -292,49 +324,6 @@ func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.b.Status())
 }
 
-var pageTemplate = template.Must(template.New("stats").Funcs(template.FuncMap{
-	"ago":  func(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" },
-	"join": strings.Join,
-}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>loadlab balance — {{.Listen}}</title>
-<style>
-body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}
-th,td{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#eee}
-td.l{text-align:left}.ready{background:#d8f5d8}.drain{background:#fff3c4}.down{background:#f8d0d0}
-</style></head><body>
-<h1>loadlab balance</h1>
-<p>Listening on <b>{{.Listen}}</b>, mode <b>{{.Mode}}</b>, algorithm <b>{{.Algo}}</b>; refreshed every 2 s.</p>
-<table id="backends">
-<tr><th>backend</th><th>state</th><th>weight</th><th>active</th><th>total</th><th>requests</th>
-<th>bytes in</th><th>bytes out</th><th>errors</th><th>last check</th><th>p50 (ms)</th><th>p99 (ms)</th></tr>
-{{range .Backends}}<tr class="{{.State}}"><td class="l">{{.Name}}</td><td class="l">{{.State}}</td><td>{{.Weight}}</td>
-<td>{{.Active}}</td><td>{{.Total}}</td><td>{{.Requests}}</td><td>{{.BytesIn}}</td><td>{{.BytesOut}}</td><td>{{.Errors}}</td>
-<td class="l">{{with .LastCheck}}{{if .OK}}ok{{else}}failed: {{.Detail}}{{end}}, {{ago .At}}{{else}}-{{end}}</td>
-<td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td></tr>
-{{end}}</table>
-{{with .Certs}}<h2>TLS</h2>
-<p>{{$.Handshakes}} handshakes, {{$.Failures}} failed.</p>
-<table id="certificates">
-<tr><th>certificate</th><th>names</th><th>expires</th><th>SHA-256</th></tr>
-{{range .}}<tr><td class="l">{{.File}}</td><td class="l">{{join .Names ", "}}</td><td class="l">{{.NotAfter.Format "2006-01-02 15:04 MST"}}</td>
-<td class="l"><code>{{.Fingerprint}}</code></td></tr>
-{{end}}</table>{{end}}
-</body></html>
-`))
-
-func (a *Admin) page(w http.ResponseWriter, _ *http.Request) {
-	cfg := a.b.Config()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	made, failed := a.b.Handshakes()
-	pageTemplate.Execute(w, struct {
-		Listen, Mode, Algo   string
-		Backends             []BackendStatus
-		Certs                []tlsx.CertInfo
-		Handshakes, Failures int64
-	}{a.b.Addr().String(), cfg.Mode, cfg.Algo, a.b.Status(), a.b.Certificates(), made, failed})
-}
-
 // metrics exports the backends' counters as they are at scrape time.
 type metrics struct{ b *Balancer }
 
@@ -353,10 +342,23 @@ var (
 	descTLS      = prometheus.NewDesc("loadlab_tls_handshakes_total", "TLS handshakes with clients that completed.", nil, nil)
 	descTLSError = prometheus.NewDesc("loadlab_tls_handshake_errors_total", "TLS handshakes with clients that failed: given up, timed out, or not TLS.", nil, nil)
 	descCertEnd  = prometheus.NewDesc("loadlab_tls_certificate_expiry_seconds", "When each certificate expires, in Unix seconds.", []string{"file"}, nil)
+
+	descCodes      = prometheus.NewDesc("loadlab_backend_http_responses_total", "http mode: the backend's answers by class.", []string{"backend", "code"}, nil)
+	descMaxActive  = prometheus.NewDesc("loadlab_backend_max_active", "The most connections (tcp) or requests (http) open to the backend at once.", []string{"backend"}, nil)
+	descFeActive   = prometheus.NewDesc("loadlab_frontend_current_sessions", "Client connections open now.", nil, nil)
+	descFeMax      = prometheus.NewDesc("loadlab_frontend_max_sessions", "The most client connections open at once.", nil, nil)
+	descFeSessions = prometheus.NewDesc("loadlab_frontend_sessions_total", "Client connections taken; its rate is the session rate.", nil, nil)
+	descFeRequests = prometheus.NewDesc("loadlab_frontend_requests_total", "http mode: requests answered, by a backend or the balancer; tcp mode: connections.", nil, nil)
+	descFeCodes    = prometheus.NewDesc("loadlab_frontend_http_responses_total", "http mode: the answers clients got by class, the balancer's own included.", []string{"code"}, nil)
+	descFeQueue    = prometheus.NewDesc("loadlab_frontend_queue", "Client connections waiting for a slot over max_conns now.", nil, nil)
 )
 
+// codeClasses name the classes of Responses and codes.Classes.
+var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd} {
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
+		descCodes, descMaxActive, descFeActive, descFeMax, descFeSessions, descFeRequests, descFeCodes, descFeQueue} {
 		ch <- d
 	}
 }
@@ -377,9 +379,27 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v), s.Name)
 		}
 	}
+	http := m.b.Config().Mode == "http"
 	for _, be := range m.b.pool.All() {
 		count, sum, buckets := be.LatencyHistogram()
 		ch <- prometheus.MustNewConstHistogram(descLatency, count, sum, buckets, be.Name)
+		ch <- prometheus.MustNewConstMetric(descMaxActive, prometheus.GaugeValue, float64(be.maxActive.Load()), be.Name)
+		if http {
+			for i, n := range be.codes.Classes() {
+				ch <- prometheus.MustNewConstMetric(descCodes, prometheus.CounterValue, float64(n), be.Name, codeClasses[i])
+			}
+		}
+	}
+	fe := &m.b.fe
+	ch <- prometheus.MustNewConstMetric(descFeActive, prometheus.GaugeValue, float64(fe.cur.Load()))
+	ch <- prometheus.MustNewConstMetric(descFeMax, prometheus.GaugeValue, float64(fe.max.Load()))
+	ch <- prometheus.MustNewConstMetric(descFeSessions, prometheus.CounterValue, float64(fe.total.Load()))
+	ch <- prometheus.MustNewConstMetric(descFeRequests, prometheus.CounterValue, float64(fe.requests.Load()))
+	ch <- prometheus.MustNewConstMetric(descFeQueue, prometheus.GaugeValue, float64(m.b.Queued()))
+	if http {
+		for i, n := range fe.codes.Classes() {
+			ch <- prometheus.MustNewConstMetric(descFeCodes, prometheus.CounterValue, float64(n), codeClasses[i])
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.b.log.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.b.panics.Load()))

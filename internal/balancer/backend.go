@@ -82,7 +82,9 @@ type Backend struct {
 	// choice until then, or until a health check passes.
 	suspectUntil atomic.Int64
 
-	Active    atomic.Int64 // connections open now
+	Active    atomic.Int64 // connections (tcp) or requests (http) open now
+	maxActive atomic.Int64 // the most ever open at once
+	codes     codes        // http mode: the backend's answers by class
 	Total     atomic.Int64 // connections ever
 	Requests  atomic.Int64 // requests (http mode) or connections (tcp mode) served
 	BytesIn   atomic.Int64 // from clients to the backend
@@ -465,6 +467,9 @@ func contains(bs []*Backend, b *Backend) bool {
 	}
 	return false
 }
+
+// opened counts a connection (tcp) or request (http) begun on b.
+func (b *Backend) opened() { raiseMax(&b.maxActive, b.Active.Add(1)) }
 
 // checkHistory is how many check results a backend keeps for the stats
 // page.

@@ -192,6 +192,9 @@ type Balancer struct {
 
 	backendTLS atomic.Pointer[backendTLS] // nil for plain TCP to the backends
 
+	fe    frontend // what the clients see, for the stats page
+	rates *rates
+
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
 	panics   atomic.Int64  // recovered panics, each of which closed one connection
@@ -256,6 +259,7 @@ func Start(cfg Config) (*Balancer, error) {
 	}
 	b.resolver = startResolver(b)
 	b.checker = startChecker(b)
+	b.rates = startRates(b)
 	newMode := newTCPLoop
 	if cfg.Mode == "http" {
 		newMode = newHTTPLoop
@@ -479,6 +483,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.checker.stop()
 	b.resolver.stop()
+	b.rates.close()
 	closeListener := func() { unix.Close(b.lnfd) }
 	if b.front != nil {
 		closeListener = b.front.close

@@ -106,6 +106,8 @@ func isIdempotent(method []byte) bool {
 }
 
 func (h *httpLoop) Take(fd int, from net.Addr) {
+	h.b.fe.open()
+	h.b.fe.total.Add(1)
 	var c *httpClient
 	if n := len(h.free); n > 0 {
 		c, h.free = h.free[n-1], h.free[:n-1]
@@ -140,6 +142,9 @@ func (h *httpLoop) Refuse(fd int, from net.Addr) {
 	rawsys.ShutdownWrite(fd)
 	rawsys.Read(fd, h.l.Buf())
 	rawsys.Close(fd)
+	h.b.fe.total.Add(1)
+	h.b.fe.requests.Add(1)
+	h.b.fe.codes.count(503)
 	h.b.log.request(from, nil, "-", "-", 503, 0, 0, 0, []string{"over --max-conns"})
 }
 
@@ -257,7 +262,7 @@ func (c *httpClient) dispatch() {
 		// The request counts as active on be from now, not from its
 		// answer: leastconn and p2c must see a slow backend's requests
 		// pile up.
-		be.Active.Add(1)
+		be.opened()
 		if err := h.send(c, be, true); err != nil {
 			be.Active.Add(-1)
 			ex.connectFailed(be, err)
@@ -278,6 +283,8 @@ func (c *httpClient) dispatch() {
 
 func (h *httpLoop) logRequest(c *httpClient, be *Backend, status int, sent int64) {
 	ex := &c.ex
+	h.b.fe.requests.Add(1)
+	h.b.fe.codes.count(status)
 	h.b.log.request(c.from, be, ex.method, ex.target, status, int64(ex.received), sent, h.l.Now().Sub(ex.start), ex.skipped)
 }
 
@@ -439,6 +446,7 @@ func (c *httpClient) close() {
 	delete(h.clients, c)
 	h.l.Disown(c.fd)
 	h.l.Ended()
+	h.b.fe.close()
 	c.fd, c.epoll, c.out, c.in = -1, evloop.Interest{}, nil, c.in[:0]
 	c.parser.Reset()
 	if cap(c.outBuf) <= 64<<10 && cap(c.in) <= 64<<10 {

@@ -329,6 +329,7 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	be := bc.be
 	be.observe(bc.h.l.Now().Sub(bc.began))
 	be.Requests.Add(1)
+	be.codes.count(rh.Status)
 	be.BytesIn.Add(int64(len(ex.req)))
 	ex.status, ex.answered = rh.Status, true
 	bc.reusable = rh.KeepAlive

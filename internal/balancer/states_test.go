@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -93,4 +94,72 @@ func (b *Backend) nChecksNow() int {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	return b.nChecks
+}
+
+// http mode counts answers by class, per backend and at the frontend
+// (the balancer's own 503s there only), and the page, the CSV at /;csv
+// and the metrics all say so.
+func TestStatusCodeCounts(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: cfgs[:1], Check: CheckConfig{Kind: "none"}})
+	a, err := StartAdmin(b, AdminConfig{Listen: "127.0.0.1:0", Token: "s3cret", User: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for path, n := range map[string]int{"/": 3, "/nope": 2, "/video": 1} {
+		for range n {
+			fetch(b.Addr().String(), path)
+		}
+	}
+	b.SetAdminState(b.Pool().Find(bss[0].addr), Maint)
+	if status, _, _, _ := fetch(b.Addr().String(), "/"); status != 503 {
+		t.Fatalf("with every backend in maintenance: %d, want 503", status)
+	}
+	s := b.Status()[0]
+	if r := s.Responses; r == nil || r.C2xx != 3 || r.C3xx != 1 || r.C4xx != 2 || r.C5xx != 0 {
+		t.Errorf("backend responses %+v, want 3 2xx, 1 3xx, 2 4xx", r)
+	}
+	fe := b.Frontend(b.Status())
+	if r := fe.Responses; r == nil || r.C2xx != 3 || r.C4xx != 2 || r.C5xx != 1 || fe.Total != 7 || fe.Requests != 7 || fe.MaxActive < 1 {
+		t.Errorf("frontend %+v responses %+v, want the backend's and the balancer's 503", fe, fe.Responses)
+	}
+
+	get := func(path string, auth ...string) (int, string) {
+		return adminDo(t, a, "GET", path, "", auth...)
+	}
+	if code, _ := get("/;csv"); code != 401 {
+		t.Errorf("CSV without credentials: %d", code)
+	}
+	if code, _ := get("/", "Authorization", "Basic b3BzOndyb25n"); code != 401 { // ops:wrong
+		t.Errorf("basic auth with a wrong password: %d", code)
+	}
+	code, body := get("/;csv", "Authorization", "Basic b3BzOnMzY3JldA==") // ops:s3cret
+	if code != 200 {
+		t.Fatalf("CSV with basic auth: %d %s", code, body)
+	}
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 4 || rows[0][0] != "# pxname" || rows[1][1] != "FRONTEND" || rows[2][1] != bss[0].addr || rows[3][1] != "BACKEND" {
+		t.Fatalf("CSV rows: %v %v", rows, err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[strings.TrimPrefix(name, "# ")] = i
+	}
+	if rows[1][col["hrsp_5xx"]] != "1" || rows[2][col["hrsp_4xx"]] != "2" || rows[2][col["status"]] != "MAINT" || rows[1][col["stot"]] != "7" {
+		t.Errorf("CSV figures: %v", rows)
+	}
+	_, page := get("/", "Authorization", "Bearer s3cret")
+	for _, want := range []string{`<table id="frontend">`, "time to response head", `data-state="maint"`, "maint <small>for"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	_, metrics := get("/metrics", "Authorization", "Bearer s3cret")
+	for _, want := range []string{`loadlab_backend_http_responses_total{backend="` + bss[0].addr + `",code="4xx"} 2`,
+		`loadlab_frontend_http_responses_total{code="5xx"} 1`, "loadlab_frontend_sessions_total 7", "loadlab_frontend_queue 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }

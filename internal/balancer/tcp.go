@@ -52,6 +52,9 @@ type tcpPair struct {
 }
 
 func (t *tcpLoop) Take(fd int, from net.Addr) {
+	t.b.fe.open()
+	t.b.fe.total.Add(1)
+	t.b.fe.requests.Add(1)
 	p := &tcpPair{t: t, from: from, start: t.l.Now()}
 	p.client = tcpSide{fd: fd, pair: p, peer: &p.server}
 	p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
@@ -117,6 +120,7 @@ func (t *tcpLoop) routeByName(p *tcpPair, name string) {
 func (t *tcpLoop) Refuse(fd int, from net.Addr) {
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	rawsys.Close(fd)
+	t.b.fe.total.Add(1)
 	t.b.log.connection(from, nil, 0, 0, 0, "refused", nil)
 }
 
@@ -214,7 +218,7 @@ func (t *tcpLoop) established(p *tcpPair) {
 	p.connecting = false
 	p.active = t.l.Now()
 	be.observe(t.l.Now().Sub(p.dialed))
-	be.Active.Add(1)
+	be.opened()
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	if v := t.b.Config().SendProxy; v != "" {
@@ -394,6 +398,7 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 	}
 	delete(t.pairs, p)
 	t.l.Ended()
+	t.b.fe.close()
 	for _, s := range []*tcpSide{&p.client, &p.server} {
 		t.l.Disown(s.fd)
 		s.fd = -1
