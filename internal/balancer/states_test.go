@@ -150,7 +150,7 @@ func TestStatusCodeCounts(t *testing.T) {
 		t.Errorf("CSV figures: %v", rows)
 	}
 	_, page := get("/", "Authorization", "Bearer s3cret")
-	for _, want := range []string{`<table id="frontend">`, "time to response head", `data-state="maint"`, "maint <small>for"} {
+	for _, want := range []string{`<table id="frontend">`, "time to response head", `data-state="maint"`, "maint <small>for "} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -51,6 +51,7 @@ func (b *Balancer) Frontend(backends []BackendStatus) FrontendStatus {
 
 var pageTemplate = template.Must(template.New("stats").Funcs(template.FuncMap{
 	"ago":      func(t time.Time) string { return since(t) + " ago" },
+	"since":    since,
 	"join":     strings.Join,
 	"duration": func(s float64) string { return since(time.Now().Add(-time.Duration(s * float64(time.Second)))) },
 	"bytes":    humanBytes,
@@ -62,11 +63,11 @@ body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-b
 th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}th{background:#eee}th[title]{text-decoration:underline dotted}
 td.l{text-align:left}.ready{background:#d8f5d8}.drain{background:#fff3c4}.down{background:#f8d0d0}
 .maint{background:#d9d9f5}.checking{background:#ffe3c4}.ok{color:#060}.failed{color:#a00}
-button{font-size:.85em}small{color:#555}
+button{font-size:.85em}small{color:#555}.nowrap{white-space:nowrap}
 </style></head><body>
 <h1>loadlab balance</h1>
 <p>Listening on <b>{{.Front.Listen}}</b>, mode <b>{{.Front.Mode}}</b>, algorithm <b>{{.Algo}}</b>. Refreshed in place every 2 s
-(<span id="updated">{{.Now}}</span>). <a href="/;csv" download="loadlab-stats.csv">CSV</a> · <a href="/metrics">Prometheus</a> · <a href="/api/backends">JSON</a></p>
+(<span id="updated">{{.Now}}</span>). <a href="/;csv">CSV</a> · <a href="/metrics">Prometheus</a> · <a href="/api/backends">JSON</a></p>
 <div id="stats">
 <h2>Frontend</h2>
 <table id="frontend">
@@ -90,14 +91,15 @@ button{font-size:.85em}small{color:#555}
 {{if .HTTP}}<th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>other</th>{{end}}
 <th>p50</th><th>p99</th><th>in</th><th>out</th><th title="in all: ready or drain">up</th><th title="in all: down, checking or maintenance">down</th></tr>
 {{range .Backends}}<tr class="{{.State}}" data-backend="{{.Name}}"><td class="l">{{.Name}}</td>
-<td class="l">{{.State}} <small>for {{ago .Changed}}</small></td><td>{{.Weight}}</td>
+<td class="l nowrap">{{.State}} <small>for {{since .Changed}}</small></td><td>{{.Weight}}</td>
 <td>{{.Active}}</td><td>{{.MaxActive}}</td><td>{{.Total}}</td><td>{{.SessionRate.Cur}}</td><td>{{.SessionRate.Max}}</td>
 <td>{{.RequestRate.Cur}}</td><td>{{.RequestRate.Max}}</td>
 {{with .Responses}}<td>{{.C1xx}}</td><td>{{.C2xx}}</td><td>{{.C3xx}}</td><td>{{.C4xx}}</td><td>{{.C5xx}}</td><td>{{.Other}}</td>{{end}}
 <td>{{.Errors}}</td><td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td>
 <td>{{duration .Uptime}}</td><td>{{duration .Downtime}}</td>
-<td class="l">{{range $i, $c := .Checks}}{{if $i}}<br>{{end}}<span class="{{if $c.OK}}ok{{else}}failed{{end}}">{{if $c.OK}}ok{{else}}failed: {{$c.Detail}}{{end}}</span> <small>{{ago $c.At}}</small>{{else}}-{{end}}</td>
-{{if $.Actions}}<td class="l">{{range $.States}}<button data-state="{{.}}">{{.}}</button> {{end}}</td>{{end}}</tr>
+<td class="l nowrap">{{range .Checks}}<span class="{{if .OK}}ok{{else}}failed{{end}}" title="{{.Detail}}, {{ago .At}}">●</span>{{end}}
+{{with .LastCheck}}{{if .OK}}ok{{else}}<span class="failed">{{.Detail}}</span>{{end}} <small>{{ago .At}}</small>{{else}}-{{end}}</td>
+{{if $.Actions}}<td class="l nowrap">{{range $.States}}<button data-state="{{.}}">{{.}}</button> {{end}}</td>{{end}}</tr>
 {{end}}</table>
 <p><small>{{.SessionWord}}: {{.SessionMeaning}} <i>total</i>: {{.TotalMeaning}} <i>Request rate</i>: {{.RequestMeaning}}
 A backend has no queue of its own: connections over max_conns wait at the frontend.</small></p>
