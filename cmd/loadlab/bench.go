@@ -237,6 +237,12 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 		if s == nil {
 			return benchError(err)
 		}
+		var aborted *bench.Aborted
+		if text && errors.As(err, &aborted) {
+			// As ab: its error, no report, and its status.
+			fmt.Fprintln(os.Stderr, aborted.Msg)
+			return exitCode(aborted.Code)
+		}
 		runs = append(runs, s)
 		if text {
 			if f.html {

@@ -18,7 +18,12 @@ import (
 // Aborted is returned, with the Summary so far, when a run ends early the
 // way ab ends it: a receive error without -r, or connections that keep
 // failing. Msg is ab's line for it.
-type Aborted struct{ Msg string }
+type Aborted struct {
+	Msg string
+	// Code is the exit status ab gives it: APR's error number (an errno,
+	// or 70007 for a timeout; the shell sees it modulo 256).
+	Code int
+}
 
 func (e *Aborted) Error() string { return e.Msg }
 
@@ -42,7 +47,7 @@ type run struct {
 	start    time.Time
 	deadline time.Time
 
-	issued    atomic.Int64 // tickets taken; a failed attempt gives its ticket back
+	issued    atomic.Int64 // tickets taken: one per attempt, failed or not, so that complete and failed add up to n at most
 	scheduled atomic.Int64 // rate mode: sends scheduled so far
 	done      atomic.Int64 // requests completed
 	failed    atomic.Int64 // attempts that failed
@@ -50,6 +55,7 @@ type run struct {
 	stop      atomic.Bool
 	abortOnce sync.Once
 	abortMsg  string
+	abortCode int
 	server    atomic.Pointer[string]
 	tls       atomic.Pointer[TLSInfo] // the first handshake's, for the report
 
@@ -61,6 +67,7 @@ type run struct {
 // workerStats are one worker's counters, summed when the run ends.
 type workerStats struct {
 	complete, connectErr, recvErr, lengthErr, exceptions, writeErr int64
+	refused                                                        int64 // of recvErr
 	non2xx, keepAlive, totalRead, htmlRead, bodySent               int64
 	last                                                           time.Time
 }
@@ -113,7 +120,7 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 		}
 		s := r.summarize(runTLS(r, cfg))
 		if r.abortMsg != "" {
-			return s, &Aborted{Msg: r.abortMsg}
+			return s, &Aborted{Msg: r.abortMsg, Code: r.abortCode}
 		}
 		return s, nil
 	}
@@ -138,16 +145,26 @@ func execute(ctx context.Context, w *Work, t *target, addr *net.TCPAddr, progres
 	}
 	s := r.summarize(stats)
 	if r.abortMsg != "" {
-		return s, &Aborted{Msg: r.abortMsg}
+		return s, &Aborted{Msg: r.abortMsg, Code: r.abortCode}
 	}
 	return s, nil
 }
 
-func (r *run) abort(msg string) {
+func (r *run) abort(msg string, code int) {
 	r.abortOnce.Do(func() {
-		r.abortMsg = msg
+		r.abortMsg, r.abortCode = msg, code
 		r.stop.Store(true)
 	})
+}
+
+// abCode is the status ab exits with for err: APR's number for it, the
+// system's errno for a system error.
+func abCode(err error) int {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return int(errno)
+	}
+	return 1
 }
 
 // take claims the right to one more request; false ends the worker.
@@ -211,21 +228,25 @@ func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, 
 func (r *run) fail(ws *workerStats, out outcome, err error) {
 	failed := r.failed.Add(1)
 	r.coll.failedAt(time.Now())
+	if out == connectFailed && errors.Is(err, syscall.ECONNREFUSED) {
+		// ab's connect does not wait: a refusal comes to it as the first
+		// read's error, a receive error, which ends the run without -r.
+		out = receiveFailed
+		ws.refused++
+	}
 	switch out {
 	case connectFailed:
 		ws.connectErr++
-		if failed > 10 && r.done.Load() == 0 {
-			r.abort(fmt.Sprintf("connect %s: %s (is a server listening there? check the URL)", r.t.addr, errnoText(err)))
-		} else if failed > 10 && !r.w.ContinueOnError {
-			r.abort("Test aborted after 10 failures\n\napr_socket_connect(): " + abErr(err))
+		if failed > 10 && !r.w.ContinueOnError {
+			r.abort("Test aborted after 10 failures\n\napr_socket_connect(): "+abErr(err), abCode(err))
 		}
 	case receiveFailed:
 		ws.recvErr++
 		if !r.w.ContinueOnError {
 			if isTimeout(err) {
-				r.abort("apr_pollset_poll: The timeout specified has expired (70007)")
+				r.abort("apr_pollset_poll: The timeout specified has expired (70007)", 70007)
 			} else {
-				r.abort("apr_socket_recv: " + abErr(err))
+				r.abort("apr_socket_recv: "+abErr(err), abCode(err))
 			}
 		}
 	case writeFailed:
@@ -233,11 +254,6 @@ func (r *run) fail(ws *workerStats, out outcome, err error) {
 		ws.exceptions++
 	case exception:
 		ws.exceptions++
-	}
-	// A server that fails everything must not keep an -r run going for
-	// ever: stop once failures outnumber the requests asked for.
-	if failed > r.n {
-		r.abort(fmt.Sprintf("more failed attempts (%d) than requests asked for (%d); last error: %v", failed, r.n, err))
 	}
 }
 

@@ -288,7 +288,8 @@ func (l *loop) done(c *conn) {
 
 // failed ends c's attempt. A kept-alive connection the server closed while
 // idle gets one silent retry on a new connection, as in ab; anything else
-// is counted and the request is owed again.
+// is counted, and has used its ticket: complete and failed add up to n
+// at most.
 func (l *loop) failed(c *conn, out outcome, err error) {
 	reused := c.reused
 	l.closeFD(c)
@@ -297,7 +298,6 @@ func (l *loop) failed(c *conn, out outcome, err error) {
 		l.send(c)
 		return
 	}
-	l.r.issued.Add(-1)
 	l.r.fail(&l.stats, out, err)
 	c.state = idle
 	l.next(c)

@@ -28,6 +28,10 @@ type Summary struct {
 	Failures  struct {
 		Connect    int64 `json:"connect"`
 		Receive    int64 `json:"receive"`
+		// Refused are the receive failures that were connects refused:
+		// ab counts those as receive errors (its connect does not wait),
+		// JSON tells them apart.
+		Refused int64 `json:"refused"`
 		Length     int64 `json:"length"`
 		Exceptions int64 `json:"exceptions"`
 	} `json:"failures"`
@@ -105,6 +109,7 @@ func (r *run) summarize(stats []workerStats) *Summary {
 		s.Complete += ws.complete
 		s.Failures.Connect += ws.connectErr
 		s.Failures.Receive += ws.recvErr
+		s.Failures.Refused += ws.refused
 		s.Failures.Length += ws.lengthErr
 		s.Failures.Exceptions += ws.exceptions
 		s.WriteErrors += ws.writeErr

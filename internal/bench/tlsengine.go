@@ -124,7 +124,6 @@ func (c *tlsClient) request(begin time.Time) {
 		case reused && !retried && (out == writeFailed || out == receiveFailed && !c.p.started() && !isTimeout(err)):
 			continue
 		}
-		r.issued.Add(-1)
 		r.fail(c.ws, out, err)
 		return
 	}
@@ -149,7 +148,7 @@ func (c *tlsClient) attempt(begin time.Time) (outcome, error) {
 			c.close()
 			var verr *tls.CertificateVerificationError
 			if errors.As(err, &verr) { // every connection would fail alike
-				r.abort(fmt.Sprintf("TLS: %v (trust its CA with --tls-ca FILE, or leave out --tls-verify)", verr.Err))
+				r.abort(fmt.Sprintf("TLS: %v (trust its CA with --tls-ca FILE, or leave out --tls-verify)", verr.Err), 1)
 			}
 			return connectFailed, err
 		}
