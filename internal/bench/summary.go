@@ -26,12 +26,12 @@ type Summary struct {
 	Complete  int64   `json:"complete"`     // responses received, whole or not
 	Failed    int64   `json:"failed"`       // Connect + Receive + Length + Exceptions
 	Failures  struct {
-		Connect    int64 `json:"connect"`
-		Receive    int64 `json:"receive"`
+		Connect int64 `json:"connect"`
+		Receive int64 `json:"receive"`
 		// Refused are the receive failures that were connects refused:
 		// ab counts those as receive errors (its connect does not wait),
 		// JSON tells them apart.
-		Refused int64 `json:"refused"`
+		Refused    int64 `json:"refused"`
 		Length     int64 `json:"length"`
 		Exceptions int64 `json:"exceptions"`
 	} `json:"failures"`
