@@ -42,17 +42,19 @@ type benchFlags struct {
 	varLength   bool
 	quiet       bool
 	verbosity   int
-	percentCSV  string
-	gnuplot     string
-	html        bool
-	version     bool
-	http11      bool
-	rate        float64
-	format      string
-	out         string
-	warmup      int
-	timeline    time.Duration
-	tls         bench.TLS
+	// noPercentiles and noConfidence are ab's -d and -S.
+	noPercentiles, noConfidence bool
+	percentCSV                  string
+	gnuplot                     string
+	html                        bool
+	version                     bool
+	http11                      bool
+	rate                        float64
+	format                      string
+	out                         string
+	warmup                      int
+	timeline                    time.Duration
+	tls                         bench.TLS
 }
 
 func newBenchCommand() *cobra.Command {
@@ -98,6 +100,8 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.BoolVarP(&f.continueErr, "continue-on-error", "r", false, "don't exit on socket receive errors")
 	fl.BoolVarP(&f.varLength, "variable-length", "l", false, "accept responses of varying length")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress output")
+	fl.BoolVarP(&f.noPercentiles, "no-percentiles", "d", false, "do not show the table of the percentage served within a time")
+	fl.BoolVarP(&f.noConfidence, "no-confidence", "S", false, "do not show the confidence estimators (sd, median) and warnings")
 	fl.IntVarP(&f.verbosity, "verbosity", "v", 0, "how much to tell: 2 or more prints the request as sent")
 	fl.StringVarP(&f.percentCSV, "percentile-csv", "e", "", "write ab's CSV of the percentage served within each time")
 	fl.StringVarP(&f.gnuplot, "gnuplot", "g", "", "write ab's gnuplot TSV of every request")
@@ -248,7 +252,7 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 			if f.html {
 				bench.WriteHTML(out, s)
 			} else {
-				bench.WriteText(out, s)
+				bench.WriteText(out, s, bench.TextOptions{NoPercentiles: f.noPercentiles, NoConfidence: f.noConfidence})
 			}
 		}
 		if err := writeABFiles(f, s, len(levels) > 1); err != nil {

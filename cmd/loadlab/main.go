@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime/pprof"
 
+	"loadlab"
+
 	"github.com/spf13/cobra"
 )
 
@@ -36,7 +38,9 @@ func main() {
 		Long:          "loadlab serves, balances and load-tests HTTP servers, and runs the lab's whole experiment.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       loadlab.Version,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the command to this file")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {

@@ -152,6 +152,9 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "loadlab 0.") {
 		t.Errorf("%q %v", out, err)
 	}
+	if flag, err := exec.Command(binary, "--version").Output(); err != nil || string(flag) != string(out) {
+		t.Errorf("--version: %q %v, want what version prints, %q", flag, err, out)
+	}
 }
 
 // TestStopUnderKeepAliveLoadLosesNothing: SIGTERM to serve on every model

@@ -15,8 +15,13 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print loadlab's version",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "loadlab %s (%s, %s/%s)\n", loadlab.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what `loadlab version` and `loadlab --version` print.
+func versionLine() string {
+	return fmt.Sprintf("loadlab %s (%s, %s/%s)", loadlab.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -199,7 +199,9 @@ func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, 
 	ws.last = end
 	ws.totalRead += res.head + res.body
 	ws.htmlRead += res.body
-	ws.bodySent += int64(len(r.w.Body))
+	if len(r.w.Body) > 0 {
+		ws.bodySent += int64(len(r.req)) // ab's "Total body sent" counts the whole request, head and body
+	}
 	if res.status < 200 || res.status > 299 {
 		ws.non2xx++
 		s.non2xx = true

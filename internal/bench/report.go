@@ -10,10 +10,16 @@ import (
 // with microseconds.
 func roundMs(ms float64) int64 { return int64(math.Floor(ms + 0.5)) }
 
+// TextOptions are ab's switches of its report.
+type TextOptions struct {
+	NoPercentiles bool // -d: no table of the percentage served within a time
+	NoConfidence  bool // -S: min, avg and max only, and no warnings of unreliable figures
+}
+
 // WriteText writes s as ab 2.3 prints its results, line for line, from the
 // two blank lines before "Server Software" to the percentage table, and
 // then the tail ab leaves out: p99.9 and p99.99 from the HDR histogram.
-func WriteText(out io.Writer, s *Summary) {
+func WriteText(out io.Writer, s *Summary, opts TextOptions) {
 	p := func(format string, args ...any) { fmt.Fprintf(out, format, args...) }
 	p("\n\n")
 	p("Server Software:        %s\n", s.ServerSoftware)
@@ -68,6 +74,16 @@ func WriteText(out io.Writer, s *Summary) {
 		return
 	}
 	p("\nConnection Times (ms)\n")
+	if opts.NoConfidence {
+		// ab's -S: its Processing row is total less connect, figure by figure.
+		p("              min   avg   max\n")
+		p("Connect:    %5d %5d %4d\n", roundMs(s.Connect.Min), roundMs(s.Connect.Mean), roundMs(s.Connect.Max))
+		p("Processing: %5d %5d %4d\n", roundMs(s.Total.Min-s.Connect.Min), roundMs(s.Total.Mean-s.Connect.Mean), roundMs(s.Total.Max-s.Connect.Max))
+		p("Waiting:    %5d %5d %4d\n", roundMs(s.Waiting.Min), roundMs(s.Waiting.Mean), roundMs(s.Waiting.Max))
+		p("Total:      %5d %5d %4d\n", roundMs(s.Total.Min), roundMs(s.Total.Mean), roundMs(s.Total.Max))
+		writePercentTable(out, s, opts)
+		return
+	}
 	p("              min  mean[+/-sd] median   max\n")
 	rows := []struct {
 		label string
@@ -90,7 +106,14 @@ func WriteText(out io.Writer, s *Summary) {
 			p("WARNING: The median and mean for %s are not within a normal deviation\n        These results are probably not that reliable.\n", r.what)
 		}
 	}
-	if s.Complete > 1 {
+	writePercentTable(out, s, opts)
+}
+
+// writePercentTable ends the report: ab's percentage table (unless -d),
+// then the tail ab leaves out, and the timeline when one was kept.
+func writePercentTable(out io.Writer, s *Summary, opts TextOptions) {
+	p := func(format string, args ...any) { fmt.Fprintf(out, format, args...) }
+	if s.Complete > 1 && !opts.NoPercentiles {
 		p("\nPercentage of the requests served within a certain time (ms)\n")
 		for _, pc := range s.Percentiles {
 			if pc.Percent >= 100 {

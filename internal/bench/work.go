@@ -88,6 +88,9 @@ func usage(format string, args ...any) error { return &UsageError{fmt.Sprintf(fo
 // parseTarget accepts ab's URL form, http[s]://host[:port]/path; the path
 // may be left out.
 func parseTarget(raw string) (*target, error) {
+	if !strings.Contains(raw, "://") && raw != "" && raw[0] != '/' {
+		raw = "http://" + raw // as ab takes 127.0.0.1:8080/path
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return nil, usage("invalid URL %q (want http://host[:port]/path or https://...)", raw)

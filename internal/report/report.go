@@ -152,7 +152,7 @@ func Write(dir string, res *Results) error {
 				return err
 			}
 			fmt.Fprintf(f, "%s\n%s\n", s.Title, run.URL)
-			bench.WriteText(f, run)
+			bench.WriteText(f, run, bench.TextOptions{})
 			f.Close()
 		}
 	}
