@@ -230,11 +230,18 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 				fmt.Fprintf(out, "\n=== Concurrency level %d (%d of %d) ===\n", c, i+1, len(levels))
 			}
 			fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
-			fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
+			// As ab: a line of its own when progress lines follow, else
+			// dots and "..done" once the run is over.
+			if heartbeat(f.quiet, w.Requests) {
+				fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
+			} else {
+				fmt.Fprintf(out, "Benchmarking %s (be patient)...", hostOf(w.URL))
+			}
 		}
 		if req, err := w.RequestBytes(); err == nil && f.verbosity >= 2 {
 			fmt.Fprintf(out, "INFO: %s header == \n---\n%s\n---\n", strings.Fields(string(req))[0], req) // as ab -v 2 prints it
 		}
+		w.Verbosity, w.Trace = f.verbosity, out
 		progress, finish := newProgress(f.quiet, w.Requests, w.TimeLimit > 0)
 		s, err := bench.Run(ctx, w, progress)
 		finish(s)
@@ -246,6 +253,9 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 			// As ab: its error, no report, and its status.
 			fmt.Fprintln(os.Stderr, aborted.Msg)
 			return exitCode(aborted.Code)
+		}
+		if text && !heartbeat(f.quiet, w.Requests) {
+			fmt.Fprint(out, "..done\n")
 		}
 		runs = append(runs, s)
 		if text {
@@ -346,8 +356,12 @@ func writeABFiles(f *benchFlags, s *bench.Summary, several bool) error {
 
 // newProgress reports progress as ab does, "Completed N requests" lines on
 // stderr, or as a bar when stderr is a terminal.
+// heartbeat says whether ab would print progress: more than 150
+// requests, and no -q.
+func heartbeat(quiet bool, n int) bool { return !quiet && n > 150 }
+
 func newProgress(quiet bool, n int, timed bool) (bench.Progress, func(*bench.Summary)) {
-	if quiet {
+	if !heartbeat(quiet, n) {
 		return nil, func(*bench.Summary) {}
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {

@@ -54,6 +54,7 @@ type run struct {
 	docLen    atomic.Int64 // the first response's body length; -1 before it
 	stop      atomic.Bool
 	abortOnce sync.Once
+	traceMu   sync.Mutex // Work.Trace's writes
 	abortMsg  string
 	abortCode int
 	server    atomic.Pointer[string]
@@ -205,6 +206,11 @@ func (r *run) complete(ws *workerStats, rec *recorder, s sample, res *response, 
 	if res.status < 200 || res.status > 299 {
 		ws.non2xx++
 		s.non2xx = true
+		if r.w.Verbosity >= 2 {
+			r.tracef("WARNING: Response code not 2xx (%d)\n", res.status)
+		}
+	} else if r.w.Verbosity >= 3 {
+		r.tracef("LOG: Response code = %d\n", res.status)
 	}
 	if r.w.KeepAlive && res.keepAlive {
 		ws.keepAlive++
@@ -293,4 +299,22 @@ func unwrapDNS(err error) error {
 		return errors.New(de.Err)
 	}
 	return err
+}
+
+// traceHead prints, for -v 2 and up, a response's first bytes as they
+// came, as ab prints its header buffer.
+func (r *run) traceHead(first []byte) {
+	if r.w.Verbosity >= 2 {
+		r.tracef("LOG: header received:\n%s\n", first)
+	}
+}
+
+// tracef writes to Work.Trace, from any loop.
+func (r *run) tracef(format string, args ...any) {
+	if r.w.Trace == nil {
+		return
+	}
+	r.traceMu.Lock()
+	defer r.traceMu.Unlock()
+	fmt.Fprintf(r.w.Trace, format, args...)
 }

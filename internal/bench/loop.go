@@ -254,6 +254,7 @@ func (l *loop) read(c *conn) {
 		}
 		if c.firstByte.IsZero() {
 			c.firstByte = time.Now()
+			l.r.traceHead(buf[:n])
 		}
 		finished, err := c.p.feed(buf[:n])
 		if err != nil {

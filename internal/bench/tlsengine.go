@@ -171,6 +171,7 @@ func (c *tlsClient) attempt(begin time.Time) (outcome, error) {
 		if n > 0 {
 			if firstByte.IsZero() {
 				firstByte = time.Now()
+				r.traceHead(c.buf[:n])
 			}
 			finished, perr := c.p.feed(c.buf[:n])
 			if perr != nil {

@@ -8,6 +8,7 @@ package bench
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -61,6 +62,11 @@ type Work struct {
 	Warmup int
 	// KeepSamples keeps every request's timings, for ab's -g file.
 	KeepSamples bool
+	// Verbosity is ab's -v: from 2, each response's first bytes ("LOG:
+	// header received") and a warning for a non-2xx status; from 3, every
+	// status ("LOG: Response code"). They go to Trace.
+	Verbosity int
+	Trace     io.Writer
 	// Interval, when above zero, adds a timeline to the summary: requests
 	// completed, failed and non-2xx in each interval of the run.
 	Interval time.Duration
