@@ -44,17 +44,21 @@ type benchFlags struct {
 	verbosity   int
 	// noPercentiles and noConfidence are ab's -d and -S.
 	noPercentiles, noConfidence bool
-	percentCSV                  string
-	gnuplot                     string
-	html                        bool
-	version                     bool
-	http11                      bool
-	rate                        float64
-	format                      string
-	out                         string
-	warmup                      int
-	timeline                    time.Duration
-	tls                         bench.TLS
+	// tableAttrs, trAttrs and tdAttrs are ab's -x, -y and -z, for -w.
+	tableAttrs, trAttrs, tdAttrs string
+	proxy, proxyAuth, localAddr  string
+	windowSize                   int
+	percentCSV                   string
+	gnuplot                      string
+	html                         bool
+	version                      bool
+	http11                       bool
+	rate                         float64
+	format                       string
+	out                          string
+	warmup                       int
+	timeline                     time.Duration
+	tls                          bench.TLS
 }
 
 func newBenchCommand() *cobra.Command {
@@ -82,6 +86,12 @@ exact request counts, percentiles from an HDR histogram, an open-model
 		RunE: func(cmd *cobra.Command, args []string) error { return runBench(cmd, f, args) },
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err, abUsageExit} })
+	// -h exits as ab's does, 22, after the help.
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		help(c, args)
+		os.Exit(abUsageExit)
+	})
 	fl := cmd.Flags()
 	fl.SortFlags = false
 	fl.IntVarP(&f.requests, "requests", "n", 0, "number of requests to perform (default 1; 50000 with -t)")
@@ -106,6 +116,14 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.StringVarP(&f.percentCSV, "percentile-csv", "e", "", "write ab's CSV of the percentage served within each time")
 	fl.StringVarP(&f.gnuplot, "gnuplot", "g", "", "write ab's gnuplot TSV of every request")
 	fl.BoolVarP(&f.html, "html", "w", false, "print the results as an HTML table")
+	fl.StringVarP(&f.tableAttrs, "table-attributes", "x", "", "-w: attributes of the <table>")
+	fl.StringVarP(&f.trAttrs, "tr-attributes", "y", "", "-w: attributes of every <tr>")
+	fl.StringVarP(&f.tdAttrs, "td-attributes", "z", bench.DefaultTD, "-w: attributes of every <td> and <th>")
+	fl.StringVarP(&f.proxy, "proxy", "X", "", "send the requests through this HTTP proxy, proxy:port")
+	fl.StringVarP(&f.proxyAuth, "proxy-auth", "P", "", "basic authentication for the proxy, user:password")
+	fl.StringVarP(&f.localAddr, "bind", "B", "", "local address to connect from")
+	fl.IntVarP(&f.windowSize, "window-size", "b", 0, "size of each socket's send and receive buffers, in bytes")
+	fl.StringVarP(&f.tls.ClientCert, "client-cert", "E", "", "https: client certificate chain and its private key, one PEM file")
 	fl.BoolVarP(&f.version, "version", "V", false, "print the version and exit")
 	fl.BoolVar(&f.http11, "http1.1", false, "send HTTP/1.1 requests instead of HTTP/1.0")
 	fl.Float64Var(&f.rate, "rate", 0, "open model: send this many requests per second (-c caps those in flight)")
@@ -144,7 +162,7 @@ func (f *benchFlags) work(url string) (bench.Work, []int, error) {
 		URL: url, Requests: f.requests, KeepAlive: f.keepAlive, HTTP11: f.http11, Headers: f.headers,
 		Cookies: f.cookies, BasicAuth: f.auth, ContentType: f.contentType, ContinueOnError: f.continueErr,
 		VariableLength: f.varLength, Rate: f.rate, Warmup: f.warmup, KeepSamples: f.gnuplot != "",
-		Interval: f.timeline, TLS: f.tls,
+		Interval: f.timeline, TLS: f.tls, Proxy: f.proxy, ProxyAuth: f.proxyAuth, LocalAddr: f.localAddr, WindowSize: f.windowSize,
 		Method: strings.ToUpper(f.method),
 	}
 	var err error
@@ -229,13 +247,22 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 			if len(levels) > 1 {
 				fmt.Fprintf(out, "\n=== Concurrency level %d (%d of %d) ===\n", c, i+1, len(levels))
 			}
-			fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
 			// As ab: a line of its own when progress lines follow, else
-			// dots and "..done" once the run is over.
-			if heartbeat(f.quiet, w.Requests) {
-				fmt.Fprintf(out, "Benchmarking %s (be patient)\n", hostOf(w.URL))
-			} else {
-				fmt.Fprintf(out, "Benchmarking %s (be patient)...", hostOf(w.URL))
+			// dots and "..done" once the run is over; in HTML, ab's
+			// paragraph and no "Benchmarking" line.
+			through := ""
+			if w.Proxy != "" {
+				through = "[through " + w.Proxy + "] "
+			}
+			switch {
+			case f.html:
+				fmt.Fprintf(out, "<p>\n This is loadlab bench, Version %s <i>&lt;ApacheBench 2.3 compatible&gt;</i><br>\n</p>\n<p>\n", loadlab.Version)
+			case heartbeat(f.quiet, w.Requests):
+				fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
+				fmt.Fprintf(out, "Benchmarking %s %s(be patient)\n", hostOf(w.URL), through)
+			default:
+				fmt.Fprintf(out, "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n\n", loadlab.Version)
+				fmt.Fprintf(out, "Benchmarking %s %s(be patient)...", hostOf(w.URL), through)
 			}
 		}
 		if req, err := w.RequestBytes(); err == nil && f.verbosity >= 2 {
@@ -260,7 +287,7 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 		runs = append(runs, s)
 		if text {
 			if f.html {
-				bench.WriteHTML(out, s)
+				bench.WriteHTML(out, s, bench.HTMLAttrs{Table: f.tableAttrs, TR: f.trAttrs, TD: f.tdAttrs})
 			} else {
 				bench.WriteText(out, s, bench.TextOptions{NoPercentiles: f.noPercentiles, NoConfidence: f.noConfidence})
 			}

@@ -5,7 +5,6 @@ import (
 	"html"
 	"io"
 	"slices"
-	"time"
 )
 
 // WritePercentileCSV writes ab's -e file: the total time within which each
@@ -19,6 +18,10 @@ func WritePercentileCSV(out io.Writer, s *Summary) {
 	}
 }
 
+// aprCtime is APR's apr_ctime, which ab's -g file dates with: time.ANSIC
+// but with the day of the month zero-padded ("Thu Dec 03", not "Thu Dec  3").
+const aprCtime = "Mon Jan 02 15:04:05 2006"
+
 // WriteGnuplot writes ab's -g file: one line per request, sorted by total
 // time as ab leaves them. It needs Work.KeepSamples.
 func WriteGnuplot(out io.Writer, s *Summary) {
@@ -27,17 +30,30 @@ func WriteGnuplot(out io.Writer, s *Summary) {
 	slices.SortFunc(samples, func(a, b Sample) int { return int(a.Total - b.Total) })
 	ms := func(us int64) int64 { return (us + 500) / 1000 }
 	for _, x := range samples {
-		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\n", x.Start.Format(time.ANSIC), x.Start.Unix(),
+		fmt.Fprintf(out, "%s\t%d\t%d\t%d\t%d\t%d\n", x.Start.Format(aprCtime), x.Start.Unix(),
 			ms(x.Connect), ms(x.Total-x.Connect), ms(x.Total), ms(x.Waiting))
 	}
 }
 
-// WriteHTML writes the results as ab's -w does: an HTML table.
-func WriteHTML(out io.Writer, s *Summary) {
+// HTMLAttrs are ab's -x, -y and -z: attributes for the HTML report's
+// table, its rows, and its cells (ab's default for cells: bgcolor=white).
+type HTMLAttrs struct{ Table, TR, TD string }
+
+// DefaultTD is ab's -z when none is given.
+const DefaultTD = "bgcolor=white"
+
+// WriteHTML writes the results as ab's -w does, tag for tag: an HTML
+// table with the attributes of -x, -y and -z.
+func WriteHTML(out io.Writer, s *Summary, a HTMLAttrs) {
+	tr, td := a.TR, a.TD
+	p := func(format string, args ...any) { fmt.Fprintf(out, format, args...) }
 	row := func(name, value string) {
-		fmt.Fprintf(out, "<tr><th colspan=2>%s</th><td colspan=2>%s</td></tr>\n", name, html.EscapeString(value))
+		p("<tr %s><th colspan=2 %s>%s</th><td colspan=2 %s>%s</td></tr>\n", tr, td, name, td, html.EscapeString(value))
 	}
-	fmt.Fprintln(out, "<table>")
+	extra := func(value string) {
+		p("<tr %s><td colspan=2 %s>&nbsp;</td><td colspan=2 %s>%s</td></tr>\n", tr, td, td, value)
+	}
+	p("\n\n<table %s>\n", a.Table)
 	row("Server Software:", s.ServerSoftware)
 	row("Server Hostname:", s.ServerHostname)
 	row("Server Port:", fmt.Sprint(s.ServerPort))
@@ -47,9 +63,9 @@ func WriteHTML(out io.Writer, s *Summary) {
 	row("Time taken for tests:", fmt.Sprintf("%.3f seconds", s.TimeTaken))
 	row("Complete requests:", fmt.Sprint(s.Complete))
 	row("Failed requests:", fmt.Sprint(s.Failed))
-	if s.Failed > 0 {
+	if s.Failed > 0 { // ab's HTML leaves Receive out of the breakdown
 		f := s.Failures
-		fmt.Fprintf(out, "<tr><td colspan=4>   (Connect: %d, Receive: %d, Length: %d, Exceptions: %d)</td></tr>\n", f.Connect, f.Receive, f.Length, f.Exceptions)
+		p("<tr %s><td colspan=4 %s >   (Connect: %d, Length: %d, Exceptions: %d)</td></tr>\n", tr, td, f.Connect, f.Length, f.Exceptions)
 	}
 	if s.Non2xx > 0 {
 		row("Non-2xx responses:", fmt.Sprint(s.Non2xx))
@@ -58,15 +74,30 @@ func WriteHTML(out io.Writer, s *Summary) {
 		row("Keep-Alive requests:", fmt.Sprint(s.KeepAliveRequests))
 	}
 	row("Total transferred:", fmt.Sprintf("%d bytes", s.TotalTransferred))
-	row("HTML transferred:", fmt.Sprintf("%d bytes", s.HTMLTransferred))
-	row("Requests per second:", fmt.Sprintf("%.2f", s.RequestsPerSecond))
-	row("Transfer rate:", fmt.Sprintf("%.2f kb/s received", s.TransferRate))
-	fmt.Fprintln(out, "<tr><th>&nbsp;</th><th>min</th><th>avg</th><th>max</th></tr>")
-	for _, r := range []struct {
-		name string
-		t    Timing
-	}{{"Connect:", s.Connect}, {"Processing:", s.Processing}, {"Total:", s.Total}} {
-		fmt.Fprintf(out, "<tr><th>%s</th><td>%d</td><td>%d</td><td>%d</td></tr>\n", r.name, roundMs(r.t.Min), roundMs(r.t.Mean), roundMs(r.t.Max))
+	if s.TotalBodySent > 0 {
+		row("Total body sent:", fmt.Sprint(s.TotalBodySent))
 	}
-	fmt.Fprintln(out, "</table>")
+	row("HTML transferred:", fmt.Sprintf("%d bytes", s.HTMLTransferred))
+	if s.TimeTaken > 0 {
+		row("Requests per second:", fmt.Sprintf("%.2f", s.RequestsPerSecond))
+		row("Transfer rate:", fmt.Sprintf("%.2f kb/s received", s.TransferRate))
+		if s.TotalBodySent > 0 {
+			extra(fmt.Sprintf("%.2f kb/s sent", float64(s.TotalBodySent)/s.TimeTaken/1024))
+			extra(fmt.Sprintf("%.2f kb/s total", float64(s.TotalTransferred+s.TotalBodySent)/s.TimeTaken/1024))
+		}
+	}
+	p("<tr %s><th %s colspan=4>Connection Times (ms)</th></tr>\n", tr, td)
+	p("<tr %s><th %s>&nbsp;</th> <th %s>min</th>   <th %s>avg</th>   <th %s>max</th></tr>\n", tr, td, td, td, td)
+	for _, r := range []struct {
+		name          string
+		min, avg, max float64
+	}{
+		{"Connect:", s.Connect.Min, s.Connect.Mean, s.Connect.Max},
+		// As ab's: processing is total less connect, figure by figure.
+		{"Processing:", s.Total.Min - s.Connect.Min, s.Total.Mean - s.Connect.Mean, s.Total.Max - s.Connect.Max},
+		{"Total:", s.Total.Min, s.Total.Mean, s.Total.Max},
+	} {
+		p("<tr %s><th %s>%s</th><td %s>%5d</td><td %s>%5d</td><td %s>%5d</td></tr>\n", tr, td, r.name, td, roundMs(r.min), td, roundMs(r.avg), td, roundMs(r.max))
+	}
+	p("</table>\n")
 }

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -467,7 +470,7 @@ func TestWritersNeedOnlyTheSummary(t *testing.T) {
 	WritePercentileCSV(&csv, s)
 	WriteGnuplot(&gp, s)
 	WriteText(&text, s, TextOptions{})
-	WriteHTML(&html, s)
+	WriteHTML(&html, s, HTMLAttrs{TD: DefaultTD})
 	if !strings.Contains(csv.String(), "\n99,9.900\n") || !strings.HasPrefix(csv.String(), "Percentage served,Time in ms\n0,0.000\n") {
 		t.Errorf("-e file:\n%s", csv.String())
 	}
@@ -475,7 +478,7 @@ func TestWritersNeedOnlyTheSummary(t *testing.T) {
 	if len(lines) != 3 || !strings.HasSuffix(lines[1], "\t0\t3\t3\t1") || !strings.HasSuffix(lines[2], "\t1\t8\t9\t2") {
 		t.Errorf("-g file, sorted by total time:\n%s", gp.String())
 	}
-	if !strings.Contains(text.String(), "Complete requests:      2") || !strings.Contains(html.String(), "<table>") {
+	if !strings.Contains(text.String(), "Complete requests:      2") || !strings.Contains(html.String(), "<table >") {
 		t.Errorf("text:\n%s\nhtml:\n%s", text.String(), html.String())
 	}
 }
@@ -497,4 +500,45 @@ func TestPercentilesNeverPassTheMaximum(t *testing.T) {
 	if s.percent(100) != 123457 || s.percent(0) != 1 {
 		t.Errorf("0 %% and 100 %%: %d %d", s.percent(0), s.percent(100))
 	}
+}
+
+// Every output format keeps min ≤ p50 ≤ p90 ≤ p99 ≤ p99.9 ≤ p99.99 ≤ max,
+// as a real run writes them: the CSV, the JSON and the text's tail.
+func TestPercentilesInOrderInEveryFormat(t *testing.T) {
+	s := mustRun(t, Work{URL: labServer(t, "async"), Requests: 2000, Concurrency: 8})
+	inOrder := func(format string, v []float64) {
+		for i := 1; i < len(v); i++ {
+			if v[i] < v[i-1] {
+				t.Errorf("%s: min ≤ p50 ≤ p90 ≤ p99 ≤ p99.9 ≤ p99.99 ≤ max broken: %v", format, v)
+				return
+			}
+		}
+	}
+	var csvOut, jsonOut, text strings.Builder
+	WriteCSV(&csvOut, []*Summary{s})
+	rows, err := csv.NewReader(strings.NewReader(csvOut.String())).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("CSV: %v %q", err, csvOut.String())
+	}
+	col := map[string]float64{}
+	for i, name := range rows[0] {
+		col[name], _ = strconv.ParseFloat(rows[1][i], 64)
+	}
+	inOrder("CSV", []float64{col["total_min_ms"], col["p50_ms"], col["p90_ms"], col["p99_ms"], col["p99_9_ms"], col["p99_99_ms"], col["total_max_ms"]})
+
+	WriteJSON(&jsonOut, []*Summary{s})
+	var back struct{ Runs []Summary }
+	if err := json.Unmarshal([]byte(jsonOut.String()), &back); err != nil || len(back.Runs) != 1 {
+		t.Fatalf("JSON: %v", err)
+	}
+	tm := back.Runs[0].Total
+	inOrder("JSON", []float64{tm.Min, tm.Median, tm.P90, tm.P99, tm.P999, tm.P9999, tm.Max})
+
+	WriteText(&text, s, TextOptions{})
+	var p999, p9999 float64
+	i := strings.Index(text.String(), "Tail (HDR")
+	fmt.Sscanf(text.String()[i:], "Tail (HDR histogram, µs resolution): 99.9%% %f ms, 99.99%% %f ms", &p999, &p9999)
+	// Rounded as the text rounds them, which keeps their order.
+	round := func(v float64) float64 { r, _ := strconv.ParseFloat(fmt.Sprintf("%.3f", v), 64); return r }
+	inOrder("text", []float64{round(s.Total.P99), p999, p9999, round(s.Total.Max)})
 }

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"loadlab/internal/evloop"
+	"loadlab/internal/rawsys"
 )
 
 // Aborted is returned, with the Summary so far, when a run ends early the
@@ -81,6 +85,9 @@ func Run(ctx context.Context, w Work, progress Progress) (*Summary, error) {
 	}
 	t, err := parseTarget(w.URL)
 	if err != nil {
+		return nil, err
+	}
+	if err := w.through(t); err != nil {
 		return nil, err
 	}
 	addr, err := net.ResolveTCPAddr("tcp", t.addr)
@@ -317,4 +324,19 @@ func (r *run) tracef(format string, args ...any) {
 	r.traceMu.Lock()
 	defer r.traceMu.Unlock()
 	fmt.Fprintf(r.w.Trace, format, args...)
+}
+
+// prepare readies a new socket as ab's -b and -B ask: its buffers' size,
+// the local address it connects from.
+func (r *run) prepare(fd int) error {
+	if n := r.w.WindowSize; n > 0 {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+	}
+	if r.w.LocalAddr != "" {
+		if err := rawsys.Bind(fd, rawsys.NewSockaddr(net.ParseIP(r.w.LocalAddr), 0)); err != nil {
+			return os.NewSyscallError("bind", err)
+		}
+	}
+	return nil
 }

@@ -179,6 +179,10 @@ func (l *loop) send(c *conn) {
 	// No TCP_NODELAY: a request goes out in one write, and Nagle never
 	// holds back the first segment of a send.
 	c.fd = fd
+	if err := l.r.prepare(fd); err != nil {
+		l.failed(c, connectFailed, err)
+		return
+	}
 	if err := l.ev.Add(fd, c, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
 		l.failed(c, connectFailed, os.NewSyscallError("epoll_ctl", err))
 		return

@@ -36,7 +36,11 @@ func WriteText(out io.Writer, s *Summary, opts TextOptions) {
 	}
 	p("\n")
 	p("Document Path:          %s\n", s.DocumentPath)
-	p("Document Length:        %d bytes\n", s.DocumentLength)
+	if s.VariableLength {
+		p("Document Length:        Variable\n")
+	} else {
+		p("Document Length:        %d bytes\n", s.DocumentLength)
+	}
 	p("\n")
 	p("Concurrency Level:      %d\n", s.Concurrency)
 	p("Time taken for tests:   %.3f seconds\n", s.TimeTaken)

@@ -12,11 +12,14 @@ type Summary struct {
 	// Label names the system measured, in a matrix or a lab report.
 	Label string `json:"label,omitempty"`
 
-	URL            string  `json:"url"`
-	ServerSoftware string  `json:"server_software"`
-	ServerHostname string  `json:"server_hostname"`
-	ServerPort     int     `json:"server_port"`
-	DocumentPath   string  `json:"document_path"`
+	URL            string `json:"url"`
+	ServerSoftware string `json:"server_software"`
+	ServerHostname string `json:"server_hostname"`
+	ServerPort     int    `json:"server_port"`
+	DocumentPath   string `json:"document_path"`
+	// VariableLength is -l: lengths were not held to the first's, and
+	// ab's report says "Variable" for the document's length.
+	VariableLength bool    `json:"variable_length,omitempty"`
 	DocumentLength int64   `json:"document_length"`
 	Concurrency    int     `json:"concurrency"`
 	KeepAlive      bool    `json:"keep_alive"`
@@ -93,7 +96,7 @@ type Percentile struct {
 
 func (r *run) summarize(stats []workerStats) *Summary {
 	s := &Summary{
-		URL: r.w.URL, ServerHostname: r.t.host, ServerPort: r.t.port, DocumentPath: r.t.path,
+		URL: r.w.URL, ServerHostname: r.t.host, ServerPort: r.t.port, DocumentPath: r.t.path, VariableLength: r.w.VariableLength,
 		Concurrency: r.w.Concurrency, KeepAlive: r.w.KeepAlive, Rate: r.w.Rate, Aborted: r.abortMsg,
 		Start: r.start,
 	}

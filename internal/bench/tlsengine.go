@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -136,7 +137,12 @@ func (c *tlsClient) attempt(begin time.Time) (outcome, error) {
 	deadline := time.Now().Add(r.w.Timeout)
 	connected, handshake := begin, time.Duration(0)
 	if c.conn == nil {
-		raw, err := (&net.Dialer{Deadline: deadline}).Dial("tcp", r.addr.String())
+		d := &net.Dialer{Deadline: deadline, Control: func(_, _ string, rc syscall.RawConn) error {
+			var err error
+			rc.Control(func(fd uintptr) { err = r.prepare(int(fd)) })
+			return err
+		}}
+		raw, err := d.Dial("tcp", r.addr.String())
 		if err != nil {
 			return connectFailed, err
 		}

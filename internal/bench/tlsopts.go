@@ -31,6 +31,9 @@ type TLS struct {
 	// Resume reuses TLS sessions across connections (ab makes a full
 	// handshake on every new connection).
 	Resume bool
+	// ClientCert is ab's -E: a PEM file holding the client's certificate
+	// chain and its private key, shown to a server that asks for one.
+	ClientCert string
 }
 
 // protocols are -f's values: the lowest and highest version each allows.
@@ -87,6 +90,17 @@ func (o TLS) config(host string) (*tls.Config, error) {
 	}
 	if o.Resume {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
+	if o.ClientCert != "" {
+		pem, err := os.ReadFile(o.ClientCert)
+		if err != nil {
+			return nil, usage("-E: %v", err)
+		}
+		cert, err := tls.X509KeyPair(pem, pem) // one file, as ab's -E: the chain and the key
+		if err != nil {
+			return nil, usage("-E %s: want the certificate chain and its private key in one PEM file: %v", o.ClientCert, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
 }

@@ -72,6 +72,13 @@ type Work struct {
 	Interval time.Duration
 	// TLS is how an https:// URL's connections speak TLS (ab's -Z, -f, -I).
 	TLS TLS
+	// Proxy is ab's -X proxy:port: connections go there, asking for the
+	// URL whole; ProxyAuth (-P, user:password) is sent to it.
+	Proxy, ProxyAuth string
+	// LocalAddr is ab's -B: the address connections are made from.
+	LocalAddr string
+	// WindowSize is ab's -b: each socket's send and receive buffer, bytes.
+	WindowSize int
 }
 
 // target is a parsed URL: where to connect and what to ask for.
@@ -82,6 +89,35 @@ type target struct {
 	path     string
 	hostHead string // the Host header's value
 	tls      bool   // https://
+	proxy    string // -X: where connections go instead; the request line then names the URL whole
+}
+
+// requestTarget is what the request line asks for: the path, or through a
+// proxy the whole URL, as ab writes it.
+func (t *target) requestTarget() string {
+	if t.proxy != "" {
+		return "http://" + t.hostHead + t.path
+	}
+	return t.path
+}
+
+// through sends t's connections to w's proxy, when there is one.
+func (w *Work) through(t *target) error {
+	if w.Proxy == "" {
+		if w.ProxyAuth != "" {
+			return usage("-P is the proxy's authentication: give the proxy with -X proxy:port")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(w.Proxy)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		return usage("-X %q: want proxy:port, like 127.0.0.1:3128", w.Proxy)
+	}
+	if t.tls {
+		return usage("-X with an https:// URL: ab's proxy speaks plain HTTP only (no CONNECT)")
+	}
+	t.proxy, t.addr = w.Proxy, w.Proxy
+	return nil
 }
 
 // UsageError is a mistake in what the user asked for (ab exits 22 on these).
@@ -138,10 +174,14 @@ func (w Work) Check() error {
 	if err := w.normalize(); err != nil {
 		return err
 	}
-	if _, err := parseTarget(w.URL); err != nil {
+	t, err := parseTarget(w.URL)
+	if err != nil {
 		return err
 	}
-	_, err := w.TLS.config("")
+	if err := w.through(t); err != nil {
+		return err
+	}
+	_, err = w.TLS.config("")
 	return err
 }
 
@@ -152,6 +192,9 @@ func (w Work) RequestBytes() ([]byte, error) {
 	}
 	t, err := parseTarget(w.URL)
 	if err != nil {
+		return nil, err
+	}
+	if err := w.through(t); err != nil {
 		return nil, err
 	}
 	return w.buildRequest(t), nil
@@ -184,6 +227,10 @@ func (w *Work) normalize() error {
 		return usage("--warmup must not be negative")
 	case w.Interval < 0 || w.Interval > 0 && w.Interval < time.Millisecond:
 		return usage("--timeline %v: want an interval of 1ms or more, like 100ms", w.Interval)
+	case w.WindowSize < 0:
+		return usage("-b %d: want a buffer size in bytes", w.WindowSize)
+	case w.LocalAddr != "" && net.ParseIP(w.LocalAddr) == nil:
+		return usage("-B %q: want a local IP address to connect from, like 127.0.0.2", w.LocalAddr)
 	}
 	if w.Method == "" {
 		w.Method = "GET"
@@ -203,7 +250,7 @@ func (w *Work) buildRequest(t *target) []byte {
 		proto = "HTTP/1.1"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s\r\n", w.Method, t.path, proto)
+	fmt.Fprintf(&b, "%s %s %s\r\n", w.Method, t.requestTarget(), proto)
 	switch {
 	case w.KeepAlive && !w.HTTP11:
 		b.WriteString("Connection: Keep-Alive\r\n")
@@ -212,6 +259,9 @@ func (w *Work) buildRequest(t *target) []byte {
 	}
 	if len(w.Cookies) > 0 {
 		b.WriteString("Cookie: " + strings.Join(w.Cookies, "; ") + "\r\n")
+	}
+	if w.ProxyAuth != "" {
+		b.WriteString("Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(w.ProxyAuth)) + "\r\n")
 	}
 	if w.BasicAuth != "" {
 		b.WriteString("Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(w.BasicAuth)) + "\r\n")

@@ -74,6 +74,12 @@ func putPort(p *uint16, port int) {
 
 // Connect starts a connect; on a non-blocking socket, EINPROGRESS says it
 // is under way.
+// Bind binds fd to sa (a client's local address, port 0 for any).
+func Bind(fd int, sa *Sockaddr) error {
+	_, _, e := unix.RawSyscall(unix.SYS_BIND, uintptr(fd), uintptr(sa.ptr), sa.len)
+	return errnoErr(e)
+}
+
 func Connect(fd int, sa *Sockaddr) error {
 	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa.ptr), sa.len)
 	return errnoErr(e)
