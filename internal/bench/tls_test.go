@@ -2,13 +2,20 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"loadlab/internal/server"
 	"loadlab/internal/testutil"
 	"loadlab/internal/testutil/served"
+	"loadlab/internal/tlsx"
 )
 
 // tlsServer starts the project's server over TLS and returns its https URL.
@@ -71,4 +78,51 @@ func TestTLSServerThatStallsIsATimeout(t *testing.T) {
 	if s == nil || s.Complete != 0 || s.Failed == 0 {
 		t.Fatalf("%v %+v", err, s)
 	}
+}
+
+// -E shows the client's certificate to a server that requires one; without
+// it, that server's refusal is a failed request, not a hang.
+func TestTLSClientCertificate(t *testing.T) {
+	srvCert := testutil.SelfSigned(t)
+	client := testutil.SelfSigned(t)
+	pem := filepath.Join(t.TempDir(), "client.pem")
+	os.WriteFile(pem, append(readFile(t, client.CertFile), readFile(t, client.KeyFile)...), 0o600)
+	conf := srvCert.Store.ServerConfig()
+	conf.ClientAuth = tls.RequireAnyClientCert
+	var mu sync.Mutex
+	var shown []string
+	conf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, err := x509.ParseCertificate(raw[0]); err == nil {
+			shown = append(shown, tlsx.Describe(c).Fingerprint)
+		}
+		return nil
+	}
+	url := "https://" + served.Start(t, server.Config{Model: "async", TLS: conf}).Addr().String() + "/"
+	s, err := Run(context.Background(), Work{URL: url, Requests: 5, TLS: TLS{ClientCert: pem}}, nil)
+	if err != nil || s.Complete != 5 || s.Failed != 0 {
+		t.Fatalf("-E: %v %+v", err, s)
+	}
+	mu.Lock()
+	if len(shown) != 5 || shown[0] != tlsx.Describe(client.Leaf).Fingerprint {
+		t.Errorf("the server was shown %v, want the client's certificate five times", shown)
+	}
+	mu.Unlock()
+	s, _ = Run(context.Background(), Work{URL: url, Requests: 3, ContinueOnError: true}, nil)
+	if s == nil || s.Complete != 0 || s.Failed != 3 {
+		t.Errorf("without -E against a server that requires one: %+v", s)
+	}
+	if _, err := Run(context.Background(), Work{URL: url, Requests: 1, TLS: TLS{ClientCert: client.CertFile}}, nil); err == nil || !strings.Contains(err.Error(), "private key") {
+		t.Errorf("-E with a certificate and no key: %v", err)
+	}
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
