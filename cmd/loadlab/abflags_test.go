@@ -42,9 +42,7 @@ func TestEveryABFlagAgainstAB(t *testing.T) {
 	dir := t.TempDir()
 	post := filepath.Join(dir, "form.txt")
 	os.WriteFile(post, []byte("nama=Ani&nrp=0517"), 0o644)
-	cert := testutil.SelfSigned(t)
-	clientPEM := filepath.Join(dir, "client.pem")
-	os.WriteFile(clientPEM, append(readAll(t, cert.CertFile), readAll(t, cert.KeyFile)...), 0o600)
+	clientPEM := testutil.SelfSigned(t).CombinedPEM(t)
 	proxy, seen := recordingProxy(t)
 	ua := []string{"-H", "User-Agent: ApacheBench/2.3"} // the one header the two send differently
 
@@ -136,7 +134,7 @@ func TestEveryABFlagAgainstAB(t *testing.T) {
 			}
 		case "files":
 			for _, ext := range []string{".tsv", ".csv"} {
-				a, o := readAll(t, filepath.Join(dir, "ab"+itoa(i))+ext), readAll(t, filepath.Join(dir, "ll"+itoa(i))+ext)
+				a, o := testutil.ReadFile(t, filepath.Join(dir, "ab"+itoa(i))+ext), testutil.ReadFile(t, filepath.Join(dir, "ll"+itoa(i))+ext)
 				if shape(string(a)) != shape(string(o)) {
 					t.Errorf("%v: %s file's shape %q, ab's %q", c.args, ext, shape(string(o)), shape(string(a)))
 				}
@@ -158,28 +156,15 @@ func TestEveryABFlagAgainstAB(t *testing.T) {
 // server would, and keeps each request's lines but the User-Agent.
 func recordingProxy(t *testing.T) (string, *requestLog) {
 	log := &requestLog{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				log.add(req.Method + " " + req.RequestURI + " " + req.Proto + " Host=" + req.Host + " Proxy-Authorization=" + req.Header.Get("Proxy-Authorization"))
-				c.Write([]byte("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-			}()
+	ln := testutil.Listen(t)
+	testutil.ServeEach(t, ln, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
+		log.add(req.Method + " " + req.RequestURI + " " + req.Proto + " Host=" + req.Host + " Proxy-Authorization=" + req.Header.Get("Proxy-Authorization"))
+		c.Write([]byte("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	})
 	return ln.Addr().String(), log
 }
 
@@ -277,15 +262,6 @@ func tags(out string) []string {
 func shape(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first + " / " + itoa(strings.Count(s, "\n")) + " lines"
-}
-
-func readAll(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -47,23 +47,8 @@ func (bs *backendServer) stop() {
 // connection, closing it after; it stops with the test.
 func serveEach(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
+	ln := testutil.Listen(t)
+	testutil.ServeEach(t, ln, handle)
 	return ln.Addr().String()
 }
 

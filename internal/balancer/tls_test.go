@@ -217,8 +217,8 @@ func TestBalanceReloadsCertificates(t *testing.T) {
 		t.Fatal("not the first certificate")
 	}
 	next, second := certFiles(t, "localhost")
-	os.WriteFile(p.CertFile, readFile(t, next.CertFile), 0o600)
-	os.WriteFile(p.KeyFile, readFile(t, next.KeyFile), 0o600)
+	os.WriteFile(p.CertFile, testutil.ReadFile(t, next.CertFile), 0o600)
+	os.WriteFile(p.KeyFile, testutil.ReadFile(t, next.KeyFile), 0o600)
 	if err := b.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -319,15 +319,6 @@ func TestBalanceAdminShowsCertificates(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // tlsServe starts a serve backend named name speaking TLS with the pair's

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"loadlab/internal/server"
+	"loadlab/internal/testutil"
 	"loadlab/internal/testutil/served"
 )
 
@@ -228,27 +229,16 @@ func TestTimeout(t *testing.T) {
 // resetServer reads each request and closes with a RST.
 func resetServer(t *testing.T, okEvery int64) *fakeServer {
 	t.Helper()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln := testutil.Listen(t)
 	fs := &fakeServer{url: "http://" + ln.Addr().String() + "/"}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				readHead(bufio.NewReader(c))
-				if i := fs.requests.Add(1); okEvery > 0 && i%okEvery == 0 {
-					io.WriteString(c, okClose)
-					c.Close()
-					return
-				}
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			}()
+	testutil.ServeEach(t, ln, func(c net.Conn) {
+		readHead(bufio.NewReader(c))
+		if i := fs.requests.Add(1); okEvery > 0 && i%okEvery == 0 {
+			io.WriteString(c, okClose)
+			return
 		}
-	}()
+		c.(*net.TCPConn).SetLinger(0)
+	})
 	return fs
 }
 

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -85,8 +83,7 @@ func TestTLSServerThatStallsIsATimeout(t *testing.T) {
 func TestTLSClientCertificate(t *testing.T) {
 	srvCert := testutil.SelfSigned(t)
 	client := testutil.SelfSigned(t)
-	pem := filepath.Join(t.TempDir(), "client.pem")
-	os.WriteFile(pem, append(readFile(t, client.CertFile), readFile(t, client.KeyFile)...), 0o600)
+	pem := client.CombinedPEM(t)
 	conf := srvCert.Store.ServerConfig()
 	conf.ClientAuth = tls.RequireAnyClientCert
 	var mu sync.Mutex
@@ -116,13 +113,4 @@ func TestTLSClientCertificate(t *testing.T) {
 	if _, err := Run(context.Background(), Work{URL: url, Requests: 1, TLS: TLS{ClientCert: client.CertFile}}, nil); err == nil || !strings.Contains(err.Error(), "private key") {
 		t.Errorf("-E with a certificate and no key: %v", err)
 	}
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
