@@ -157,12 +157,24 @@ rounds:
 	for round := range cfg.Repetitions {
 		// Level by level, every system in this round's order: a system and
 		// the one it is compared with run within moments of each other,
-		// so the machine's drift hits both alike.
-		order := make([]*live, len(systems))
+		// so the machine's drift hits both alike. The plain systems rotate
+		// among themselves, then the TLS ones: a TLS cell takes ten times
+		// a plain one, and between two plain systems of a level it would
+		// keep them seconds apart.
+		var order []*live
 		var names []string
-		for i := range systems {
-			order[i] = systems[(i+round)%len(systems)]
-			names = append(names, order[i].sys.Name)
+		for _, tls := range []bool{false, true} {
+			var series []*live
+			for _, ls := range systems {
+				if ls.sys.TLS == tls {
+					series = append(series, ls)
+				}
+			}
+			for i := range series {
+				ls := series[(i+round)%len(series)]
+				order = append(order, ls)
+				names = append(names, ls.sys.Name)
+			}
 		}
 		res.Rounds = append(res.Rounds, names)
 		lines := map[*live]*strings.Builder{}
