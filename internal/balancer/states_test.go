@@ -74,7 +74,7 @@ func TestAPIStates(t *testing.T) {
 		t.Fatalf("POST: %d %s, want a backend that is checking", code, body)
 	}
 	three := b.Pool().Find(bss[2].addr)
-	for three.State() == Checking {
+	for deadline := time.Now().Add(10 * time.Second); three.State() == Checking && time.Now().Before(deadline); {
 		if seen := servedBy(2); seen["b3"] != 0 && three.nChecksNow() < 3 {
 			t.Fatalf("b3 served before its checks passed: %v", seen)
 		}
