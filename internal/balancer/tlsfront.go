@@ -118,20 +118,28 @@ func (f *tlsFront) serve(nc net.Conn) {
 }
 
 // socketPair makes a connected pair of Unix stream sockets: the loop's
-// end as a raw non-blocking descriptor, the other as a net.Conn.
-func socketPair() (loopEnd int, pair net.Conn, err error) {
+// end as a raw non-blocking descriptor, the other as a file in Go's
+// poller (os.NewFile takes a non-blocking descriptor as it is, where
+// net.FileConn would duplicate it and ask the kernel three questions).
+func socketPair() (loopEnd int, pair *pairEnd, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, err
 	}
-	file := os.NewFile(uintptr(fds[1]), "tls-bridge")
-	pair, err = net.FileConn(file)
-	file.Close()
+	return fds[0], &pairEnd{os.NewFile(uintptr(fds[1]), "tls-bridge")}, nil
+}
+
+// pairEnd is the goroutines' end of a socket pair.
+type pairEnd struct{ *os.File }
+
+// CloseWrite passes the end of sending on, as a FIN would.
+func (p *pairEnd) CloseWrite() error {
+	raw, err := p.SyscallConn()
 	if err != nil {
-		rawsys.Close(fds[0])
-		return -1, nil, err
+		return err
 	}
-	return fds[0], pair, nil
+	raw.Control(func(fd uintptr) { err = unix.Shutdown(int(fd), unix.SHUT_WR) })
+	return err
 }
 
 // bridgeBufs are the copy buffers of the bridges: a TLS record's most.
@@ -142,7 +150,7 @@ var bridgeBufs = sync.Pool{New: func() any { return new([16 << 10]byte) }}
 // sending: the loop's close becomes close_notify and a FIN to the client,
 // the client's FIN a FIN to the loop. A client that stops reading is given
 // up after idle, as the loop would give it up.
-func bridge(tc *tls.Conn, pair net.Conn, idle time.Duration) {
+func bridge(tc *tls.Conn, pair *pairEnd, idle time.Duration) {
 	down := make(chan struct{})
 	go func() {
 		defer close(down)
@@ -180,9 +188,7 @@ func bridge(tc *tls.Conn, pair net.Conn, idle time.Duration) {
 		}
 	}
 	bridgeBufs.Put(buf)
-	if cw, ok := pair.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
+	pair.CloseWrite()
 	<-down
 	pair.Close()
 }
