@@ -2,9 +2,9 @@ package balancer
 
 import (
 	"errors"
+	"net"
 	"runtime"
 	"sync"
-	"net"
 	"time"
 
 	"loadlab/internal/evloop"
