@@ -45,7 +45,9 @@ func TestAPIStates(t *testing.T) {
 	if seen := servedBy(10); seen["b1"] != 0 || seen["b2"] != 10 {
 		t.Errorf("in maintenance b1 served: %v", seen)
 	}
-	time.Sleep(350 * time.Millisecond) // three intervals: no check may come
+	// Three check rounds, seen on the other backend: none may reach b1.
+	others := two.nChecksNow()
+	testutil.Eventually(t, 10*time.Second, "three check rounds", func() bool { return two.nChecksNow() >= others+3 })
 	if got := one.nChecksNow(); got != checks {
 		t.Errorf("%d checks of a backend in maintenance", got-checks)
 	}

@@ -108,13 +108,11 @@ func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 	}
 	// The client gives up at the server's alert, maybe before the
 	// server's side has counted it.
-	deadline := time.Now().Add(5 * time.Second)
-	made, failed := b.Handshakes()
-	for failed < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		made, failed = b.Handshakes()
-	}
-	if made != 6 || failed != 2 {
+	testutil.Eventually(t, 5*time.Second, "two failed handshakes counted", func() bool {
+		_, failed := b.Handshakes()
+		return failed >= 2
+	})
+	if made, failed := b.Handshakes(); made != 6 || failed != 2 {
 		t.Errorf("handshakes: %d made, %d failed; want 6 and 2", made, failed)
 	}
 }
