@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"loadlab/internal/bench"
+	"loadlab/internal/testutil"
 )
 
 // The fast checks' figures, for the bounds the scenarios check.
@@ -175,37 +176,27 @@ func delayRelay(t *testing.T, h *host, listen, target string, delay *atomic.Int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	testutil.ServeEach(t, ln, func(c net.Conn) {
+		up, err := h.dial(context.Background(), "tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go func() { io.Copy(c, up); c.Close() }()
+		buf := make([]byte, 32<<10)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			if n > 0 {
+				time.Sleep(time.Duration(delay.Load()))
+				if _, err := up.Write(buf[:n]); err != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				up, err := h.dial(context.Background(), "tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { io.Copy(c, up); c.Close() }()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						time.Sleep(time.Duration(delay.Load()))
-						if _, err := up.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 }
 
 // Scenario 4: every backend down. tcp refuses each client at once (the
