@@ -55,7 +55,7 @@ const lingerFor = 2 * time.Second
 // httpClient is one client connection.
 type httpClient struct {
 	h      *httpLoop
-	fd     int
+	wire   // over TLS when the loop ends it
 	from   net.Addr
 	ip     string // the client's address as forwarding headers give it
 	proto  string // http or https, as forwarding headers give it
@@ -114,7 +114,7 @@ func (h *httpLoop) Take(fd int, from net.Addr) {
 	} else {
 		c = &httpClient{h: h, parser: httpx.NewParser(frontLimits())}
 	}
-	c.fd, c.from, c.state, c.eof = fd, from, reading, false
+	c.wire, c.from, c.state, c.eof = wireFor(fd, from), from, reading, false
 	c.parser.Limits.MaxBody = h.b.Config().MaxBody // as of this connection's start, as a reload means it
 	c.ip, c.proto = "unknown", "http"
 	if a := clientAddr(from); a != nil {
@@ -137,10 +137,12 @@ func (h *httpLoop) Refuse(fd int, from net.Addr) {
 	var r httpx.Response
 	r.SetText(503, "503 Service Unavailable: too many connections\n")
 	r.RetryAfter = "1"
-	rawsys.Read(fd, h.l.Buf()) // what it sent, so the close does not reset the answer away
-	rawsys.Write(fd, append(httpx.AppendHead(nil, &r, false, &h.head), r.Body...))
-	rawsys.ShutdownWrite(fd)
-	rawsys.Read(fd, h.l.Buf())
+	w := wireFor(fd, from)
+	w.read(h.l.Buf()) // what it sent, so the close does not reset the answer away
+	w.writeSome(append(httpx.AppendHead(nil, &r, false, &h.head), r.Body...))
+	w.shutdownWrite()
+	w.read(h.l.Buf())
+	w.release()
 	rawsys.Close(fd)
 	h.b.fe.total.Add(1)
 	h.b.fe.requests.Add(1)
@@ -169,7 +171,7 @@ func (c *httpClient) Ready(events uint32) {
 // to keep, or, while lingering, bytes to drop.
 func (c *httpClient) read() {
 	buf := c.h.l.Buf()
-	n, err := rawsys.Read(c.fd, buf)
+	n, err := c.wire.read(buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		c.watch()
@@ -322,7 +324,7 @@ func (c *httpClient) send(p []byte) bool {
 		c.out = append(c.out, p...)
 		return true
 	}
-	rest, err := evloop.WriteSome(c.fd, p)
+	rest, err := c.writeSome(p)
 	if err != nil {
 		c.close()
 		return false
@@ -344,7 +346,7 @@ func (c *httpClient) send(p []byte) bool {
 // flush writes what the client could not take before; false when the
 // client is gone.
 func (c *httpClient) flush() bool {
-	rest, err := evloop.WriteSome(c.fd, c.out)
+	rest, err := c.writeSome(c.out)
 	if err != nil {
 		c.close()
 		return false
@@ -403,7 +405,7 @@ func (c *httpClient) linger() {
 		c.close()
 		return
 	}
-	rawsys.ShutdownWrite(c.fd)
+	c.shutdownWrite()
 	c.state, c.since = lingering, c.h.l.Now()
 	c.in = c.in[:0]
 	c.watch()
@@ -444,6 +446,7 @@ func (c *httpClient) close() {
 	}
 	c.private = c.private[:0]
 	delete(h.clients, c)
+	c.release()
 	h.l.Disown(c.fd)
 	h.l.Ended()
 	h.b.fe.close()

@@ -27,7 +27,7 @@ func newTCPLoop(b *Balancer, l *evloop.Loop) evloop.Handler {
 
 // tcpSide is one socket of a proxied pair.
 type tcpSide struct {
-	fd      int
+	wire    // the client's over TLS when the loop ends it
 	pair    *tcpPair
 	peer    *tcpSide
 	pending []byte // for this socket: bytes it could not take yet
@@ -56,8 +56,8 @@ func (t *tcpLoop) Take(fd int, from net.Addr) {
 	t.b.fe.total.Add(1)
 	t.b.fe.requests.Add(1)
 	p := &tcpPair{t: t, from: from, start: t.l.Now()}
-	p.client = tcpSide{fd: fd, pair: p, peer: &p.server}
-	p.server = tcpSide{fd: -1, pair: p, peer: &p.client}
+	p.client = tcpSide{wire: wireFor(fd, from), pair: p, peer: &p.server}
+	p.server = tcpSide{wire: wire{fd: -1}, pair: p, peer: &p.client}
 	t.l.Own(fd, &p.client)
 	t.pairs[p] = struct{}{}
 	if t.b.Config().HashBy == "sni" && !viaTLS(from) {
@@ -167,7 +167,7 @@ func (t *tcpLoop) speculate(p *tcpPair) bool {
 		return false
 	}
 	buf := t.l.Buf()
-	n, err := rawsys.Read(c.fd, buf)
+	n, err := c.read(buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return false
@@ -288,7 +288,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 	p := src.pair
 	buf := t.l.Buf()
 	for !src.eof && len(dst.pending) == 0 {
-		n, err := rawsys.Read(src.fd, buf)
+		n, err := src.read(buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -331,7 +331,7 @@ func (t *tcpLoop) pump(src *tcpSide) {
 // flush writes s.pending to s, and passes its peer's FIN on once nothing
 // is pending; false if the pair is gone.
 func (t *tcpLoop) flush(s *tcpSide) bool {
-	rest, err := evloop.WriteSome(s.fd, s.pending)
+	rest, err := s.writeSome(s.pending)
 	if err != nil {
 		t.broken(s)
 		return false
@@ -343,7 +343,7 @@ func (t *tcpLoop) flush(s *tcpSide) bool {
 			// Pass the FIN on; if s has sent its own already, the close
 			// that follows sends it.
 			if !s.eof {
-				rawsys.ShutdownWrite(s.fd)
+				s.shutdownWrite()
 			}
 			s.shut = true
 		}
@@ -400,6 +400,7 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 	t.l.Ended()
 	t.b.fe.close()
 	for _, s := range []*tcpSide{&p.client, &p.server} {
+		s.release()
 		t.l.Disown(s.fd)
 		s.fd = -1
 	}

@@ -52,8 +52,9 @@ func tlsDial(t *testing.T, addr, serverName string, conf *tls.Config) (*tls.Conn
 
 // The balancer ends TLS in http mode: the certificate by SNI, wildcards
 // included, the first for unknown names and for none; ALPN http/1.1;
-// forwarding headers that say https; keep-alive over the bridge; TLS 1.0
-// and 1.1 refused; and the handshakes counted.
+// forwarding headers that say https; keep-alive over TLS 1.3, whose
+// records the loop reads itself, and TLS 1.2, bridged; TLS 1.0 and 1.1
+// refused; and the handshakes counted.
 func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 	def, defCert := certFiles(t, "default.test")
 	wild, wildCert := certFiles(t, "*.shop.test")
@@ -75,18 +76,32 @@ func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 		c.Close()
 	}
 
-	c, _ := tlsDial(t, addr, "www.shop.test", nil)
-	r := bufio.NewReader(c)
-	for i := range 3 { // one connection, three exchanges
-		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: www.shop.test\r\nX-Forwarded-Proto: http\r\n\r\n")
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		c, _ := tlsDial(t, addr, "www.shop.test", &tls.Config{MaxVersion: version})
+		r := bufio.NewReader(c)
+		for i := range 3 { // one connection, three exchanges
+			io.WriteString(c, "GET /x HTTP/1.1\r\nHost: www.shop.test\r\nX-Forwarded-Proto: http\r\n\r\n")
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("TLS %x, request %d on a kept connection: %v", version, i+1, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("TLS %x, request %d: %s", version, i+1, resp.Status)
+			}
+		}
+		// Our close_notify, then the end: the client reads a clean EOF.
+		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: www.shop.test\r\nConnection: close\r\n\r\n")
 		resp, err := http.ReadResponse(r, nil)
 		if err != nil {
-			t.Fatalf("request %d on a kept TLS connection: %v", i+1, err)
+			t.Fatalf("TLS %x, the last request: %v", version, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("request %d: %s", i+1, resp.Status)
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("TLS %x, the last body: %v", version, err)
+		}
+		if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("TLS %x, after Connection: close: %d bytes, %v; want the end", version, n, err)
 		}
 	}
 	head := e.lastHead()
@@ -112,13 +127,17 @@ func TestBalanceEndsTLSInHTTPMode(t *testing.T) {
 		_, failed := b.Handshakes()
 		return failed >= 2
 	})
-	if made, failed := b.Handshakes(); made != 6 || failed != 2 {
-		t.Errorf("handshakes: %d made, %d failed; want 6 and 2", made, failed)
+	if made, failed := b.Handshakes(); made != 7 || failed != 2 {
+		t.Errorf("handshakes: %d made, %d failed; want 7 and 2", made, failed)
+	}
+	if n := b.front.bridged.Load(); n != 1 {
+		t.Errorf("%d connections bridged; want 1, the TLS 1.2 one: TLS 1.3 goes to the loops", n)
 	}
 }
 
 // In tcp mode the balancer offloads TLS: the backend gets plaintext, the
-// bytes both ways whole, the ends of sending passed on.
+// bytes both ways whole, the ends of sending passed on; over TLS 1.3,
+// whose records the loop reads itself, and TLS 1.2, bridged.
 func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
 	var mu sync.Mutex
 	var firstBytes []byte
@@ -134,29 +153,32 @@ func TestBalanceOffloadsTLSInTCPMode(t *testing.T) {
 	})
 	p, _ := certFiles(t, "localhost")
 	b := startBalancer(t, Config{Backends: []BackendConfig{{Addr: echo}}, Check: CheckConfig{Kind: "none"}, TLS: []tlsx.Pair{p}})
-	c, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	sent := make([]byte, 2<<20)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range sent {
 		sent[i] = byte(rng.Uint32())
 	}
 	copy(sent, "PING")
-	go func() {
-		c.Write(sent)
-		c.CloseWrite()
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("after %d bytes: %v", len(got), err)
-	}
-	if !bytes.Equal(got, sent) {
-		t.Fatalf("echo over TLS through the balancer: got %d bytes, sent %d", len(got), len(sent))
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if string(firstBytes) != "PING" {
-		t.Errorf("the backend's first bytes were %q, not the client's plaintext", firstBytes)
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		c, _ := tlsDial(t, b.Addr().String(), "localhost", &tls.Config{MaxVersion: version})
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go func() {
+			c.Write(sent)
+			c.CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("TLS %x, after %d bytes: %v", version, len(got), err)
+		}
+		if !bytes.Equal(got, sent) {
+			t.Fatalf("TLS %x, echo through the balancer: got %d bytes, sent %d", version, len(got), len(sent))
+		}
+		mu.Lock()
+		if string(firstBytes) != "PING" {
+			t.Errorf("TLS %x: the backend's first bytes were %q, not the client's plaintext", version, firstBytes)
+		}
+		firstBytes = nil
+		mu.Unlock()
 	}
 }
 

@@ -15,24 +15,28 @@ import (
 	"loadlab/internal/tlsx"
 )
 
-// TLS termination. crypto/tls reads and writes through a net.Conn that
-// blocks, which a loop's sockets are not, and a handshake is a hundred
-// microseconds of CPU that would hold up every other connection of a
-// loop. So the front accepts on a goroutine, makes each handshake on the
-// connection's own goroutine, and then gives the loops one end of a
-// socket pair, as if they had accepted it: tcp and http modes, the
-// algorithms, the counters and the timeouts stay as they are, and the
-// connection's goroutines only move bytes between TLS and the pair
-// (docs/PERFORMANCE.md has what the hop costs against HAProxy's TLS in
-// its loop).
+// TLS termination. A handshake is a hundred microseconds of CPU that
+// would hold up every other connection of a loop, and crypto/tls makes it
+// only over a net.Conn that blocks. So the front accepts on a goroutine
+// and makes each handshake on the connection's own goroutine; then a TLS
+// 1.3 connection leaves crypto/tls (tlsx.Handoff) and is given to the
+// loops with its record layer (tlsx.Records), as if they had accepted
+// it: tcp and http modes, the algorithms, the counters and the timeouts
+// stay as they are, and the loop decrypts and encrypts as HAProxy's loop
+// does with OpenSSL. TLS 1.2, which has no record layer of ours, gets one
+// end of a socket pair instead, its goroutines moving bytes between TLS
+// and the pair: the hop that costs a write, a read and a wake-up more
+// each way (docs/PERFORMANCE.md).
 type tlsFront struct {
 	b        *Balancer
 	ln       net.Listener
 	certs    atomic.Pointer[tlsx.Store]
 	warnings atomic.Pointer[[]string] // of the certificates' last load
 	conf     *tls.Config
+	keys     *tlsx.KeyLog // the traffic secrets of handshakes under way, for their handoff
 
 	handshakes, failures atomic.Int64
+	bridged              atomic.Int64 // connections served through a socket pair (TLS 1.2)
 
 	mu      sync.Mutex
 	closed  bool
@@ -44,10 +48,11 @@ type tlsFront struct {
 // decides ALPN: http offers http/1.1 (and 1.0), tcp passes on whatever
 // is inside and so names no protocol.
 func startTLSFront(b *Balancer, ln net.Listener, certs *tlsx.Store, warnings []string, mode string) *tlsFront {
-	f := &tlsFront{b: b, ln: ln, clients: map[net.Conn]struct{}{}}
+	f := &tlsFront{b: b, ln: ln, clients: map[net.Conn]struct{}{}, keys: tlsx.NewKeyLog()}
 	f.certs.Store(certs)
 	f.warnings.Store(&warnings)
 	f.conf = certs.ServerConfig()
+	f.conf.KeyLogWriter = f.keys
 	f.conf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return f.certs.Load().Certificate(hello.ServerName), nil
 	}
@@ -95,11 +100,13 @@ func (f *tlsFront) untrack(nc net.Conn) {
 }
 
 // serve makes the handshake, within the head timeout, then hands the
-// plaintext to the loops and bridges the two until both sides are done.
+// connection to the loops: a TLS 1.3 one itself, its record layer with
+// it; any other, the plaintext end of a socket pair, bridged here.
 func (f *tlsFront) serve(nc net.Conn) {
 	defer f.untrack(nc)
-	defer nc.Close()
-	tc := tls.Server(nc, f.conf)
+	h := tlsx.NewHandoff(nc, f.keys)
+	defer h.Close() // once handed over, the socket's original descriptor alone
+	tc := tls.Server(h, f.conf)
 	nc.SetDeadline(time.Now().Add(f.b.Config().HeadTimeout))
 	if err := tc.Handshake(); err != nil {
 		f.failures.Add(1)
@@ -108,11 +115,21 @@ func (f *tlsFront) serve(nc net.Conn) {
 	f.handshakes.Add(1)
 	nc.SetDeadline(time.Time{})
 	tlsx.AckNow(nc)
-	loopEnd, pair, err := socketPair()
-	if err != nil {
+	from := &tlsClient{TCPAddr: nc.RemoteAddr().(*net.TCPAddr), local: nc.LocalAddr(), serverName: tc.ConnectionState().ServerName}
+	fd, rec, err := h.Take(tc)
+	switch {
+	case err == nil:
+		from.records = rec
+		f.b.loops.Give(fd, from)
+		return
+	case err != tlsx.ErrNoHandoff:
 		return // out of descriptors: the client sees a close
 	}
-	from := &tlsClient{TCPAddr: nc.RemoteAddr().(*net.TCPAddr), local: nc.LocalAddr(), serverName: tc.ConnectionState().ServerName}
+	loopEnd, pair, err := socketPair()
+	if err != nil {
+		return
+	}
+	f.bridged.Add(1)
 	f.b.loops.Give(loopEnd, from)
 	bridge(tc, pair, f.b.Config().ClientIdle)
 }
@@ -218,8 +235,9 @@ func (f *tlsFront) end() {
 // socket would have told them.
 type tlsClient struct {
 	*net.TCPAddr
-	local      net.Addr // the balancer's address the client reached, for PROXY headers
-	serverName string   // SNI, "" when the client sent none
+	local      net.Addr      // the balancer's address the client reached, for PROXY headers
+	serverName string        // SNI, "" when the client sent none
+	records    *tlsx.Records // the record layer, when the connection itself was handed over
 }
 
 // helloClient is the address of a client whose TLS passes through (tcp

@@ -458,8 +458,14 @@ func (l *Loop) Connect(sa *rawsys.Sockaddr) (int, error) {
 // and returns what is left; err is a failure of the connection, never
 // EAGAIN.
 func WriteSome(fd int, p []byte) ([]byte, error) {
+	return WriteSomeWith(rawsys.Write, fd, p)
+}
+
+// WriteSomeWith is WriteSome through write, a write(2) of another layer
+// that answers as the system call does: TLS's record layer.
+func WriteSomeWith(write func(fd int, p []byte) (int, error), fd int, p []byte) ([]byte, error) {
 	for len(p) > 0 {
-		n, err := rawsys.Write(fd, p)
+		n, err := write(fd, p)
 		switch err {
 		case nil:
 			p = p[n:]

@@ -1,10 +1,11 @@
-package rawsys
+package rawsys_test
 
 import (
 	"net"
 	"testing"
 	"time"
 
+	"loadlab/internal/rawsys"
 	"loadlab/internal/testutil"
 
 	"golang.org/x/sys/unix"
@@ -28,27 +29,27 @@ func TestConnectAcceptAndAddresses(t *testing.T) {
 		raw.Control(func(fd uintptr) { lnfd = int(fd) })
 		la := ln.Addr().(*net.TCPAddr)
 
-		sa := NewSockaddr(la.IP, la.Port)
-		fd, err := Socket(sa.Family)
+		sa := rawsys.NewSockaddr(la.IP, la.Port)
+		fd, err := rawsys.Socket(sa.Family)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer Close(fd)
-		SetNoDelay(fd)
-		if err := Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		defer rawsys.Close(fd)
+		rawsys.SetNoDelay(fd)
+		if err := rawsys.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 			t.Fatalf("%s connect: %v", network, err)
 		}
 		var cfd int
 		var from *net.TCPAddr
 		testutil.Eventually(t, 2*time.Second, network+" accept", func() bool {
-			cfd, from, err = Accept4(lnfd)
+			cfd, from, err = rawsys.Accept4(lnfd)
 			return err != unix.EAGAIN
 		})
 		if err != nil {
 			t.Fatalf("%s accept: %v", network, err)
 		}
-		defer Close(cfd)
-		if err := SocketError(fd); err != nil {
+		defer rawsys.Close(cfd)
+		if err := rawsys.SocketError(fd); err != nil {
 			t.Errorf("%s: the connect ended with %v", network, err)
 		}
 		local, _ := unix.Getsockname(fd)
@@ -62,13 +63,13 @@ func TestConnectAcceptAndAddresses(t *testing.T) {
 		if !from.IP.Equal(la.IP) || from.Port != port {
 			t.Errorf("%s: Accept4 says the peer is %v, want %s port %d", network, from, la.IP, port)
 		}
-		if n, err := Write(fd, []byte("ping")); n != 4 || err != nil {
+		if n, err := rawsys.Write(fd, []byte("ping")); n != 4 || err != nil {
 			t.Fatalf("%s write: %d %v", network, n, err)
 		}
 		buf := make([]byte, 8)
 		var n int
 		testutil.Eventually(t, 2*time.Second, network+" read", func() bool {
-			n, err = Read(cfd, buf)
+			n, err = rawsys.Read(cfd, buf)
 			return err != unix.EAGAIN
 		})
 		if err != nil || string(buf[:n]) != "ping" {

@@ -1,0 +1,255 @@
+package tlsx
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handing a connection from crypto/tls to an event loop once its
+// handshake is made. Three things must be known exactly for the loop to
+// carry on where crypto/tls stopped:
+//   - the traffic secrets: crypto/tls gives them to Config.KeyLogWriter
+//     alone (NSS key log lines); a KeyLog here takes them in memory, by
+//     the client's random, and never writes them anywhere;
+//   - what the handshake read past its last message (a client sends its
+//     request with its Finished): Handoff hands crypto/tls one record at
+//     a time, so what follows the Finished stays here;
+//   - how many records crypto/tls sent under the application key: Go's
+//     server sends its session ticket before the client's Finished
+//     arrives. Handoff keeps what the handshake wrote; the records that
+//     open with the server's application key are those.
+
+// KeyLog takes the traffic secrets of the handshakes its Handoffs run:
+// set it as the tls.Config's KeyLogWriter.
+type KeyLog struct {
+	mu      sync.Mutex
+	waiting map[[32]byte]*Handoff // by client random
+}
+
+// NewKeyLog makes an empty KeyLog.
+func NewKeyLog() *KeyLog { return &KeyLog{waiting: map[[32]byte]*Handoff{}} }
+
+// Write takes one key log line, "LABEL <client random> <secret>", as
+// crypto/tls writes them, one per call; lines for no Handoff of this log
+// (or TLS 1.2's CLIENT_RANDOM) are dropped.
+func (k *KeyLog) Write(line []byte) (int, error) {
+	fields := bytes.Fields(line)
+	if len(fields) != 3 || hex.DecodedLen(len(fields[1])) != 32 {
+		return len(line), nil
+	}
+	var random [32]byte
+	if _, err := hex.Decode(random[:], fields[1]); err != nil {
+		return len(line), nil
+	}
+	secret, err := hex.AppendDecode(nil, fields[2])
+	if err != nil {
+		return len(line), nil
+	}
+	k.mu.Lock()
+	h := k.waiting[random]
+	k.mu.Unlock()
+	if h == nil {
+		return len(line), nil
+	}
+	switch string(fields[0]) {
+	case "CLIENT_TRAFFIC_SECRET_0":
+		h.clientSecret = secret
+	case "SERVER_TRAFFIC_SECRET_0":
+		h.serverSecret = secret
+	}
+	return len(line), nil
+}
+
+func (k *KeyLog) add(random [32]byte, h *Handoff) {
+	k.mu.Lock()
+	k.waiting[random] = h
+	k.mu.Unlock()
+}
+
+func (k *KeyLog) remove(random [32]byte, h *Handoff) {
+	k.mu.Lock()
+	if k.waiting[random] == h {
+		delete(k.waiting, random)
+	}
+	k.mu.Unlock()
+}
+
+// Handoff is the net.Conn a server handshake runs over when the
+// connection is to leave crypto/tls after it. Use it for the handshake
+// alone, then Take the connection or Close it.
+type Handoff struct {
+	net.Conn
+	log       *KeyLog
+	in        []byte // read from the socket, not yet given to crypto/tls
+	recordEnd int    // bytes of in that belong to the record being given; 0 between records
+	written   []byte // what the handshake wrote
+	random    [32]byte
+	looked    bool // the first record's start was read for the random
+	logged    bool // registered in log under random
+
+	// Set by the KeyLog, on the handshake's goroutine (crypto/tls calls
+	// the KeyLogWriter from the handshake).
+	clientSecret, serverSecret []byte
+}
+
+// NewHandoff wraps a server's accepted connection for its handshake.
+func NewHandoff(nc net.Conn, log *KeyLog) *Handoff {
+	return &Handoff{Conn: nc, log: log}
+}
+
+// Read gives crypto/tls the connection's bytes a record at most at a
+// time, so that it never holds bytes past the message that ends the
+// handshake.
+func (h *Handoff) Read(p []byte) (int, error) {
+	for {
+		if h.recordEnd == 0 && len(h.in) >= recordHeader {
+			size := recordHeader + int(binary.BigEndian.Uint16(h.in[3:]))
+			if !h.looked && len(h.in) >= min(size, helloRandomEnd) {
+				h.looked = true
+				h.noteRandom()
+			}
+			if h.looked {
+				h.recordEnd = size
+			}
+		}
+		if h.recordEnd > 0 && len(h.in) > 0 {
+			n := copy(p, h.in[:min(len(h.in), h.recordEnd)])
+			h.in = h.in[n:]
+			h.recordEnd -= n
+			return n, nil
+		}
+		h.in = slices.Grow(h.in, 4096)
+		m, err := h.Conn.Read(h.in[len(h.in):cap(h.in)])
+		h.in = h.in[:len(h.in)+m]
+		if err != nil && m == 0 {
+			return 0, err
+		}
+	}
+}
+
+// helloRandomEnd is where the client random ends in a connection's first
+// bytes: record header, handshake header, legacy_version, random.
+const helloRandomEnd = recordHeader + 4 + 2 + 32
+
+// noteRandom registers the handshake with the key log under the client
+// random, read from the ClientHello at the connection's start.
+func (h *Handoff) noteRandom() {
+	const at = helloRandomEnd - 32
+	if len(h.in) < helloRandomEnd || h.in[0] != typeHandshake || h.in[recordHeader] != 1 {
+		return // a hello split into tiny records: no handoff, crypto/tls serves it
+	}
+	copy(h.random[:], h.in[at:at+32])
+	h.log.add(h.random, h)
+	h.logged = true
+}
+
+// Write sends the handshake's bytes, keeping a copy.
+func (h *Handoff) Write(p []byte) (int, error) {
+	h.written = append(h.written, p...)
+	return h.Conn.Write(p)
+}
+
+// ErrNoHandoff says a connection cannot leave crypto/tls: TLS 1.2, or
+// secrets or records that did not come as expected. It stays with
+// crypto/tls, which serves it as before.
+var ErrNoHandoff = errors.New("tls: this connection cannot be handed off")
+
+// Take ends the handoff after tc's handshake: tc, which runs over h, must
+// not be used again. It returns the connection's socket, out of Go's
+// poller and non-blocking, with its record layer; the caller owns the
+// descriptor. On ErrNoHandoff, tc and h are as they were.
+func (h *Handoff) Take(tc *tls.Conn) (fd int, rec *Records, err error) {
+	h.forget()
+	state := tc.ConnectionState()
+	if state.Version != tls.VersionTLS13 || h.clientSecret == nil || h.serverSecret == nil || h.recordEnd != 0 {
+		return -1, nil, ErrNoHandoff
+	}
+	rec, err = newRecords(state.CipherSuite, h.clientSecret, h.serverSecret)
+	if err != nil {
+		return -1, nil, ErrNoHandoff
+	}
+	rec.out.seq, err = sentUnder(&rec.out, h.written)
+	if err != nil {
+		return -1, nil, ErrNoHandoff
+	}
+	rec.partial = h.in
+	fd, err = detach(h.Conn)
+	if err != nil {
+		return -1, nil, err
+	}
+	h.written, h.in = nil, nil
+	return fd, rec, nil
+}
+
+// Close forgets the handoff and closes the connection.
+func (h *Handoff) Close() error {
+	h.forget()
+	return h.Conn.Close()
+}
+
+func (h *Handoff) forget() {
+	if h.logged {
+		h.log.remove(h.random, h)
+		h.logged = false
+	}
+}
+
+// sentUnder counts the records at the end of written (the handshake's
+// bytes) that open with d's key: the server's application records, its
+// session tickets. Those of the handshake's own keys do not open.
+func sentUnder(d *direction, written []byte) (uint64, error) {
+	var sent uint64
+	probe := *d
+	for len(written) >= recordHeader {
+		end := recordHeader + int(binary.BigEndian.Uint16(written[3:]))
+		if end > len(written) {
+			return 0, ErrNoHandoff
+		}
+		rec := append([]byte(nil), written[:end]...) // opened in place: a copy
+		written = written[end:]
+		if rec[0] != typeData {
+			continue
+		}
+		probe.seq = sent
+		if _, _, err := probe.open(rec); err == nil {
+			sent++
+		} else if sent > 0 {
+			return 0, ErrNoHandoff // a handshake record after an application one
+		}
+	}
+	if len(written) > 0 {
+		return 0, ErrNoHandoff
+	}
+	return sent, nil
+}
+
+// detach takes a TCP connection's socket out of Go's poller, as
+// evloop.DetachListener does a listener's: a duplicate (non-blocking, as
+// the original was) for the caller, and the original closed.
+func detach(nc net.Conn) (int, error) {
+	tcp, ok := nc.(*net.TCPConn)
+	if !ok {
+		return -1, ErrNoHandoff
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(f uintptr) { fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	tcp.Close()
+	return fd, nil
+}
