@@ -3,7 +3,9 @@ package balancer
 import (
 	"errors"
 	"net"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -26,19 +28,33 @@ import (
 // process started with, whatever the P count is raised to later.
 var loopCount = runtime.GOMAXPROCS(0)
 
-// tlsProcs gives the Go scheduler one P more than there are loops, once,
-// when TLS runs on goroutines beside them. A loop blocked in epoll_wait
-// keeps its P until sysmon takes it back, 20 µs to 10 ms later; with as
-// many loops as Ps, a TLS goroutine the netpoller woke waited for that.
-// Measured, alternated 3 s pairs, wrk -c100 over TLS: req/s +3 % (tcp
-// keep-alive), +13 % (tcp, a new connection each), +17 % (http
-// keep-alive), +12 % (http, new connections); docs/PERFORMANCE.md.
-var tlsProcs sync.Once
+// tuneForTLS readies the Go runtime, once, for TLS handshakes on
+// goroutines beside the loops:
+//   - one P more than there are loops. A loop blocked in epoll_wait keeps
+//     its P until sysmon takes it back, 20 µs to 10 ms later; with as many
+//     loops as Ps, a handshake goroutine the netpoller woke waited for
+//     that. Measured, alternated 3 s pairs, wrk -c100 over TLS, when TLS
+//     still bridged every message on goroutines: req/s +3 % (tcp
+//     keep-alive), +13 % (tcp, a new connection each), +17 % (http
+//     keep-alive), +12 % (http, new connections);
+//   - the collector at 400 % instead of 100 % (unless GOGC is set): a
+//     crypto/tls handshake leaves tens of kilobytes of garbage, and
+//     collecting it was a tenth of the CPU of a new connection. Measured,
+//     4 alternated 5 s pairs, http mode, a new connection per request:
+//     391–465 µs of CPU per request against 439–535, req/s +4..16 %.
+//     The heap the balancer keeps is its connections' buffers, a few
+//     megabytes: five times that is still small.
+//
+// docs/PERFORMANCE.md has both.
+var tlsTuned sync.Once
 
-func raiseProcsForTLS() {
-	tlsProcs.Do(func() {
+func tuneForTLS() {
+	tlsTuned.Do(func() {
 		if runtime.GOMAXPROCS(0) == loopCount {
 			runtime.GOMAXPROCS(loopCount + 1)
+		}
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(400)
 		}
 	})
 }
@@ -46,7 +62,7 @@ func raiseProcsForTLS() {
 // startLoops runs the mode's handlers on the balancer's listener.
 func startLoops(b *Balancer, newMode func(*Balancer, *evloop.Loop) evloop.Handler) (*evloop.Group, error) {
 	if cfg := b.Config(); len(cfg.TLS) > 0 || cfg.BackendTLS.Enabled {
-		raiseProcsForTLS()
+		tuneForTLS()
 	}
 	loops := evloop.Config{
 		Loops:        loopCount,
