@@ -33,7 +33,6 @@ type tlsFront struct {
 	certs    atomic.Pointer[tlsx.Store]
 	warnings atomic.Pointer[[]string] // of the certificates' last load
 	conf     *tls.Config
-	keys     *tlsx.KeyLog // the traffic secrets of handshakes under way, for their handoff
 
 	handshakes, failures atomic.Int64
 	bridged              atomic.Int64 // connections served through a socket pair (TLS 1.2)
@@ -48,17 +47,17 @@ type tlsFront struct {
 // decides ALPN: http offers http/1.1 (and 1.0), tcp passes on whatever
 // is inside and so names no protocol.
 func startTLSFront(b *Balancer, ln net.Listener, certs *tlsx.Store, warnings []string, mode string) *tlsFront {
-	f := &tlsFront{b: b, ln: ln, clients: map[net.Conn]struct{}{}, keys: tlsx.NewKeyLog()}
+	f := &tlsFront{b: b, ln: ln, clients: map[net.Conn]struct{}{}}
 	f.certs.Store(certs)
 	f.warnings.Store(&warnings)
 	f.conf = certs.ServerConfig()
-	f.conf.KeyLogWriter = f.keys
 	f.conf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return f.certs.Load().Certificate(hello.ServerName), nil
 	}
 	if mode == "tcp" {
 		f.conf.NextProtos = nil
 	}
+	tlsx.ForHandoff(f.conf)
 	f.running.Go(f.accept)
 	return f
 }
@@ -104,7 +103,7 @@ func (f *tlsFront) untrack(nc net.Conn) {
 // it; any other, the plaintext end of a socket pair, bridged here.
 func (f *tlsFront) serve(nc net.Conn) {
 	defer f.untrack(nc)
-	h := tlsx.NewHandoff(nc, f.keys)
+	h := tlsx.NewHandoff(nc)
 	defer h.Close() // once handed over, the socket's original descriptor alone
 	tc := tls.Server(h, f.conf)
 	nc.SetDeadline(time.Now().Add(f.b.Config().HeadTimeout))

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"slices"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,8 +16,11 @@ import (
 // handshake is made. Three things must be known exactly for the loop to
 // carry on where crypto/tls stopped:
 //   - the traffic secrets: crypto/tls gives them to Config.KeyLogWriter
-//     alone (NSS key log lines); a KeyLog here takes them in memory, by
-//     the client's random, and never writes them anywhere;
+//     alone (NSS key log lines). Each handshake over a Handoff gets a
+//     Config of its own whose KeyLogWriter is that Handoff's, which keeps
+//     its two secrets in memory and writes nothing anywhere; so no line
+//     can reach another connection's handoff, whatever client random a
+//     client sends;
 //   - what the handshake read past its last message (a client sends its
 //     request with its Finished): Handoff hands crypto/tls one record at
 //     a time, so what follows the Finished stays here;
@@ -27,82 +29,65 @@ import (
 //     arrives. Handoff keeps what the handshake wrote; the records that
 //     open with the server's application key are those.
 
-// KeyLog takes the traffic secrets of the handshakes its Handoffs run:
-// set it as the tls.Config's KeyLogWriter.
-type KeyLog struct {
-	mu      sync.Mutex
-	waiting map[[32]byte]*Handoff // by client random
+// ForHandoff readies a server's config for handshakes run over a
+// Handoff: each gets a copy of conf whose KeyLogWriter is its own. conf
+// must have no GetConfigForClient of its own. Session tickets are still
+// made and taken with conf's keys: a copy made for one handshake uses
+// its original's (crypto/tls's Config.ticketKeys).
+func ForHandoff(conf *tls.Config) {
+	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		h, ok := hello.Conn.(*Handoff)
+		if !ok {
+			return nil, nil
+		}
+		own := conf.Clone()
+		own.GetConfigForClient = nil
+		own.KeyLogWriter = &h.secrets
+		return own, nil
+	}
 }
 
-// NewKeyLog makes an empty KeyLog.
-func NewKeyLog() *KeyLog { return &KeyLog{waiting: map[[32]byte]*Handoff{}} }
+// secrets are one handshake's application traffic secrets, taken from
+// its key log lines.
+type secrets struct {
+	client, server []byte
+}
 
 // Write takes one key log line, "LABEL <client random> <secret>", as
-// crypto/tls writes them, one per call; lines for no Handoff of this log
-// (or TLS 1.2's CLIENT_RANDOM) are dropped.
-func (k *KeyLog) Write(line []byte) (int, error) {
+// crypto/tls writes them, one per call.
+func (s *secrets) Write(line []byte) (int, error) {
 	fields := bytes.Fields(line)
-	if len(fields) != 3 || hex.DecodedLen(len(fields[1])) != 32 {
-		return len(line), nil
-	}
-	var random [32]byte
-	if _, err := hex.Decode(random[:], fields[1]); err != nil {
+	if len(fields) != 3 {
 		return len(line), nil
 	}
 	secret, err := hex.AppendDecode(nil, fields[2])
 	if err != nil {
 		return len(line), nil
 	}
-	k.mu.Lock()
-	h := k.waiting[random]
-	k.mu.Unlock()
-	if h == nil {
-		return len(line), nil
-	}
 	switch string(fields[0]) {
 	case "CLIENT_TRAFFIC_SECRET_0":
-		h.clientSecret = secret
+		s.client = secret
 	case "SERVER_TRAFFIC_SECRET_0":
-		h.serverSecret = secret
+		s.server = secret
 	}
 	return len(line), nil
 }
 
-func (k *KeyLog) add(random [32]byte, h *Handoff) {
-	k.mu.Lock()
-	k.waiting[random] = h
-	k.mu.Unlock()
-}
-
-func (k *KeyLog) remove(random [32]byte, h *Handoff) {
-	k.mu.Lock()
-	if k.waiting[random] == h {
-		delete(k.waiting, random)
-	}
-	k.mu.Unlock()
-}
-
 // Handoff is the net.Conn a server handshake runs over when the
-// connection is to leave crypto/tls after it. Use it for the handshake
-// alone, then Take the connection or Close it.
+// connection is to leave crypto/tls after it (with a config readied by
+// ForHandoff). Use it for the handshake alone, then Take the connection
+// or Close it.
 type Handoff struct {
 	net.Conn
-	log       *KeyLog
 	in        []byte // read from the socket, not yet given to crypto/tls
 	recordEnd int    // bytes of in that belong to the record being given; 0 between records
 	written   []byte // what the handshake wrote
-	random    [32]byte
-	looked    bool // the first record's start was read for the random
-	logged    bool // registered in log under random
-
-	// Set by the KeyLog, on the handshake's goroutine (crypto/tls calls
-	// the KeyLogWriter from the handshake).
-	clientSecret, serverSecret []byte
+	secrets   secrets
 }
 
 // NewHandoff wraps a server's accepted connection for its handshake.
-func NewHandoff(nc net.Conn, log *KeyLog) *Handoff {
-	return &Handoff{Conn: nc, log: log}
+func NewHandoff(nc net.Conn) *Handoff {
+	return &Handoff{Conn: nc}
 }
 
 // Read gives crypto/tls the connection's bytes a record at most at a
@@ -111,14 +96,7 @@ func NewHandoff(nc net.Conn, log *KeyLog) *Handoff {
 func (h *Handoff) Read(p []byte) (int, error) {
 	for {
 		if h.recordEnd == 0 && len(h.in) >= recordHeader {
-			size := recordHeader + int(binary.BigEndian.Uint16(h.in[3:]))
-			if !h.looked && len(h.in) >= min(size, helloRandomEnd) {
-				h.looked = true
-				h.noteRandom()
-			}
-			if h.looked {
-				h.recordEnd = size
-			}
+			h.recordEnd = recordHeader + int(binary.BigEndian.Uint16(h.in[3:]))
 		}
 		if h.recordEnd > 0 && len(h.in) > 0 {
 			n := copy(p, h.in[:min(len(h.in), h.recordEnd)])
@@ -133,22 +111,6 @@ func (h *Handoff) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-}
-
-// helloRandomEnd is where the client random ends in a connection's first
-// bytes: record header, handshake header, legacy_version, random.
-const helloRandomEnd = recordHeader + 4 + 2 + 32
-
-// noteRandom registers the handshake with the key log under the client
-// random, read from the ClientHello at the connection's start.
-func (h *Handoff) noteRandom() {
-	const at = helloRandomEnd - 32
-	if len(h.in) < helloRandomEnd || h.in[0] != typeHandshake || h.in[recordHeader] != 1 {
-		return // a hello split into tiny records: no handoff, crypto/tls serves it
-	}
-	copy(h.random[:], h.in[at:at+32])
-	h.log.add(h.random, h)
-	h.logged = true
 }
 
 // Write sends the handshake's bytes, keeping a copy.
@@ -167,12 +129,11 @@ var ErrNoHandoff = errors.New("tls: this connection cannot be handed off")
 // poller and non-blocking, with its record layer; the caller owns the
 // descriptor. On ErrNoHandoff, tc and h are as they were.
 func (h *Handoff) Take(tc *tls.Conn) (fd int, rec *Records, err error) {
-	h.forget()
 	state := tc.ConnectionState()
-	if state.Version != tls.VersionTLS13 || h.clientSecret == nil || h.serverSecret == nil || h.recordEnd != 0 {
+	if state.Version != tls.VersionTLS13 || h.secrets.client == nil || h.secrets.server == nil || h.recordEnd != 0 {
 		return -1, nil, ErrNoHandoff
 	}
-	rec, err = newRecords(state.CipherSuite, h.clientSecret, h.serverSecret)
+	rec, err = newRecords(state.CipherSuite, h.secrets.client, h.secrets.server)
 	if err != nil {
 		return -1, nil, ErrNoHandoff
 	}
@@ -187,19 +148,6 @@ func (h *Handoff) Take(tc *tls.Conn) (fd int, rec *Records, err error) {
 	}
 	h.written, h.in = nil, nil
 	return fd, rec, nil
-}
-
-// Close forgets the handoff and closes the connection.
-func (h *Handoff) Close() error {
-	h.forget()
-	return h.Conn.Close()
-}
-
-func (h *Handoff) forget() {
-	if h.logged {
-		h.log.remove(h.random, h)
-		h.logged = false
-	}
 }
 
 // sentUnder counts the records at the end of written (the handshake's

@@ -31,8 +31,7 @@ type handedOff struct {
 // a Handoff and hands the connection to got.
 func serveHandoffs(t *testing.T, conf *tls.Config, got func(handedOff, error)) string {
 	t.Helper()
-	keys := tlsx.NewKeyLog()
-	conf.KeyLogWriter = keys
+	tlsx.ForHandoff(conf)
 	ln := testutil.Listen(t)
 	go func() {
 		for {
@@ -41,7 +40,7 @@ func serveHandoffs(t *testing.T, conf *tls.Config, got func(handedOff, error)) s
 				return
 			}
 			go func() {
-				h := tlsx.NewHandoff(nc, keys)
+				h := tlsx.NewHandoff(nc)
 				tc := tls.Server(h, conf)
 				nc.SetDeadline(time.Now().Add(10 * time.Second))
 				if err := tc.Handshake(); err != nil {
