@@ -46,6 +46,13 @@ func startBlocking(c *core) (Server, error) {
 			return nil, err
 		}
 	}
+	if tl, ok := ln.(*net.TCPListener); ok { // connections as rawConns
+		rl, err := newRawListener(tl)
+		if err != nil {
+			return nil, err
+		}
+		ln = rl
+	}
 	s := &blockingServer{core: c, ln: ln, conns: connSet{m: map[*trackedConn]struct{}{}}, done: make(chan struct{})}
 	if c.cfg.Model == "pool" {
 		s.queue = make(chan job, c.cfg.Queue)
@@ -236,6 +243,9 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 			if !s.send(nc, sess, rep, start < end) || !rep.keepAlive {
 				return
 			}
+			if rc, ok := tc.nc.(*rawConn); ok && sess.served == 1 {
+				rc.keptAlive()
+			}
 			sess.answered(time.Now())
 			continue
 		}
@@ -309,8 +319,14 @@ func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) 
 	}
 	nc.SetWriteDeadline(time.Now().Add(s.core.cfg.WriteTimeout))
 	if rep.body != nil {
-		bufs := net.Buffers{sess.out, rep.body} // one writev, no copy of the body
-		_, err := bufs.WriteTo(nc)
+		// One writev, no copy of the body.
+		var err error
+		if rc, ok := nc.(*rawConn); ok {
+			err = rc.writev(sess.out, rep.body)
+		} else {
+			bufs := net.Buffers{sess.out, rep.body}
+			_, err = bufs.WriteTo(nc)
+		}
 		sess.out = sess.out[:0]
 		return err == nil
 	}
@@ -342,7 +358,7 @@ func (s *blockingServer) send(nc net.Conn, sess *session, rep reply, more bool) 
 		_, err := io.Copy(nc, rep.stream) // to its end; the connection closes after
 		return err == nil
 	}
-	// io.Copy from an *os.File to a *net.TCPConn is sendfile(2).
+	// io.Copy from an *os.File to a *net.TCPConn or a rawConn is sendfile(2).
 	n, err := io.Copy(nc, io.LimitReader(rep.stream, rep.size))
 	return err == nil && n == rep.size
 }
@@ -412,7 +428,11 @@ func (cs *connSet) closeWhere(pick func(*trackedConn) bool) int {
 	defer cs.mu.Unlock()
 	for tc := range cs.m {
 		if pick(tc) {
-			tc.nc.Close()
+			if rc, ok := tc.nc.(*rawConn); ok {
+				rc.abort() // its goroutine closes it
+			} else {
+				tc.nc.Close()
+			}
 		}
 	}
 	return len(cs.m)
