@@ -37,7 +37,22 @@ type rawConn struct {
 	f      *os.File // the socket in Go's poller, from the first wait on
 
 	readDeadline, writeDeadline time.Time
-	noDelay                     bool // TCP_NODELAY is set
+	armedRead, armedWrite       time.Time // what f was last given
+	noDelay                     bool      // TCP_NODELAY is set
+}
+
+// lazyDeadline is how far a deadline may move before the poller is told,
+// as nginx keeps a timer that would fire within 300 ms of its new time
+// (NGX_TIMER_LAZY_DELAY): a keep-alive connection moves its idle deadline
+// with every request, and each move is a runtime timer reset.
+const lazyDeadline = 300 * time.Millisecond
+
+// arm gives f the deadline want unless the one it has is close enough.
+func arm(set func(time.Time) error, armed *time.Time, want time.Time) {
+	if want.IsZero() != armed.IsZero() || (want.Sub(*armed)).Abs() >= lazyDeadline {
+		set(want)
+		*armed = want
+	}
 }
 
 // rawListener accepts rawConns. Its socket is out of net's hands (a
@@ -123,13 +138,13 @@ func (c *rawConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	c.f.SetReadDeadline(c.readDeadline)
+	arm(c.f.SetReadDeadline, &c.armedRead, c.readDeadline)
 	return c.f.Read(p)
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
 	done := 0
-	if c.f == nil {
+	{ // directly first, even once in the poller: a small answer fits
 		for done < len(p) {
 			n, err := rawsys.Write(c.fd, p[done:])
 			if err == unix.EINTR {
@@ -150,7 +165,7 @@ func (c *rawConn) Write(p []byte) (int, error) {
 			return done, err
 		}
 	}
-	c.f.SetWriteDeadline(c.writeDeadline)
+	arm(c.f.SetWriteDeadline, &c.armedWrite, c.writeDeadline)
 	n, err := c.f.Write(p[done:])
 	return done + n, err
 }
@@ -158,7 +173,7 @@ func (c *rawConn) Write(p []byte) (int, error) {
 // writev writes a then b with one system call when the socket takes
 // them: a response head and the body that lies elsewhere.
 func (c *rawConn) writev(a, b []byte) error {
-	if c.f == nil {
+	{
 		n, err := rawsys.Writev(c.fd, a, b)
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			return os.NewSyscallError("writev", err)
@@ -199,7 +214,7 @@ func (c *rawConn) ReadFrom(r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	c.f.SetWriteDeadline(c.writeDeadline)
+	arm(c.f.SetWriteDeadline, &c.armedWrite, c.writeDeadline)
 	var sent int64
 	var serr error
 	for sent < size && serr == nil {
