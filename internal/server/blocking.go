@@ -47,7 +47,7 @@ func startBlocking(c *core) (Server, error) {
 		}
 	}
 	if tl, ok := ln.(*net.TCPListener); ok { // connections as rawConns
-		rl, err := newRawListener(tl)
+		rl, err := newRawListener(tl, c.cfg.HeaderTimeout)
 		if err != nil {
 			return nil, err
 		}

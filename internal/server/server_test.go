@@ -619,15 +619,19 @@ func TestPoolQueueFull(t *testing.T) {
 	busy := dial(t, srv) // holds the only worker
 	busy.send(t, get("/"))
 	busy.read(t, "GET")
+	// The blocking models accept a connection once its first bytes come
+	// (TCP_DEFER_ACCEPT): each of these begins its request.
 	queued := dial(t, srv) // waits in the queue
+	queued.send(t, "GET /santai HTTP/1.1\r\n")
 	testutil.Eventually(t, 5*time.Second, "a connection in the pool's queue", func() bool { return len(srv.(*blockingServer).queue) == 1 })
 	over := dial(t, srv)
+	over.send(t, "GET / HTTP/1.1\r\n")
 	resp, body := over.read(t, "GET")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "queue") {
 		t.Errorf("over a full queue: %d %q", resp.StatusCode, body)
 	}
 	busy.Close() // the worker frees and takes the queued connection
-	queued.send(t, get("/santai"))
+	queued.send(t, "Host: t\r\n\r\n")
 	if _, body := queued.read(t, "GET"); body != "santai saja" {
 		t.Errorf("queued connection: %q", body)
 	}
