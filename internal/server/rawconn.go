@@ -35,6 +35,7 @@ type rawConn struct {
 	mu     sync.Mutex // closed and f, against abort
 	closed bool
 	f      *os.File // the socket in Go's poller, from the first wait on
+	sc     syscall.RawConn
 
 	readDeadline, writeDeadline time.Time
 	armedRead, armedWrite       time.Time // what f was last given
@@ -148,7 +149,27 @@ func (c *rawConn) Read(p []byte) (int, error) {
 		}
 	}
 	arm(c.f.SetReadDeadline, &c.armedRead, c.readDeadline)
-	return c.f.Read(p)
+	// Through the poller's raw connection rather than File.Read: the read
+	// itself stays a direct system call, the scheduler not entered.
+	var n int
+	var rerr error
+	err := c.sc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = rawsys.Read(int(fd), p)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
@@ -219,15 +240,12 @@ func (c *rawConn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.poll(); err != nil {
 		return 0, err
 	}
-	sc, err := c.f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
+	sc := c.sc
 	arm(c.f.SetWriteDeadline, &c.armedWrite, c.writeDeadline)
 	var sent int64
 	var serr error
 	for sent < size && serr == nil {
-		err = sc.Write(func(fd uintptr) bool {
+		err := sc.Write(func(fd uintptr) bool {
 			n, err := unix.Sendfile(int(fd), int(file.Fd()), nil, int(min(size-sent, 1<<30)))
 			if err == unix.EAGAIN {
 				return false
@@ -263,7 +281,12 @@ func (c *rawConn) poll() error {
 		return net.ErrClosed
 	}
 	// A non-blocking descriptor: os.NewFile makes it a pollable file.
-	c.f = os.NewFile(uintptr(c.fd), "tcp")
+	f := os.NewFile(uintptr(c.fd), "tcp")
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err // never for a file NewFile made
+	}
+	c.f, c.sc = f, sc
 	return nil
 }
 
