@@ -10,7 +10,9 @@
 #
 # Needs nginx and wrk (apt-get install nginx wrk). Uses 127.0.0.1:18081
 # for nginx and :19002 for loadlab. PROCS (default 2) is prefork's
-# --procs and nginx's worker_processes beside it.
+# --procs and nginx's worker_processes beside it. NGINX_LISTEN adds
+# options to nginx's listen line: NGINX_LISTEN=deferred compares against
+# nginx with TCP_DEFER_ACCEPT, as serve's thread and pool models accept.
 set -euo pipefail
 pairs=${1:-3}; secs=${2:-10}; shift $(( $# >= 2 ? 2 : $# ))
 models=("${@:-async thread pool prefork}")
@@ -32,7 +34,7 @@ run() {
 for model in "${models[@]}"; do
   workers=1; extra=()
   [ "$model" = prefork ] && workers=$procs && extra=(--procs "$procs")
-  start_nginx 18081 "" "$workers"
+  start_nginx 18081 "" "$workers" "${NGINX_LISTEN:-}"
   "$lb" serve --model "$model" "${extra[@]}" --listen 127.0.0.1:19002 --quiet 2>"$work/serve.log" &
   pid=$!
   until grep -q "ready on" "$work/serve.log"; do sleep 0.1; done
