@@ -226,6 +226,46 @@ func TestBalanceTLSStalledHandshakesHarmNothing(t *testing.T) {
 	})
 }
 
+// A client whose records after the handshake do not open (forged, or
+// not TLS at all) is closed by the loop that holds it, which goes on
+// serving the others, in both modes.
+func TestBalanceTLSForgedRecordsCloseTheirConnection(t *testing.T) {
+	p, _ := certFiles(t, "localhost")
+	for _, mode := range []string{"http", "tcp"} {
+		t.Run(mode, func(t *testing.T) {
+			e := startEcho(t)
+			b := startBalancer(t, Config{Mode: mode, Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"},
+				TLS: []tlsx.Pair{p}})
+			for _, junk := range [][]byte{
+				append([]byte{23, 3, 3, 0, 40}, bytes.Repeat([]byte{9}, 40)...), // the right shape, a tag that fails
+				{23, 3, 3, 0xff, 0xff},           // longer than a record may be
+				[]byte("GET / HTTP/1.1\r\n\r\n"), // plaintext after the handshake
+			} {
+				raw, err := net.Dial("tcp", b.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+				if err := c.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				raw.Write(junk)
+				raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.Copy(io.Discard, raw); os.IsTimeout(err) {
+					t.Fatalf("%q: the connection stayed open", junk)
+				}
+				raw.Close()
+			}
+			good, _ := tlsDial(t, b.Addr().String(), "localhost", nil)
+			io.WriteString(good, "GET / HTTP/1.0\r\n\r\n") // answered, then closed
+			got, err := io.ReadAll(good)
+			if err != nil || len(got) == 0 {
+				t.Fatalf("a good client after the forged ones: %q %v", got, err)
+			}
+		})
+	}
+}
+
 // SIGHUP's reload re-reads the certificate files: a new certificate is
 // shown to new connections, a bad file is refused and the old one stays.
 func TestBalanceReloadsCertificates(t *testing.T) {
