@@ -132,19 +132,11 @@ func DetachListener(ln net.Listener) (int, error) {
 	if !ok {
 		return -1, &net.OpError{Op: "listen", Net: "tcp", Err: unix.EINVAL}
 	}
-	raw, err := tl.SyscallConn()
+	addr := ln.Addr()
+	fd, err := rawsys.Detach(tl) // ln's Addr still answers after
 	if err != nil {
-		return -1, err
+		return -1, &net.OpError{Op: "listen", Net: "tcp", Addr: addr, Err: err}
 	}
-	fd, dupErr := -1, error(nil)
-	err = raw.Control(func(f uintptr) { fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
-	if err == nil {
-		err = dupErr
-	}
-	if err != nil {
-		return -1, &net.OpError{Op: "listen", Net: "tcp", Addr: ln.Addr(), Err: err}
-	}
-	ln.Close() // the duplicate keeps the socket open and non-blocking
 	return fd, nil
 }
 

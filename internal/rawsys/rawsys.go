@@ -8,7 +8,9 @@
 package rawsys
 
 import (
+	"io"
 	"net"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -175,4 +177,27 @@ func LocalAddr(fd int) (*net.TCPAddr, error) {
 		return nil, e
 	}
 	return tcpAddr(&rsa), nil
+}
+
+// Detach takes a socket out of Go's poller: it returns a duplicate of its
+// descriptor (close-on-exec, and non-blocking as the original was), the
+// caller's to close, and closes c, whose close takes the original out of
+// the poller; the socket stays open through the duplicate.
+func Detach(c interface {
+	syscall.Conn
+	io.Closer
+}) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(f uintptr) { fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	c.Close()
+	return fd, nil
 }

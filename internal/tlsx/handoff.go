@@ -9,7 +9,7 @@ import (
 	"net"
 	"slices"
 
-	"golang.org/x/sys/unix"
+	"loadlab/internal/rawsys"
 )
 
 // Handing a connection from crypto/tls to an event loop once its
@@ -142,8 +142,11 @@ func (h *Handoff) Take(tc *tls.Conn) (fd int, rec *Records, err error) {
 		return -1, nil, ErrNoHandoff
 	}
 	rec.partial = h.in
-	fd, err = detach(h.Conn)
-	if err != nil {
+	tcp, ok := h.Conn.(*net.TCPConn)
+	if !ok {
+		return -1, nil, ErrNoHandoff
+	}
+	if fd, err = rawsys.Detach(tcp); err != nil {
 		return -1, nil, err
 	}
 	h.written, h.in = nil, nil
@@ -177,27 +180,4 @@ func sentUnder(d *direction, written []byte) (uint64, error) {
 		return 0, ErrNoHandoff
 	}
 	return sent, nil
-}
-
-// detach takes a TCP connection's socket out of Go's poller, as
-// evloop.DetachListener does a listener's: a duplicate (non-blocking, as
-// the original was) for the caller, and the original closed.
-func detach(nc net.Conn) (int, error) {
-	tcp, ok := nc.(*net.TCPConn)
-	if !ok {
-		return -1, ErrNoHandoff
-	}
-	raw, err := tcp.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, dupErr := -1, error(nil)
-	if err := raw.Control(func(f uintptr) { fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if dupErr != nil {
-		return -1, dupErr
-	}
-	tcp.Close()
-	return fd, nil
 }
