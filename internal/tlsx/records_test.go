@@ -33,30 +33,18 @@ func serveHandoffs(t *testing.T, conf *tls.Config, got func(handedOff, error)) s
 	t.Helper()
 	tlsx.ForHandoff(conf)
 	ln := testutil.Listen(t)
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				h := tlsx.NewHandoff(nc)
-				tc := tls.Server(h, conf)
-				nc.SetDeadline(time.Now().Add(10 * time.Second))
-				if err := tc.Handshake(); err != nil {
-					h.Close()
-					got(handedOff{}, err)
-					return
-				}
-				nc.SetDeadline(time.Time{})
-				fd, rec, err := h.Take(tc)
-				if err != nil {
-					h.Close()
-				}
-				got(handedOff{fd, rec}, err)
-			}()
+	testutil.ServeEach(t, ln, func(nc net.Conn) {
+		h := tlsx.NewHandoff(nc)
+		tc := tls.Server(h, conf)
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			got(handedOff{}, err)
+			return
 		}
-	}()
+		nc.SetDeadline(time.Time{})
+		fd, rec, err := h.Take(tc) // the socket leaves nc: its close after this is nothing to it
+		got(handedOff{fd, rec}, err)
+	})
 	return ln.Addr().String()
 }
 
