@@ -280,23 +280,15 @@ func startFlaky(t *testing.T) *flakyBackend {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	f := &flakyBackend{addr: ln.Addr().String(), ln: ln}
 	f.up.Store(true)
-	t.Cleanup(func() { f.mu.Lock(); f.ln.Close(); f.mu.Unlock() })
-	go f.serve(ln)
+	testutil.ServeEach(t, ln, f.answer)
 	return f
 }
 
-func (f *flakyBackend) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			bufio.NewReader(c).ReadString('\n')
-			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}()
-	}
+// answer is the backend's reply to every connection, on every listener
+// it reopens (each served by testutil.ServeEach, closed at the test's end).
+func (f *flakyBackend) answer(c net.Conn) {
+	bufio.NewReader(c).ReadString('\n')
+	io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 }
 
 // setUp stops or restarts listening on the same port.
@@ -309,7 +301,7 @@ func (f *flakyBackend) setUp(t *testing.T, up bool) {
 			t.Fatal(err)
 		}
 		f.ln = ln
-		go f.serve(ln)
+		testutil.ServeEach(t, ln, f.answer)
 	} else {
 		f.ln.Close()
 	}
