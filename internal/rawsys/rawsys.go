@@ -74,14 +74,14 @@ func putPort(p *uint16, port int) {
 	b[0], b[1] = byte(port>>8), byte(port)
 }
 
-// Connect starts a connect; on a non-blocking socket, EINPROGRESS says it
-// is under way.
 // Bind binds fd to sa (a client's local address, port 0 for any).
 func Bind(fd int, sa *Sockaddr) error {
 	_, _, e := unix.RawSyscall(unix.SYS_BIND, uintptr(fd), uintptr(sa.ptr), sa.len)
 	return errnoErr(e)
 }
 
+// Connect starts a connect; on a non-blocking socket, EINPROGRESS says it
+// is under way.
 func Connect(fd int, sa *Sockaddr) error {
 	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa.ptr), sa.len)
 	return errnoErr(e)

@@ -16,7 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"loadlab"
+	"loadlab/internal/rawsys"
 )
 
 // ReadyPrefix starts the line a server prints on stderr once it accepts
@@ -80,12 +83,12 @@ func startPrefork(c *core) (Server, error) {
 	}
 	// Hold the port while the children start, so ":0" becomes one real port
 	// that all of them share, and a port in use is reported once, here.
-	hold, err := listen(c.cfg.Listen, true)
+	addr, hold, err := holdPort(c.cfg.Listen)
 	if err != nil {
 		return nil, err
 	}
-	defer hold.Close()
-	s := &preforkServer{core: c, addr: hold.Addr(), stopping: make(chan struct{}), done: make(chan struct{}),
+	defer rawsys.Close(hold)
+	s := &preforkServer{core: c, addr: addr, stopping: make(chan struct{}), done: make(chan struct{}),
 		children: make([]*child, c.cfg.Procs)}
 	for i := range c.cfg.Procs {
 		ch, err := s.startChild(i)
@@ -103,6 +106,46 @@ func startPrefork(c *core) (Server, error) {
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// holdPort binds a socket to addr with SO_REUSEPORT and does not listen
+// on it: the port is taken (a port of 0 becomes a real one), the children
+// can bind it too, and no connection is ever queued on it. A listening
+// holder would take its share of the connections that arrive while the
+// children start, and reset them when it closes.
+func holdPort(addr string) (*net.TCPAddr, int, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, -1, fmt.Errorf("listen %s: %v (give host:port, such as :8080)", addr, err)
+	}
+	ip := ta.IP
+	if ip == nil {
+		ip = net.IPv6unspecified // as Go's listeners bind ":port": both families
+	}
+	fd, err := rawsys.Socket(rawsys.NewSockaddr(ip, ta.Port).Family)
+	if err != nil && ta.IP == nil {
+		ip = net.IPv4zero // no IPv6 on this machine
+		fd, err = rawsys.Socket(unix.AF_INET)
+	}
+	if err != nil {
+		return nil, -1, listenError(addr, err)
+	}
+	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
+			rawsys.Close(fd)
+			return nil, -1, listenError(addr, err)
+		}
+	}
+	if err := rawsys.Bind(fd, rawsys.NewSockaddr(ip, ta.Port)); err != nil {
+		rawsys.Close(fd)
+		return nil, -1, listenError(addr, err)
+	}
+	bound, err := rawsys.LocalAddr(fd)
+	if err != nil {
+		rawsys.Close(fd)
+		return nil, -1, listenError(addr, err)
+	}
+	return bound, fd, nil
 }
 
 func (s *preforkServer) Addr() net.Addr        { return s.addr }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"loadlab/internal/httpx"
+	"loadlab/internal/rawsys"
 	"loadlab/internal/site"
 	"loadlab/internal/testutil"
 	"loadlab/internal/tlsx"
@@ -680,6 +681,34 @@ func TestPreforkReplacesKilledChild(t *testing.T) {
 			t.Fatalf("after the restart: %d", resp.StatusCode)
 		}
 	}
+}
+
+// The prefork parent holds its port while the children start, but must
+// not listen on it: a connection queued on the holder would be reset when
+// it closes.
+func TestPreforkHolderQueuesNoConnection(t *testing.T) {
+	addr, hold, err := holdPort("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rawsys.Close(hold)
+	if addr.Port == 0 {
+		t.Fatal("no port taken")
+	}
+	if c, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the holder accepted a connection")
+	}
+	ln, err := listen(addr.String(), true) // a child's listener, beside the holder
+	if err != nil {
+		t.Fatalf("a child cannot bind the held port: %v", err)
+	}
+	defer ln.Close()
+	c, err := net.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
 
 func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
