@@ -316,6 +316,9 @@ func (r *runner) repetition(ctx context.Context, ls *live, c, round int, res *re
 			rec.ServerCPU = float64((server1 - server0).Microseconds()) / n
 		}
 		rec.ClientCPU = float64((client1 - client0).Microseconds()) / n
+		if rec.ServerCPU > 0 && rec.ClientCPU > 0 {
+			rec.ServerPerClientCPU = rec.ServerCPU / rec.ClientCPU
+		}
 		return rep{sum: sum, rec: rec}, nil
 	}
 }

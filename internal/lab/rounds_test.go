@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -102,6 +103,11 @@ systems:
 			if (s.Name == "c") != (cell.Median.ServerCPU == 0) {
 				t.Errorf("%s c=%d: server CPU %v µs/request (known only for what loadlab started)", s.Name, cell.Level, cell.Median.ServerCPU)
 			}
+			for _, r := range cell.Repetitions {
+				if r.ServerCPU > 0 && math.Abs(r.ServerPerClientCPU-r.ServerCPU/r.ClientCPU) > 1e-9 {
+					t.Errorf("%s c=%d: server ÷ client CPU %v, from %v and %v", s.Name, cell.Level, r.ServerPerClientCPU, r.ServerCPU, r.ClientCPU)
+				}
+			}
 		}
 	}
 	out := t.TempDir()
@@ -120,6 +126,11 @@ systems:
 	spread := fmt.Sprintf("%.0f (%.0f–%.0f)", a.Cells[0].Median.RequestsPerSecond, a.Cells[0].Low.RequestsPerSecond, a.Cells[0].High.RequestsPerSecond)
 	if !strings.Contains(string(md), median) || !strings.Contains(string(md), spread) {
 		t.Errorf("REPORT.md lacks the median run's %s or the spread %s", median, spread)
+	}
+	c := a.Cells[0]
+	perClient := fmt.Sprintf("%.2f (%.2f–%.2f)", c.Median.ServerPerClientCPU, c.Low.ServerPerClientCPU, c.High.ServerPerClientCPU)
+	if c.Median.ServerPerClientCPU <= 0 || !strings.Contains(string(md), perClient) {
+		t.Errorf("REPORT.md lacks server ÷ client CPU %s", perClient)
 	}
 }
 

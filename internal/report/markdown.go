@@ -69,7 +69,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("\n")
 		}
 	}
-	p("## Every system\n\nMedian (min–max) over the repetitions. *Server CPU* is the CPU time the system's own processes spent per request (user and system, from the scheduler's counts in /proc), a steadier figure than req/s on a shared machine; *client CPU* is the load generator's. A cell is *client-bound* when the generator used most of a core: its req/s may be the client's limit.\n\n")
+	p("## Every system\n\nMedian (min–max) over the repetitions. *Server CPU* is the CPU time the system's own processes spent per request (user and system, from the scheduler's counts in /proc), a steadier figure than req/s on a shared machine; *client CPU* is the load generator's. *Server ÷ client CPU* divides the two within each repetition: on a virtual machine whose host slows its CPUs (often without any steal showing), both slow alike, so this ratio is the figure to compare between runs, where microseconds move with the host. A cell is *client-bound* when the generator used most of a core: its req/s may be the client's limit.\n\n")
 	for _, s := range res.Systems {
 		kind := ""
 		if s.Peer {
@@ -181,8 +181,8 @@ func joinInts(xs []int) string {
 // writeSpreadTable writes a system's cells: median and spread of each
 // figure, failures, repetitions run again, and whether it is client-bound.
 func writeSpreadTable(w io.Writer, s *System) {
-	fmt.Fprintln(w, "| concurrency | req/s | time per request (ms) | p50 (ms) | p99 (ms) | server CPU (µs/req) | client CPU (µs/req) | failed | repeated | note |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| concurrency | req/s | time per request (ms) | p50 (ms) | p99 (ms) | server CPU (µs/req) | client CPU (µs/req) | server ÷ client CPU | failed | repeated | note |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range s.Cells {
 		var failed int64
 		for _, r := range c.Repetitions {
@@ -192,18 +192,19 @@ func writeSpreadTable(w io.Writer, s *System) {
 		if c.ClientBound {
 			note = "client-bound"
 		}
-		server := "-"
+		server, perClient := "-", "-"
 		if c.Median.ServerCPU > 0 {
 			server = spreadText(c.Median.ServerCPU, c.Low.ServerCPU, c.High.ServerCPU, "%.1f")
+			perClient = spreadText(c.Median.ServerPerClientCPU, c.Low.ServerPerClientCPU, c.High.ServerPerClientCPU, "%.2f")
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", c.Level,
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", c.Level,
 			spreadText(c.Median.RequestsPerSecond, c.Low.RequestsPerSecond, c.High.RequestsPerSecond, "%.0f"),
 			spreadText(c.Median.TimePerRequest, c.Low.TimePerRequest, c.High.TimePerRequest, "%.3f"),
 			spreadText(c.Median.P50, c.Low.P50, c.High.P50, "%.3f"),
 			spreadText(c.Median.P99, c.Low.P99, c.High.P99, "%.3f"),
 			server,
 			spreadText(c.Median.ClientCPU, c.Low.ClientCPU, c.High.ClientCPU, "%.1f"),
-			failed, c.Repeated, note)
+			perClient, failed, c.Repeated, note)
 	}
 }
 

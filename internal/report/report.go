@@ -111,6 +111,12 @@ type Figures struct {
 	// request, in µs (0 for a url: system); ClientCPU is the generator's.
 	ServerCPU float64 `json:"server_cpu_us_per_request"`
 	ClientCPU float64 `json:"client_cpu_us_per_request"`
+	// ServerPerClientCPU is ServerCPU ÷ ClientCPU within one repetition:
+	// the server's CPU per request with the generator's as the yardstick.
+	// Both ran on the same cores at the same moments, so when the host
+	// slows a guest's CPUs (which a guest may not see as steal), both
+	// slow alike and this stays, where the microseconds do not.
+	ServerPerClientCPU float64 `json:"server_cpu_per_client_cpu"`
 }
 
 // Repetition is one run of a cell.

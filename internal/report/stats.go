@@ -29,6 +29,7 @@ var figureFields = []func(*Figures) *float64{
 	func(f *Figures) *float64 { return &f.P99 },
 	func(f *Figures) *float64 { return &f.ServerCPU },
 	func(f *Figures) *float64 { return &f.ClientCPU },
+	func(f *Figures) *float64 { return &f.ServerPerClientCPU },
 }
 
 // Spread is the median, the smallest and the largest of every figure over
