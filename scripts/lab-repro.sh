@@ -4,7 +4,10 @@
 # whose figures agree within ±10 % between the two runs, for two figures:
 #   - each system's median req/s divided by async's at the same level
 #     (a ratio: the machine's drift between the runs cancels out);
-#   - the median server CPU time per request (µs), from /proc.
+#   - the median server CPU time per request (µs), from /proc;
+#   - the median server CPU ÷ client CPU per request (each repetition's
+#     server CPU over the generator's, on the same requests: a host that
+#     slows the guest's CPUs slows both alike).
 #
 #   scripts/lab-repro.sh [extra loadlab lab flags...]
 #
@@ -36,7 +39,8 @@ a, b = cells(sys.argv[1]), cells(sys.argv[2])
 def agree(x, y):
     return x > 0 and y > 0 and abs(y / x - 1) <= 0.10
 
-for name, key, fig in [("req/s ÷ async's", "ratio", None), ("server CPU per request", "cpu", "server_cpu_us_per_request")]:
+for name, key, fig in [("req/s ÷ async's", "ratio", None), ("server CPU per request", "cpu", "server_cpu_us_per_request"),
+                       ("server ÷ client CPU", "cpu", "server_cpu_per_client_cpu")]:
     n = ok = 0
     for (sys_, lvl), m1 in sorted(a.items()):
         m2 = b.get((sys_, lvl))
