@@ -40,7 +40,7 @@ type Config struct {
 
 // Defaults of an experiment.
 const (
-	DefaultRepetitions = 5
+	DefaultRepetitions = 9
 	DefaultMaxSteal    = 0.05
 )
 
