@@ -213,8 +213,10 @@ func writeSpreadTable(w io.Writer, s *System) {
 // or slower only when the two spreads do not overlap.
 func writeComparison(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | verdict | p99 then (ms) | p99 now (ms) | failed then → now |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---|")
+	fmt.Fprintln(w, "Server ÷ client CPU is the server's CPU per request over the generator's in the same repetitions: the figure to hold between runs when the host's speed may have moved between them (req/s and microseconds move with it).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | verdict | server ÷ client CPU then → now | CPU verdict | p99 then (ms) | p99 now (ms) | failed then → now |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
 	for _, s := range res.Systems {
 		old := res.Baseline.system(s.Name)
 		if old == nil {
@@ -227,6 +229,7 @@ func writeComparison(w io.Writer, res *Results) {
 			}
 			nowCell, thenCell := s.cell(run.Concurrency), old.cell(run.Concurrency)
 			thenText, nowText, verdict := fmt.Sprintf("%.2f", then.RequestsPerSecond), fmt.Sprintf("%.2f", run.RequestsPerSecond), "no spread in the baseline"
+			cpuText, cpuVerdict := "-", "-"
 			change := (run.RequestsPerSecond/then.RequestsPerSecond - 1) * 100
 			if nowCell != nil {
 				nowText = spreadText(nowCell.Median.RequestsPerSecond, nowCell.Low.RequestsPerSecond, nowCell.High.RequestsPerSecond, "%.0f")
@@ -235,9 +238,17 @@ func writeComparison(w io.Writer, res *Results) {
 				thenText = spreadText(thenCell.Median.RequestsPerSecond, thenCell.Low.RequestsPerSecond, thenCell.High.RequestsPerSecond, "%.0f")
 				change = (nowCell.Median.RequestsPerSecond/thenCell.Median.RequestsPerSecond - 1) * 100
 				verdict = Verdict(nowCell, thenCell, rps, true)
+				if thenCell.Median.ServerPerClientCPU > 0 && nowCell.Median.ServerPerClientCPU > 0 {
+					cpuText = spreadText(thenCell.Median.ServerPerClientCPU, thenCell.Low.ServerPerClientCPU, thenCell.High.ServerPerClientCPU, "%.2f") + " → " +
+						spreadText(nowCell.Median.ServerPerClientCPU, nowCell.Low.ServerPerClientCPU, nowCell.High.ServerPerClientCPU, "%.2f")
+					cpuVerdict = map[string]string{"faster": "cheaper", "slower": "costlier"}[Verdict(nowCell, thenCell, perClientCPU, false)]
+					if cpuVerdict == "" {
+						cpuVerdict = "within noise"
+					}
+				}
 			}
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
-				thenText, nowText, change, verdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %s | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
+				thenText, nowText, change, verdict, cpuText, cpuVerdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
 		}
 	}
 	fmt.Fprintln(w)

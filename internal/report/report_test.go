@@ -74,6 +74,29 @@ func TestWithinNoise(t *testing.T) {
 	if !strings.Contains(string(md), "| async-balancer | 1 | 4000 (3600–4400) | 4218 (3796–4640) | +5.4% | within noise |") {
 		t.Errorf("the comparison does not say within noise:\n%s", md)
 	}
+
+	// Server ÷ client CPU gets its own verdict: cheaper only when the
+	// spreads do not overlap.
+	perClient := func(res *Results, c int, lo, med, hi float64) {
+		cell := res.Systems[0].cell(c)
+		cell.Low.ServerPerClientCPU, cell.Median.ServerPerClientCPU, cell.High.ServerPerClientCPU = lo, med, hi
+	}
+	perClient(res.Baseline, 1, 0.60, 0.65, 0.70)
+	perClient(res, 1, 0.50, 0.52, 0.55)
+	perClient(res.Baseline, 5, 0.60, 0.65, 0.70)
+	perClient(res, 5, 0.62, 0.66, 0.72)
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	for _, want := range []string{
+		"| +5.4% | within noise | 0.65 (0.60–0.70) → 0.52 (0.50–0.55) | cheaper |",
+		"| 0.65 (0.60–0.70) → 0.66 (0.62–0.72) | within noise |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("the comparison lacks %q:\n%s", want, md)
+		}
+	}
 }
 
 func TestReportFromKnownResults(t *testing.T) {

@@ -73,6 +73,9 @@ func Verdict(a, b *Cell, field func(*Figures) *float64, higherBetter bool) strin
 // rps is the req/s field, for Verdict.
 func rps(f *Figures) *float64 { return &f.RequestsPerSecond }
 
+// perClientCPU is the server ÷ client CPU field, for Verdict.
+func perClientCPU(f *Figures) *float64 { return &f.ServerPerClientCPU }
+
 // spreadText is a median with its spread, as the tables show it.
 func spreadText(med, lo, hi float64, format string) string {
 	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, lo, hi)
