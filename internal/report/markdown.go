@@ -215,6 +215,9 @@ func writeComparison(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintln(w, "Server ÷ client CPU is the server's CPU per request over the generator's in the same repetitions: the figure to hold between runs when the host's speed may have moved between them (req/s and microseconds move with it).")
 	fmt.Fprintln(w)
+	if res.Baseline.Requests != res.Requests {
+		fmt.Fprintf(w, "**Not like for like:** the baseline ran %d requests per repetition and this run %d; each repetition's fixed costs (connections opened, the generator's start) weigh differently per request, so compare runs of the same size.\n\n", res.Baseline.Requests, res.Requests)
+	}
 	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | verdict | server ÷ client CPU then → now | CPU verdict | p99 then (ms) | p99 now (ms) | failed then → now |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
 	for _, s := range res.Systems {

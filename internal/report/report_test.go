@@ -89,7 +89,16 @@ func TestWithinNoise(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	if strings.Contains(string(md), "Not like for like") {
+		t.Error("runs of the same size called not like for like")
+	}
+	res.Requests = 50
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
 	for _, want := range []string{
+		"**Not like for like:** the baseline ran 1000 requests per repetition and this run 50",
 		"| +5.4% | within noise | 0.65 (0.60–0.70) → 0.52 (0.50–0.55) | cheaper |",
 		"| 0.65 (0.60–0.70) → 0.66 (0.62–0.72) | within noise |",
 	} {
