@@ -110,6 +110,13 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	p("## The machine\n\n| | |\n|---|---|\n| CPU | %s |\n| cores | %d |\n| kernel | %s |\n| OS | %s |\n| Go | %s |\n| loadlab | %s |\n\n",
 		m.CPU, m.Cores, m.Kernel, m.OS, m.Go, m.Loadlab)
 	p("CPU steal (time the hypervisor gave to others) was read from /proc/stat around every repetition: the most any kept repetition saw was %.1f %%; %d repetitions saw more than %.0f %% and were run again.\n\n", 100*res.StealMax, res.Repeated, 100*res.MaxSteal)
+	if cost := RoundCost(res); len(cost) > 1 {
+		var texts []string
+		for _, c := range cost {
+			texts = append(texts, fmt.Sprintf("%.2f", c))
+		}
+		p("Steal does not show every slowdown: some hosts slow a guest's CPUs without it. The load generator does the same work per request all run long, so its CPU per request, round by round against its median in each cell, shows the machine's speed: %s (1.00 is the run's usual speed; 1.20 would be a round in which the same work took a fifth longer). Req/s and CPU microseconds move with it; ratios taken within a round (server ÷ client CPU, one system against another) much less.\n\n", strings.Join(texts, " "))
+	}
 	p("The median repetition of every cell has its ab-style text in [runs/](runs/); every figure of every repetition is in [results.json](results.json), and the median runs in [results.csv](results.csv).\n\n")
 	p("## The configuration\n\n<details><summary>Repeat this run with <code>loadlab lab --config</code> on this file</summary>\n\n```yaml\n%s```\n\n</details>\n", res.ConfigYAML)
 	return nil

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +145,31 @@ func TestReportFromKnownResults(t *testing.T) {
 	}
 	if _, err := LoadResults(filepath.Join(dir, "REPORT.md")); err == nil || !strings.Contains(err.Error(), "not a loadlab results.json") {
 		t.Errorf("a non-JSON baseline: %v", err)
+	}
+}
+
+// The machine's speed, round by round, comes from the generator's CPU per
+// request against its median in each cell.
+func TestRoundCost(t *testing.T) {
+	res := results(4000)
+	for _, s := range res.Systems {
+		for _, c := range s.Cells {
+			c.Median.ClientCPU = 50
+			c.Repetitions = []Repetition{{Round: 0}, {Round: 1}, {Round: 2}}
+			for i, cpu := range []float64{50, 60, 45} { // round 1 a fifth slower, round 2 a tenth faster
+				c.Repetitions[i].ClientCPU = cpu
+			}
+		}
+	}
+	if got := fmt.Sprint(RoundCost(res)); got != "[1 1.2 0.9]" {
+		t.Errorf("round cost %s, want [1 1.2 0.9]", got)
+	}
+	dir := t.TempDir()
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	if !strings.Contains(string(md), "shows the machine's speed: 1.00 1.20 0.90 (") {
+		t.Errorf("REPORT.md does not show the rounds' speed:\n%s", md)
 	}
 }

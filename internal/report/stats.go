@@ -19,6 +19,34 @@ func Median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// RoundCost is, for each round, the median over every cell of the
+// generator's CPU per request in that round's repetition divided by its
+// median in the cell: the machine's slowness round by round (1 is the
+// run's usual speed, 1.2 a round in which the same work took a fifth
+// longer). The generator does the same work per request all run long, so
+// it shows a host that slows the guest's CPUs without any steal showing.
+func RoundCost(res *Results) []float64 {
+	var byRound [][]float64
+	for _, s := range res.Systems {
+		for _, c := range s.Cells {
+			if c.Median.ClientCPU <= 0 {
+				continue
+			}
+			for _, r := range c.Repetitions {
+				for len(byRound) <= r.Round {
+					byRound = append(byRound, nil)
+				}
+				byRound[r.Round] = append(byRound[r.Round], r.ClientCPU/c.Median.ClientCPU)
+			}
+		}
+	}
+	cost := make([]float64, len(byRound))
+	for i, xs := range byRound {
+		cost[i] = Median(xs)
+	}
+	return cost
+}
+
 // figureFields lists the fields of Figures, so that each is summarized
 // the same way.
 var figureFields = []func(*Figures) *float64{
