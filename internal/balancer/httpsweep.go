@@ -70,6 +70,9 @@ func (h *httpLoop) Sweep() {
 	}
 }
 
+// Idle: no client, and no backend connection kept in the pool.
+func (h *httpLoop) Idle() bool { return len(h.clients) == 0 && len(h.idle) == 0 }
+
 // stopping closes the clients waiting for a request; the others are
 // answered with "Connection: close".
 func (h *httpLoop) Stopping() {

@@ -441,6 +441,9 @@ func (t *tcpLoop) Sweep() {
 	}
 }
 
+// Idle: no pair open.
+func (t *tcpLoop) Idle() bool { return len(t.pairs) == 0 }
+
 // stopping: tcp connections run until their ends close them.
 func (t *tcpLoop) Stopping() {}
 

@@ -46,6 +46,7 @@ type client struct{ ClientHandler }
 
 func (client) Take(int, net.Addr)   {}
 func (client) Refuse(int, net.Addr) {}
+func (client) Idle() bool           { return false } // its clock is its own
 func (client) Stopping()            {}
 func (client) CloseAll()            {}
 

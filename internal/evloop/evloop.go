@@ -35,7 +35,10 @@ type Handler interface {
 	Take(fd int, from net.Addr)
 	// Refuse turns away a connection that waited too long for a slot.
 	Refuse(fd int, from net.Addr)
-	Sweep()    // every Config.SweepEvery: timeouts
+	Sweep() // every Config.SweepEvery: timeouts
+	// Idle reports that the handler holds nothing a sweep could end: its
+	// loop then sleeps until an event instead of waking every SweepEvery.
+	Idle() bool
 	Stopping() // the group stopped accepting: finish what is open, take nothing new
 	CloseAll() // the grace is over: close everything now
 }
@@ -325,18 +328,32 @@ func (l *Loop) run() {
 		if len(l.waiting) > 0 {
 			wait = min(wait, 5*time.Millisecond) // a slot may free in another loop
 		}
-		ms := int((wait + time.Millisecond - 1) / time.Millisecond) // a sweep may be a little late
+		ms := max(int((wait+time.Millisecond-1)/time.Millisecond), 0) // a sweep may be a little late
 		if l.timer != nil {
 			if next := l.timer.Next(); !next.IsZero() && next.Sub(l.now) < wait {
 				ms = max(int(next.Sub(time.Now())/time.Millisecond), 0) // a timer may not: the rest of a millisecond is spun
 			}
 		}
+		asleep := l.idle()
+		if asleep {
+			// Nothing to time out: wait for an event, however long. An idle
+			// server that woke every sweep cost the machine it shares far
+			// more than the sweep: each wake out of a blocking epoll_wait
+			// sets the Go runtime's sysmon polling again, ten context
+			// switches a wake; the lab's twenty idle servers took a fifth
+			// of a core and a quarter of the measured system's req/s
+			// (docs/PERFORMANCE.md).
+			ms = -1
+		}
 		l.closeNow()
-		n, err := unix.EpollWait(l.epfd, l.events, max(ms, 0))
+		n, err := unix.EpollWait(l.epfd, l.events, ms)
 		if err != nil && err != unix.EINTR {
 			continue
 		}
 		l.now = time.Now()
+		if asleep {
+			nextSweep = l.now.Add(every) // what woke it is new: no sweep is owed
+		}
 		for _, ev := range l.events[:max(n, 0)] {
 			switch fd := int(ev.Fd); {
 			case fd == l.g.lnfd:
@@ -409,6 +426,12 @@ func (l *Loop) leave() {
 		l.handler.Refuse(w.fd, w.from)
 	}
 	l.queue(nil)
+}
+
+// idle reports that no sweep is due for anything: no connection, none
+// waiting for a slot, accepting not paused, and no clock of a client's.
+func (l *Loop) idle() bool {
+	return l.timer == nil && len(l.waiting) == 0 && l.pausedTo.IsZero() && l.handler.Idle()
 }
 
 // sweep runs the handler's timeouts, refuses waits over MaxConns that ran

@@ -30,6 +30,7 @@ type echo struct {
 	taken   *atomic.Int64
 	failed  *atomic.Int64
 	stopped *atomic.Int64
+	sweeps  *atomic.Int64
 }
 
 type echoConn struct {
@@ -47,7 +48,8 @@ func (e *echo) Take(fd int, _ net.Addr) {
 	e.l.Set(fd, &c.epoll, unix.EPOLLIN)
 }
 func (e *echo) Refuse(fd int, _ net.Addr) { rawsys.Close(fd) }
-func (e *echo) Sweep()                    {}
+func (e *echo) Sweep()                    { e.sweeps.Add(1) }
+func (e *echo) Idle() bool                { return len(e.conns) == 0 }
 func (e *echo) Stopping() {
 	e.stopped.Add(1)
 	for c := range e.conns {
@@ -107,6 +109,7 @@ type echoServer struct {
 	addr                   *net.TCPAddr
 	lnfd                   int
 	taken, failed, stopped atomic.Int64
+	sweeps                 atomic.Int64
 	panics                 atomic.Int64
 }
 
@@ -124,7 +127,7 @@ func startEcho(t *testing.T, loops int) *echoServer {
 	s.g, err = Start(fd, Config{Loops: loops, SweepEvery: 10 * time.Millisecond,
 		Panicked: func(any, []byte) { s.panics.Add(1) }},
 		func(l *Loop) Handler {
-			return &echo{l: l, conns: map[*echoConn]struct{}{}, taken: &s.taken, failed: &s.failed, stopped: &s.stopped}
+			return &echo{l: l, conns: map[*echoConn]struct{}{}, taken: &s.taken, failed: &s.failed, stopped: &s.stopped, sweeps: &s.sweeps}
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -390,4 +393,33 @@ func TestKnockAfterTheEndWritesNowhere(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An idle loop sleeps until an event: it sweeps only while it holds a
+// connection, and stops again once the last one closes.
+func TestIdleLoopSleeps(t *testing.T) {
+	s := startEcho(t, 2)
+	time.Sleep(200 * time.Millisecond) // twenty sweep intervals
+	if n := s.sweeps.Load(); n != 0 {
+		t.Fatalf("%d sweeps with no connection; want none", n)
+	}
+	c, err := net.Dial("tcp", s.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "no sweep while a connection is open", func() bool { return s.sweeps.Load() > 0 })
+	c.Close()
+	// Once the close is seen, the count stops: two reads 100 ms apart
+	// (ten sweep intervals) agree.
+	testutil.Eventually(t, 5*time.Second, "the loops kept sweeping after the last connection closed", func() bool {
+		before := s.sweeps.Load()
+		time.Sleep(100 * time.Millisecond)
+		return s.sweeps.Load() == before
+	})
 }

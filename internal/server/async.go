@@ -457,6 +457,9 @@ func (h *asyncLoop) Sweep() {
 	}
 }
 
+// Idle: no connection open, lingering or not.
+func (h *asyncLoop) Idle() bool { return len(h.conns) == 0 }
+
 // Stopping closes the connections waiting for a request; the others
 // finish what they are doing, answered with "Connection: close".
 func (h *asyncLoop) Stopping() {
