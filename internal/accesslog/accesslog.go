@@ -41,11 +41,12 @@ func NewLogger(b *Buffer, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("unknown log format %q (use text or json)", format)
 }
 
-// Buffer collects writes in memory and passes them on every interval, or
-// soon after it holds 64 KiB, from a goroutine of its own: a writer that
-// blocks (a pipe nobody reads) or fails (a pipe whose reader left) holds
-// up only that goroutine, never a Write. When more than maxBuffered waits,
-// further lines are dropped and counted. Safe for concurrent use.
+// Buffer collects writes in memory and passes them on an interval after
+// the first of them, or soon after it holds 64 KiB, from a goroutine of
+// its own: a writer that blocks (a pipe nobody reads) or fails (a pipe
+// whose reader left) holds up only that goroutine, never a Write. When
+// more than maxBuffered waits, further lines are dropped and counted.
+// Safe for concurrent use.
 type Buffer struct {
 	mu      sync.Mutex
 	flushMu sync.Mutex // one write under way at a time
@@ -53,7 +54,8 @@ type Buffer struct {
 	spare   []byte
 	dropped atomic.Int64
 	w       io.Writer
-	kick    chan struct{}
+	filled  chan struct{} // the buffer was empty and is not: start the interval
+	full    chan struct{} // it holds flushAt: flush now
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -67,17 +69,30 @@ const (
 // the last lines.
 const closeWait = time.Second
 
-// NewBuffer starts a Buffer that flushes to w every interval.
+// NewBuffer starts a Buffer that flushes to w within interval of a write.
+// With nothing written, its goroutine sleeps: a ticker would wake every
+// idle server ten times a second, and each wake costs the Go runtime a
+// dozen context switches on a machine the server shares with the load
+// (docs/PERFORMANCE.md).
 func NewBuffer(w io.Writer, interval time.Duration) *Buffer {
-	b := &Buffer{w: w, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Buffer{w: w, filled: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
+		t := time.NewTimer(interval)
+		t.Stop()
 		for {
 			select {
-			case <-t.C:
-			case <-b.kick:
+			case <-b.filled: // gather for an interval, unless it fills
+				t.Reset(interval)
+				select {
+				case <-t.C:
+				case <-b.full:
+					t.Stop()
+				case <-b.stop:
+					b.Flush()
+					return
+				}
+			case <-b.full:
 			case <-b.stop:
 				b.Flush()
 				return
@@ -96,16 +111,26 @@ func (b *Buffer) Write(p []byte) (int, error) {
 		b.dropped.Add(1)
 		return len(p), nil
 	}
+	first := len(b.buf) == 0
 	b.buf = append(b.buf, p...)
 	full := len(b.buf) >= flushAt
 	b.mu.Unlock()
-	if full {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+	switch {
+	case full:
+		signal(b.full)
+	case first:
+		signal(b.filled)
 	}
 	return len(p), nil
+}
+
+// signal tells the flushing goroutine without waiting: one signal pending
+// is as good as many.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // Dropped is how many writes were dropped because the writer fell behind.

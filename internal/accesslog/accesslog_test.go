@@ -54,6 +54,24 @@ func TestLargeWritesFlushSoon(t *testing.T) {
 	})
 }
 
+// A line reaches the writer an interval after it was written, with no
+// Close or Flush, and so does one written after the buffer went quiet.
+func TestLinesFlushByTime(t *testing.T) {
+	var out testutil.Buffer
+	b := NewBuffer(&out, 10*time.Millisecond)
+	defer b.Close()
+	for _, line := range []string{"first\n", "second\n"} {
+		b.Write([]byte(line))
+		testutil.Eventually(t, 10*time.Second, line+" written out by time", func() bool {
+			return strings.HasSuffix(out.String(), line)
+		})
+		time.Sleep(50 * time.Millisecond) // quiet: the flush goroutine waits for the next line
+	}
+	if out.String() != "first\nsecond\n" {
+		t.Errorf("got %q", out.String())
+	}
+}
+
 // stuckWriter never returns from Write, as a pipe nobody reads.
 type stuckWriter struct{ release chan struct{} }
 
