@@ -421,28 +421,32 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 	t.b.log.connection(p.from, be, p.up, p.down, t.l.Now().Sub(p.start), status, p.skipped)
 }
 
-// sweep ends connects past their timeout (and tries the next backend) and
-// idle connections.
-func (t *tcpLoop) Sweep() {
+// Sweep ends connects past their timeout (and tries the next backend) and
+// idle connections, and returns the earliest deadline of those left (zero:
+// none open).
+func (t *tcpLoop) Sweep() time.Time {
 	cfg := t.b.Config()
 	idleAfter := min(cfg.ClientIdle, cfg.ServerIdle)
+	dl := t.l.Deadlines()
 	for p := range t.pairs {
 		switch {
-		case p.peeking && t.l.Now().Sub(p.start) > cfg.HeadTimeout:
+		case p.peeking && dl.Passed(p.start, cfg.HeadTimeout):
 			// No whole hello in time: placed by address with what came,
 			// as HAProxy goes on at the end of its inspect-delay.
 			name, _, _ := tlsx.ServerName(p.server.pending)
 			t.routeByName(p, name)
-		case p.connecting && t.l.Now().Sub(p.dialed) > cfg.ConnectTimeout:
+			dl.Soon() // connecting now
+		case p.connecting && dl.Passed(p.dialed, cfg.ConnectTimeout):
 			t.retry(p, errConnectTimeout)
-		case !p.connecting && p.be != nil && t.l.Now().Sub(p.active) > idleAfter:
+			dl.Soon()
+		case !p.connecting && p.be != nil && dl.Passed(p.active, idleAfter):
 			t.finish(p, "idle")
+		case p.be == nil && !p.peeking:
+			dl.Soon() // between backends
 		}
 	}
+	return dl.Next()
 }
-
-// Idle: no pair open.
-func (t *tcpLoop) Idle() bool { return len(t.pairs) == 0 }
 
 // stopping: tcp connections run until their ends close them.
 func (t *tcpLoop) Stopping() {}

@@ -32,7 +32,7 @@ type (
 // RunClients runs cfg.Loops loops without a listener, each with a handler
 // made by newHandler, and returns once every one has called Loop.Done.
 func RunClients(cfg Config, newHandler func(*Loop) ClientHandler) error {
-	g, err := Start(-1, cfg, func(l *Loop) Handler { return client{newHandler(l)} })
+	g, err := Start(-1, cfg, func(l *Loop) Handler { return client{newHandler(l), l} })
 	if err != nil {
 		return err
 	}
@@ -42,13 +42,22 @@ func RunClients(cfg Config, newHandler func(*Loop) ClientHandler) error {
 
 // client makes a ClientHandler a Handler: nothing is accepted, refused
 // or stopped from outside.
-type client struct{ ClientHandler }
+type client struct {
+	ClientHandler
+	l *Loop
+}
 
 func (client) Take(int, net.Addr)   {}
 func (client) Refuse(int, net.Addr) {}
-func (client) Idle() bool           { return false } // its clock is its own
 func (client) Stopping()            {}
 func (client) CloseAll()            {}
+
+// Sweep sweeps every Config.SweepEvery while the handler runs: it keeps
+// no deadlines the loop could wait for.
+func (c client) Sweep() time.Time {
+	c.ClientHandler.Sweep()
+	return c.l.Now()
+}
 
 // Done ends the loop after this round: its handler holds nothing more.
 func (l *Loop) Done() { l.done = true }

@@ -35,10 +35,12 @@ type Handler interface {
 	Take(fd int, from net.Addr)
 	// Refuse turns away a connection that waited too long for a slot.
 	Refuse(fd int, from net.Addr)
-	Sweep() // every Config.SweepEvery: timeouts
-	// Idle reports that the handler holds nothing a sweep could end: its
-	// loop then sleeps until an event instead of waking every SweepEvery.
-	Idle() bool
+	// Sweep ends what is past its deadline, and returns the next deadline
+	// of what it holds: the moment, or any time up to now for "soon", or
+	// zero for nothing that can come due. The loop sleeps until then,
+	// unless an event comes first; after events, which may set earlier
+	// deadlines, it sweeps again within Config.SweepEvery.
+	Sweep() time.Time
 	Stopping() // the group stopped accepting: finish what is open, take nothing new
 	CloseAll() // the grace is over: close everything now
 }
@@ -298,6 +300,16 @@ func (l *Loop) run() {
 	defer l.release()
 	l.now = time.Now()
 	every := l.g.cfg.SweepEvery
+	// A sweep is due only when something may come due: a loop that holds
+	// nothing, or only connections whose deadlines are far off, sleeps in
+	// epoll_wait until an event or the deadline. Each wake out of a blocking
+	// epoll_wait sets the Go runtime's sysmon polling again (some sixty
+	// short sleeps before it rests), so an idle server that woke every
+	// sweep cost hundreds of context switches a second, and the lab's
+	// twenty of them a fifth of a core and a quarter of the measured
+	// system's req/s (docs/PERFORMANCE.md). One sweep follows the start
+	// all the same: a client's handler holds what its Start opened before
+	// any event.
 	nextSweep, nextYield := l.now.Add(every), l.now.Add(yieldEvery)
 	if s, ok := l.handler.(starter); ok {
 		s.Start()
@@ -324,26 +336,18 @@ func (l *Loop) run() {
 			l.runPosted()
 			return
 		}
-		wait := nextSweep.Sub(l.now)
-		if len(l.waiting) > 0 {
-			wait = min(wait, 5*time.Millisecond) // a slot may free in another loop
+		ms := -1 // no deadline: until an event
+		if !nextSweep.IsZero() {
+			wait := nextSweep.Sub(l.now)
+			if len(l.waiting) > 0 {
+				wait = min(wait, 5*time.Millisecond) // a slot may free in another loop
+			}
+			ms = max(int((wait+time.Millisecond-1)/time.Millisecond), 0) // a sweep may be a little late
 		}
-		ms := max(int((wait+time.Millisecond-1)/time.Millisecond), 0) // a sweep may be a little late
 		if l.timer != nil {
-			if next := l.timer.Next(); !next.IsZero() && next.Sub(l.now) < wait {
+			if next := l.timer.Next(); !next.IsZero() && (ms < 0 || next.Before(nextSweep)) {
 				ms = max(int(next.Sub(time.Now())/time.Millisecond), 0) // a timer may not: the rest of a millisecond is spun
 			}
-		}
-		asleep := l.idle()
-		if asleep {
-			// Nothing to time out: wait for an event, however long. An idle
-			// server that woke every sweep cost the machine it shares far
-			// more than the sweep: each wake out of a blocking epoll_wait
-			// sets the Go runtime's sysmon polling again, ten context
-			// switches a wake; the lab's twenty idle servers took a fifth
-			// of a core and a quarter of the measured system's req/s
-			// (docs/PERFORMANCE.md).
-			ms = -1
 		}
 		l.closeNow()
 		n, err := unix.EpollWait(l.epfd, l.events, ms)
@@ -351,8 +355,8 @@ func (l *Loop) run() {
 			continue
 		}
 		l.now = time.Now()
-		if asleep {
-			nextSweep = l.now.Add(every) // what woke it is new: no sweep is owed
+		if n > 0 && (nextSweep.IsZero() || nextSweep.Sub(l.now) > every) {
+			nextSweep = l.now.Add(every) // what happened may have set a deadline
 		}
 		for _, ev := range l.events[:max(n, 0)] {
 			switch fd := int(ev.Fd); {
@@ -374,9 +378,11 @@ func (l *Loop) run() {
 			l.accept()
 		}
 		l.admitWaiting()
-		if !l.now.Before(nextSweep) {
-			l.sweep()
-			nextSweep = l.now.Add(every)
+		if !nextSweep.IsZero() && !l.now.Before(nextSweep) {
+			nextSweep = l.sweep()
+			if !nextSweep.IsZero() && nextSweep.Sub(l.now) < every {
+				nextSweep = l.now.Add(every)
+			}
 		}
 		if !l.now.Before(nextYield) {
 			runtime.Gosched()
@@ -428,16 +434,11 @@ func (l *Loop) leave() {
 	l.queue(nil)
 }
 
-// idle reports that no sweep is due for anything: no connection, none
-// waiting for a slot, accepting not paused, and no clock of a client's.
-func (l *Loop) idle() bool {
-	return l.timer == nil && len(l.waiting) == 0 && l.pausedTo.IsZero() && l.handler.Idle()
-}
-
 // sweep runs the handler's timeouts, refuses waits over MaxConns that ran
-// out, and resumes accepting after a pause.
-func (l *Loop) sweep() {
-	l.handler.Sweep()
+// out, and resumes accepting after a pause. It returns the next deadline,
+// as Handler.Sweep does.
+func (l *Loop) sweep() time.Time {
+	next := l.handler.Sweep()
 	kept := l.waiting[:0]
 	for _, w := range l.waiting {
 		if l.now.After(w.until) {
@@ -453,6 +454,10 @@ func (l *Loop) sweep() {
 			l.listening, l.pausedTo = true, time.Time{}
 		}
 	}
+	if len(l.waiting) > 0 || !l.pausedTo.IsZero() {
+		return l.now // soon: a slot may free, accepting resumes
+	}
+	return next
 }
 
 // Connect starts a non-blocking connect to sa.

@@ -23,7 +23,8 @@ import (
 
 // echo is a test handler: each connection sends back what it reads,
 // holding what the socket cannot take and reading nothing meanwhile; a
-// line "panic" panics inside Ready.
+// line "panic" panics inside Ready. With idleFor set, a connection that
+// has been quiet that long is closed.
 type echo struct {
 	l       *Loop
 	conns   map[*echoConn]struct{}
@@ -31,6 +32,7 @@ type echo struct {
 	failed  *atomic.Int64
 	stopped *atomic.Int64
 	sweeps  *atomic.Int64
+	idleFor time.Duration
 }
 
 type echoConn struct {
@@ -38,6 +40,7 @@ type echoConn struct {
 	fd      int
 	pending []byte
 	epoll   Interest
+	active  time.Time // its last event
 }
 
 func (e *echo) Take(fd int, _ net.Addr) {
@@ -48,8 +51,22 @@ func (e *echo) Take(fd int, _ net.Addr) {
 	e.l.Set(fd, &c.epoll, unix.EPOLLIN)
 }
 func (e *echo) Refuse(fd int, _ net.Addr) { rawsys.Close(fd) }
-func (e *echo) Sweep()                    { e.sweeps.Add(1) }
-func (e *echo) Idle() bool                { return len(e.conns) == 0 }
+
+// Sweep counts itself and closes the connections quiet for idleFor; with
+// no idleFor, an open connection wants the next sweep.
+func (e *echo) Sweep() time.Time {
+	e.sweeps.Add(1)
+	dl := e.l.Deadlines()
+	for c := range e.conns {
+		switch {
+		case e.idleFor == 0:
+			dl.Soon()
+		case dl.Passed(c.active, e.idleFor):
+			c.close()
+		}
+	}
+	return dl.Next()
+}
 func (e *echo) Stopping() {
 	e.stopped.Add(1)
 	for c := range e.conns {
@@ -73,6 +90,7 @@ func (c *echoConn) close() {
 func (c *echoConn) Fail() { c.e.failed.Add(1); c.close() }
 
 func (c *echoConn) Ready(events uint32) {
+	c.active = c.e.l.Now()
 	if len(c.pending) > 0 {
 		var err error
 		if c.pending, err = WriteSome(c.fd, c.pending); err != nil {
@@ -115,6 +133,13 @@ type echoServer struct {
 
 func startEcho(t *testing.T, loops int) *echoServer {
 	t.Helper()
+	return startEchoIdle(t, loops, 0)
+}
+
+// startEchoIdle starts an echo server that closes connections quiet for
+// idleFor (0: never).
+func startEchoIdle(t *testing.T, loops int, idleFor time.Duration) *echoServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +152,7 @@ func startEcho(t *testing.T, loops int) *echoServer {
 	s.g, err = Start(fd, Config{Loops: loops, SweepEvery: 10 * time.Millisecond,
 		Panicked: func(any, []byte) { s.panics.Add(1) }},
 		func(l *Loop) Handler {
-			return &echo{l: l, conns: map[*echoConn]struct{}{}, taken: &s.taken, failed: &s.failed, stopped: &s.stopped, sweeps: &s.sweeps}
+			return &echo{l: l, conns: map[*echoConn]struct{}{}, taken: &s.taken, failed: &s.failed, stopped: &s.stopped, sweeps: &s.sweeps, idleFor: idleFor}
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -395,13 +420,14 @@ func TestKnockAfterTheEndWritesNowhere(t *testing.T) {
 	}
 }
 
-// An idle loop sleeps until an event: it sweeps only while it holds a
-// connection, and stops again once the last one closes.
+// An idle loop sleeps until an event: past the one sweep after its start,
+// it sweeps only while it holds a connection, and stops again once the
+// last one closes.
 func TestIdleLoopSleeps(t *testing.T) {
 	s := startEcho(t, 2)
 	time.Sleep(200 * time.Millisecond) // twenty sweep intervals
-	if n := s.sweeps.Load(); n != 0 {
-		t.Fatalf("%d sweeps with no connection; want none", n)
+	if n := s.sweeps.Load(); n > 2 {
+		t.Fatalf("%d sweeps with no connection; want one a loop, after its start", n)
 	}
 	c, err := net.Dial("tcp", s.addr.String())
 	if err != nil {
@@ -422,4 +448,31 @@ func TestIdleLoopSleeps(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		return s.sweeps.Load() == before
 	})
+}
+
+// A loop whose connections are all quiet sleeps until the first of their
+// deadlines, not sweep by sweep, and ends them there.
+func TestSweepWaitsForTheDeadline(t *testing.T) {
+	s := startEchoIdle(t, 1, 300*time.Millisecond) // thirty sweep intervals
+	c, err := net.Dial("tcp", s.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	before := s.sweeps.Load()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read on a connection quiet past idleFor: %d bytes, %v; want the server's close (EOF)", n, err)
+	}
+	// The sweep within SweepEvery of the echo finds the deadline, the one
+	// at the deadline closes it; at most one more for a late wake.
+	if n := s.sweeps.Load() - before; n > 3 {
+		t.Errorf("%d sweeps while the connection was quiet; want the loop asleep until its deadline", n)
+	}
 }

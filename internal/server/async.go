@@ -427,18 +427,21 @@ func (c *asyncConn) close() {
 // Sweep ends connections past their deadline: a head not received in
 // time is answered 408; an idle client, a body that stopped arriving, a
 // client that does not take its answer, and a lingering close that ran
-// out are closed.
-func (h *asyncLoop) Sweep() {
+// out are closed. It returns the earliest deadline of those left, or zero
+// when none is open: an idle keep-alive connection costs its loop no
+// wake until its timeout, as in nginx's timer tree.
+func (h *asyncLoop) Sweep() time.Time {
 	cfg := &h.s.core.cfg
 	now := h.l.Now()
+	dl := h.l.Deadlines()
 	for c := range h.conns {
 		switch {
 		case c.linger && c.closeAfter && !c.pending():
-			if now.Sub(c.active) > lingerFor {
+			if dl.Passed(c.active, lingerFor) {
 				c.close()
 			}
 		case c.pending():
-			if now.Sub(c.active) > cfg.WriteTimeout {
+			if dl.Passed(c.active, cfg.WriteTimeout) {
 				c.close()
 			}
 		case h.l.Stopping() && c.idleForStop(now):
@@ -447,18 +450,21 @@ func (h *asyncLoop) Sweep() {
 			deadline, answer := c.sess.readDeadline(len(c.in))
 			switch {
 			case !now.After(deadline):
+				dl.Due(deadline)
 			case answer:
 				c.refuse(timeoutError)
 				c.advance()
+				dl.Soon() // its answer and lingering close have deadlines of their own
 			default:
 				c.close()
 			}
 		}
+		if h.l.Stopping() {
+			dl.Soon() // a fresh connection is closed once its grace is over
+		}
 	}
+	return dl.Next()
 }
-
-// Idle: no connection open, lingering or not.
-func (h *asyncLoop) Idle() bool { return len(h.conns) == 0 }
 
 // Stopping closes the connections waiting for a request; the others
 // finish what they are doing, answered with "Connection: close".
