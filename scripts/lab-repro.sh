@@ -12,11 +12,17 @@
 #   scripts/lab-repro.sh [extra loadlab lab flags...]
 #
 # Needs python3 to read the two results.json. Writes into a temporary
-# folder, prints one line per cell that disagrees, then the two counts.
+# folder (KEEP=dir: into dir, kept, for a closer look at the two runs),
+# prints one line per cell that disagrees, then the counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${KEEP:-}" ]; then
+  work=$KEEP
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 go build -o "$work/loadlab" ./cmd/loadlab
 for run in 1 2; do
   start=$(date +%s)

@@ -40,7 +40,7 @@ type Config struct {
 
 // Defaults of an experiment.
 const (
-	DefaultRepetitions = 9
+	DefaultRepetitions = 12
 	DefaultMaxSteal    = 0.05
 )
 
