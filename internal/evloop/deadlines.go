@@ -10,7 +10,7 @@ type Deadlines struct {
 }
 
 // Deadlines starts a sweep at the loop's current time.
-func (l *Loop) Deadlines() *Deadlines { return &Deadlines{now: l.now} }
+func (l *Loop) Deadlines() Deadlines { return Deadlines{now: l.now} }
 
 // Passed reports whether limit has run out since t; if it has not, its
 // end is a deadline.

@@ -459,9 +459,9 @@ func (h *asyncLoop) Sweep() time.Time {
 				c.close()
 			}
 		}
-		if h.l.Stopping() {
-			dl.Soon() // a fresh connection is closed once its grace is over
-		}
+	}
+	if h.l.Stopping() && len(h.conns) > 0 {
+		dl.Soon() // a fresh connection is closed once its grace is over
 	}
 	return dl.Next()
 }
