@@ -34,8 +34,14 @@ type Config struct {
 	Repetitions int `yaml:"repetitions"`
 	// MaxSteal is the share of CPU time the hypervisor may take during a
 	// repetition (0.05 for 5 %) before the repetition is run again.
-	MaxSteal float64  `yaml:"max_steal"`
-	Systems  []System `yaml:"systems"`
+	MaxSteal float64 `yaml:"max_steal"`
+	// Reference names the system every other is compared with: the report
+	// gives each system's req/s as a multiple of the reference's at the
+	// same level. Every such ratio divides by the reference's median, so
+	// its noise would be in all of them at once; the reference runs more
+	// often in each round to damp it (referenceRuns).
+	Reference string   `yaml:"reference,omitempty"`
+	Systems   []System `yaml:"systems"`
 }
 
 // Defaults of an experiment.
@@ -214,6 +220,9 @@ func (c *Config) check() error {
 		if s.Plain != "" && (!names[s.Plain] || s.Plain == s.Name) {
 			return fmt.Errorf("system %s: plain %q names no other system", s.Name, s.Plain)
 		}
+	}
+	if c.Reference != "" && !names[c.Reference] {
+		return fmt.Errorf("reference %q names no system: give one of the systems' names, or leave it out", c.Reference)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -144,45 +145,31 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 			systems = append(systems, ls)
 		}
 	}
-	total := 0
+	var reference *live
 	for _, ls := range systems {
-		for _, c := range cfg.Levels {
-			if ls.sys.runs(c) {
-				total += cfg.Repetitions
-			}
+		if ls.sys.Name == cfg.Reference {
+			reference = ls
+			res.Reference = cfg.Reference
 		}
+	}
+	total := 0
+	for _, c := range cfg.Levels {
+		total += cfg.Repetitions * len(atLevel(roundOrder(systems, reference, 0), reference, c))
 	}
 	done := 0
 rounds:
 	for round := range cfg.Repetitions {
-		// Level by level, every system in this round's order: a system and
-		// the one it is compared with run within moments of each other,
-		// so the machine's drift hits both alike. The plain systems rotate
-		// among themselves, then the TLS ones: a TLS cell takes ten times
-		// a plain one, and between two plain systems of a level it would
-		// keep them seconds apart.
-		var order []*live
+		order := roundOrder(systems, reference, round)
 		var names []string
-		for _, tls := range []bool{false, true} {
-			var series []*live
-			for _, ls := range systems {
-				if ls.sys.TLS == tls {
-					series = append(series, ls)
-				}
-			}
-			for i := range series {
-				ls := series[(i+round)%len(series)]
-				order = append(order, ls)
+		for _, series := range order {
+			for _, ls := range series {
 				names = append(names, ls.sys.Name)
 			}
 		}
 		res.Rounds = append(res.Rounds, names)
 		lines := map[*live]*strings.Builder{}
 		for _, c := range cfg.Levels {
-			for _, ls := range order {
-				if !ls.sys.runs(c) {
-					continue
-				}
+			for _, ls := range atLevel(order, reference, c) {
 				rp, err := r.repetition(ctx, ls, c, round, res)
 				if ctx.Err() != nil {
 					res.Interrupted = true
@@ -202,7 +189,12 @@ rounds:
 				}
 			}
 		}
-		for _, ls := range order {
+		logged := map[*live]bool{}
+		for _, ls := range slices.Concat(order...) {
+			if logged[ls] {
+				continue // the reference, run more than once
+			}
+			logged[ls] = true
 			levels := cfg.Levels
 			if len(ls.sys.Levels) > 0 {
 				levels = ls.sys.Levels
@@ -216,9 +208,84 @@ rounds:
 			r.afterRounds(ls)
 		}
 	}
+	res.RelateToReference()
 	res.Duration = time.Since(res.Started)
 	res.Screenshots = r.shots
 	return res, nil
+}
+
+// roundOrder is the order in which a round runs the systems, level by
+// level, in two series: a system and the one it is compared with run
+// within moments of each other, so the machine's drift hits both alike.
+// The plain systems rotate among themselves from round to round, then the
+// TLS ones: a TLS cell takes ten times a plain one, and between two plain
+// systems of a level it would keep them seconds apart.
+//
+// The reference, which every other system is compared with, runs in both
+// series, referenceRuns times in each, spread through the order. The
+// first series is the plain one, the second the TLS one.
+func roundOrder(systems []*live, reference *live, round int) [][]*live {
+	var order [][]*live
+	for _, tls := range []bool{false, true} {
+		var others, series []*live
+		for _, ls := range systems {
+			if ls.sys.TLS == tls && ls != reference {
+				others = append(others, ls)
+			}
+		}
+		runs := 0
+		if reference != nil {
+			runs = referenceRuns(len(others))
+		}
+		next := 0 // the next of the reference's runs
+		for i := range others {
+			if next < runs && i >= next*len(others)/runs {
+				series = append(series, reference)
+				next++
+			}
+			series = append(series, others[(i+round)%len(others)])
+		}
+		if len(others) > 0 || reference != nil && reference.sys.TLS == tls {
+			for ; next < runs; next++ {
+				series = append(series, reference)
+			}
+		}
+		order = append(order, series)
+	}
+	return order
+}
+
+// atLevel is what a round's order runs at level c: the systems that run
+// there, and the reference only in a series where another system does
+// (or once in its own series, when none does).
+func atLevel(order [][]*live, reference *live, c int) []*live {
+	var runs []*live
+	for i, series := range order {
+		var here []*live
+		others := false
+		for _, ls := range series {
+			if ls.sys.runs(c) {
+				here = append(here, ls)
+				others = others || ls != reference
+			}
+		}
+		switch {
+		case others:
+			runs = append(runs, here...)
+		case len(here) > 0 && reference.sys.TLS == (i == 1):
+			runs = append(runs, reference)
+		}
+	}
+	return runs
+}
+
+// referenceRuns is how often the reference runs in a round beside k
+// systems compared with it: √k, the allocation that makes k comparisons
+// with one control most precise for a given number of runs (Dunnett's
+// rule). Beside the lab's eight plain systems, three: its median rests
+// on three times the repetitions, for about a twentieth more time.
+func referenceRuns(k int) int {
+	return max(1, int(math.Round(math.Sqrt(float64(k)))))
 }
 
 // bringUp starts a system's processes and warms it up once, uncounted.

@@ -134,6 +134,100 @@ systems:
 	}
 }
 
+// The reference runs √k times a round beside k others, spread through
+// the round's order while the others rotate; every system's req/s is
+// related to the reference's at the same level, in results.json and in
+// REPORT.md's table.
+func TestReferenceRunsMoreAndRelates(t *testing.T) {
+	testutil.NoteSources()
+	url := labServer(t)
+	cfg := parse(t, fmt.Sprintf(`requests: 20
+levels: [1, 2]
+repetitions: 2
+reference: r
+systems:
+  - {name: a, url: %[1]s}
+  - {name: r, url: %[1]s}
+  - {name: b, url: %[1]s}
+  - {name: c, url: %[1]s}
+  - {name: d, url: %[1]s}
+`, url))
+	res, out := runAndReport(t, cfg)
+	want := [][]string{{"r", "a", "b", "r", "c", "d"}, {"r", "b", "c", "r", "d", "a"}}
+	if fmt.Sprint(res.Rounds) != fmt.Sprint(want) || res.Reference != "r" {
+		t.Errorf("rounds %v (reference %q), want %v", res.Rounds, res.Reference, want)
+	}
+	ref := res.Systems[1]
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	for _, s := range res.Systems {
+		for i, cell := range s.Cells {
+			n := 2
+			if s == ref {
+				n = 4 // √4 runs in each of 2 rounds
+			}
+			if len(cell.Repetitions) != n {
+				t.Errorf("%s c=%d: %d repetitions, want %d", s.Name, cell.Level, len(cell.Repetitions), n)
+			}
+			rc := ref.Cells[i]
+			if want := cell.Median.RequestsPerSecond / rc.Median.RequestsPerSecond; cell.PerReference != want || cell.PerReferenceVerdict != report.Verdict(cell, rc, func(f *report.Figures) *float64 { return &f.RequestsPerSecond }, true) {
+				t.Errorf("%s c=%d: %v × the reference (%s), want %v", s.Name, cell.Level, cell.PerReference, cell.PerReferenceVerdict, want)
+			}
+		}
+		row := fmt.Sprintf("| %s | %.2f× %s | %.2f× %s |", s.Name, s.Cells[0].PerReference, s.Cells[0].PerReferenceVerdict, s.Cells[1].PerReference, s.Cells[1].PerReferenceVerdict)
+		if s == ref {
+			row = "| r | 1 | 1 |"
+		}
+		if !strings.Contains(string(md), row) {
+			t.Errorf("REPORT.md lacks the row %q", row)
+		}
+	}
+	if !strings.Contains(string(md), "## Against r\n") || !strings.Contains(string(md), "r ran 2 times in each round (4 repetitions a cell)") {
+		t.Errorf("REPORT.md lacks the section against the reference:\n%s", md)
+	}
+}
+
+// The reference runs in the TLS series too, beside the TLS systems at
+// their levels only; without a reference each system runs once a round;
+// a reference that names no system is an error.
+func TestRoundOrderAtEachLevel(t *testing.T) {
+	if got := referenceRuns(8); got != 3 {
+		t.Errorf("beside 8 others the reference runs %d times, want 3", got)
+	}
+	if got := referenceRuns(0); got != 1 {
+		t.Errorf("alone the reference runs %d times, want 1", got)
+	}
+	r := &live{sys: System{Name: "r"}}
+	systems := []*live{{sys: System{Name: "a"}}, r, {sys: System{Name: "b"}}, {sys: System{Name: "t", TLS: true, Levels: []int{4}}}}
+	names := func(ls []*live) string {
+		var n []string
+		for _, x := range ls {
+			n = append(n, x.sys.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	for _, c := range []struct {
+		reference *live
+		round     int
+		level     int
+		want      string
+	}{
+		{r, 0, 1, "r a b"},
+		{r, 1, 1, "r b a"},
+		{r, 0, 4, "r a b r t"},
+		{nil, 0, 1, "a r b"},
+		{nil, 1, 1, "r b a"},
+		{nil, 1, 4, "r b a t"},
+	} {
+		if got := names(atLevel(roundOrder(systems, c.reference, c.round), c.reference, c.level)); got != c.want {
+			t.Errorf("reference %v, round %d, c=%d: %q, want %q", c.reference != nil, c.round, c.level, got, c.want)
+		}
+	}
+	_, err := Parse([]byte("requests: 5\nlevels: [1]\nreference: nope\nsystems:\n  - {name: u, url: http://127.0.0.1:1/}\n"), "test")
+	if err == nil || !strings.Contains(err.Error(), `reference "nope" names no system`) {
+		t.Errorf("a reference naming no system: %v", err)
+	}
+}
+
 // A repetition during which more than max_steal of the CPU was stolen
 // runs again, and the report counts it.
 func TestStealRepeatsARepetition(t *testing.T) {

@@ -69,6 +69,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("\n")
 		}
 	}
+	writeAgainstReference(w, res)
 	p("## Every system\n\nMedian (min–max) over the repetitions. *Server CPU* is the CPU time the system's own processes spent per request (user and system, from the scheduler's counts in /proc), a steadier figure than req/s on a shared machine; *client CPU* is the load generator's. *Server ÷ client CPU* divides the two within each repetition: on a virtual machine whose host slows its CPUs (often without any steal showing), both slow alike, so this ratio is the figure to compare between runs, where microseconds move with the host. A cell is *client-bound* when the generator used most of a core: its req/s may be the client's limit.\n\n")
 	for _, s := range res.Systems {
 		kind := ""
@@ -175,6 +176,54 @@ func writeSeedComparison(w io.Writer, s *System, table string, levels []int) {
 		}
 		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s |\n", i+1, c, seedRun, ours, speedup, seedFailed, ourFailed)
 	}
+}
+
+// writeAgainstReference writes every system's req/s as a multiple of the
+// reference's at the same level, a row per system.
+func writeAgainstReference(w io.Writer, res *Results) {
+	ref := res.system(res.Reference)
+	if ref == nil || len(ref.Cells) == 0 {
+		return
+	}
+	perRound := 0
+	for _, r := range ref.Cells[0].Repetitions {
+		if r.Round == 0 {
+			perRound++
+		}
+	}
+	fmt.Fprintf(w, "## Against %s\n\n", ref.Name)
+	fmt.Fprintf(w, "Each system's median requests per second divided by %s's at the same level. ", ref.Name)
+	fmt.Fprintf(w, "In every round the systems of a level run moments apart, so the machine's drift, which moves req/s from one run to the next, largely cancels in these multiples: they are the figures to compare between runs and machines. ")
+	fmt.Fprintf(w, "Every one divides by %s's median, so %s ran %d times in each round (%d repetitions a cell). ", ref.Name, ref.Name, perRound, len(ref.Cells[0].Repetitions))
+	fmt.Fprintf(w, "A multiple is called faster or slower only when the two spreads (min–max) do not overlap; otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
+	fmt.Fprint(w, "| system |")
+	for _, c := range res.Levels {
+		fmt.Fprintf(w, " c=%d |", c)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range res.Levels {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, s := range res.Systems {
+		if len(s.Cells) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s |", s.Name)
+		for _, c := range res.Levels {
+			cell := s.cell(c)
+			switch {
+			case s == ref:
+				fmt.Fprint(w, " 1 |")
+			case cell == nil || cell.PerReference == 0:
+				fmt.Fprint(w, " - |")
+			default:
+				fmt.Fprintf(w, " %.2f× %s |", cell.PerReference, cell.PerReferenceVerdict)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
 }
 
 func joinInts(xs []int) string {

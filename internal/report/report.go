@@ -31,6 +31,9 @@ type Results struct {
 	// order of the systems in each round (it rotates).
 	Repetitions int        `json:"repetitions"`
 	Rounds      [][]string `json:"rounds"`
+	// Reference is the system every other is compared with (its cells
+	// hold more repetitions: it runs more than once a round), or "".
+	Reference string `json:"reference,omitempty"`
 	// MaxSteal is the steal share over which a repetition was run again;
 	// Repeated is how many were, and StealMax the most steal any kept
 	// repetition saw.
@@ -98,6 +101,11 @@ type Cell struct {
 	// ClientBound is set when the load generator used most of a core: the
 	// figures may be the client's limit, not the server's.
 	ClientBound bool `json:"client_bound,omitempty"`
+	// PerReference is the median req/s over the reference system's at the
+	// same level, and PerReferenceVerdict "faster", "slower" or "within
+	// noise" (the two spreads overlap); both unset without a reference.
+	PerReference        float64 `json:"per_reference,omitempty"`
+	PerReferenceVerdict string  `json:"per_reference_verdict,omitempty"`
 }
 
 // Figures are what one repetition measured, or a median or bound of them.

@@ -98,6 +98,27 @@ func Verdict(a, b *Cell, field func(*Figures) *float64, higherBetter bool) strin
 	return "within noise"
 }
 
+// RelateToReference sets every cell's PerReference and its verdict
+// against the reference system's cell at the same level. A TLS system is
+// related to the reference too: how much a handshake per request costs
+// against the plain reference.
+func (r *Results) RelateToReference() {
+	ref := r.system(r.Reference)
+	if ref == nil {
+		return
+	}
+	for _, s := range r.Systems {
+		for _, c := range s.Cells {
+			rc := ref.cell(c.Level)
+			if rc == nil || rc.Median.RequestsPerSecond <= 0 {
+				continue
+			}
+			c.PerReference = c.Median.RequestsPerSecond / rc.Median.RequestsPerSecond
+			c.PerReferenceVerdict = Verdict(c, rc, rps, true)
+		}
+	}
+}
+
 // rps is the req/s field, for Verdict.
 func rps(f *Figures) *float64 { return &f.RequestsPerSecond }
 
