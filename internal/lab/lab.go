@@ -221,34 +221,45 @@ rounds:
 // TLS ones: a TLS cell takes ten times a plain one, and between two plain
 // systems of a level it would keep them seconds apart.
 //
-// The reference, which every other system is compared with, runs in both
-// series, referenceRuns times in each, spread through the order. The
-// first series is the plain one, the second the TLS one.
+// A system that runs more than once a round has its runs spread evenly
+// through its series. The reference, which every other system is compared
+// with, runs in both series (referenceRuns times beside the others of
+// each, unless it sets runs_per_round), first in each. The first series
+// is the plain one, the second the TLS one.
 func roundOrder(systems []*live, reference *live, round int) [][]*live {
+	type run struct {
+		ls  *live
+		key float64 // where in the series, from 0 to 1
+	}
 	var order [][]*live
 	for _, tls := range []bool{false, true} {
-		var others, series []*live
+		var others []*live
 		for _, ls := range systems {
 			if ls.sys.TLS == tls && ls != reference {
 				others = append(others, ls)
 			}
 		}
-		runs := 0
-		if reference != nil {
-			runs = referenceRuns(len(others))
+		var runs []run
+		spread := func(ls *live, at float64, n int) {
+			for j := range n {
+				runs = append(runs, run{ls, math.Mod(at+float64(j)/float64(n), 1)})
+			}
 		}
-		next := 0 // the next of the reference's runs
+		if reference != nil && (len(others) > 0 || reference.sys.TLS == tls) {
+			n := reference.sys.RunsPerRound
+			if n == 0 {
+				n = referenceRuns(len(others))
+			}
+			spread(reference, 0, n)
+		}
 		for i := range others {
-			if next < runs && i >= next*len(others)/runs {
-				series = append(series, reference)
-				next++
-			}
-			series = append(series, others[(i+round)%len(others)])
+			ls := others[(i+round)%len(others)]
+			spread(ls, (float64(i)+0.5)/float64(len(others)), max(1, ls.sys.RunsPerRound))
 		}
-		if len(others) > 0 || reference != nil && reference.sys.TLS == tls {
-			for ; next < runs; next++ {
-				series = append(series, reference)
-			}
+		slices.SortStableFunc(runs, func(a, b run) int { return cmp.Compare(a.key, b.key) })
+		var series []*live
+		for _, r := range runs {
+			series = append(series, r.ls)
 		}
 		order = append(order, series)
 	}

@@ -134,8 +134,9 @@ systems:
 	}
 }
 
-// The reference runs √k times a round beside k others, spread through
-// the round's order while the others rotate; every system's req/s is
+// The reference runs √k times a round beside k others, and a system with
+// runs_per_round that often, spread through the round's order while the
+// others rotate; every system's req/s is
 // related to the reference's at the same level, in results.json and in
 // REPORT.md's table.
 func TestReferenceRunsMoreAndRelates(t *testing.T) {
@@ -146,14 +147,14 @@ levels: [1, 2]
 repetitions: 2
 reference: r
 systems:
-  - {name: a, url: %[1]s}
+  - {name: a, url: %[1]s, runs_per_round: 2}
   - {name: r, url: %[1]s}
   - {name: b, url: %[1]s}
   - {name: c, url: %[1]s}
   - {name: d, url: %[1]s}
 `, url))
 	res, out := runAndReport(t, cfg)
-	want := [][]string{{"r", "a", "b", "r", "c", "d"}, {"r", "b", "c", "r", "d", "a"}}
+	want := [][]string{{"r", "a", "b", "r", "a", "c", "d"}, {"r", "b", "c", "a", "r", "d", "a"}}
 	if fmt.Sprint(res.Rounds) != fmt.Sprint(want) || res.Reference != "r" {
 		t.Errorf("rounds %v (reference %q), want %v", res.Rounds, res.Reference, want)
 	}
@@ -162,8 +163,8 @@ systems:
 	for _, s := range res.Systems {
 		for i, cell := range s.Cells {
 			n := 2
-			if s == ref {
-				n = 4 // √4 runs in each of 2 rounds
+			if s == ref || s.Name == "a" {
+				n = 4 // √4 runs (a: runs_per_round 2) in each of 2 rounds
 			}
 			if len(cell.Repetitions) != n {
 				t.Errorf("%s c=%d: %d repetitions, want %d", s.Name, cell.Level, len(cell.Repetitions), n)
@@ -181,7 +182,8 @@ systems:
 			t.Errorf("REPORT.md lacks the row %q", row)
 		}
 	}
-	if !strings.Contains(string(md), "## Against r\n") || !strings.Contains(string(md), "r ran 2 times in each round (4 repetitions a cell)") {
+	if !strings.Contains(string(md), "## Against r\n") || !strings.Contains(string(md), "r ran 2 times in each round (4 repetitions a cell)") ||
+		!strings.Contains(string(md), "It ran more than once a round: 4 repetitions a cell at c = 1, 2.") {
 		t.Errorf("REPORT.md lacks the section against the reference:\n%s", md)
 	}
 }
@@ -221,6 +223,12 @@ func TestRoundOrderAtEachLevel(t *testing.T) {
 		if got := names(atLevel(roundOrder(systems, c.reference, c.round), c.reference, c.level)); got != c.want {
 			t.Errorf("reference %v, round %d, c=%d: %q, want %q", c.reference != nil, c.round, c.level, got, c.want)
 		}
+	}
+	// A system that runs three times a round, among four: its runs spread.
+	k := &live{sys: System{Name: "k", RunsPerRound: 3}}
+	four := []*live{{sys: System{Name: "a"}}, {sys: System{Name: "b"}}, k, {sys: System{Name: "c"}}}
+	if got := names(atLevel(roundOrder(four, nil, 0), nil, 1)); got != "a k b k c k" {
+		t.Errorf("runs_per_round 3: %q", got)
 	}
 	_, err := Parse([]byte("requests: 5\nlevels: [1]\nreference: nope\nsystems:\n  - {name: u, url: http://127.0.0.1:1/}\n"), "test")
 	if err == nil || !strings.Contains(err.Error(), `reference "nope" names no system`) {

@@ -44,7 +44,14 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Duration.Round(1e9))
 	p("`loadlab bench -n %d -c C` (ab-compatible: the same requests and the same report as ApacheBench's `ab -n %d -c C`; ab itself did not run) for C = %s against `%s`, on every system below. ",
 		res.Requests, res.Requests, joinInts(res.Levels), res.Path)
-	p("Every system was started first and kept up; each cell (system × level) ran %d times, in rounds whose order of systems rotates (`rounds` in results.json), after one warm-up run per system that is not counted. ", res.Repetitions)
+	p("Every system was started first and kept up; each cell (system × level) ran %d times, in rounds whose order of systems rotates (`rounds` in results.json), after one warm-up run per system that is not counted", res.Repetitions)
+	for _, s := range res.Systems {
+		if repetitionCounts(s, res.Repetitions) != "" {
+			p(" (a system that ran more than once a round has more, as its section says)")
+			break
+		}
+	}
+	p(". ")
 	p("Tables give the median and the spread (min–max) over the repetitions; where two spreads overlap, the difference is called *within noise*.\n\n")
 	p("\"Time per request\" in the lab tables is ab's \"mean, across all concurrent requests\": the run's time divided by its requests, in ms")
 	if res.Requests == 1000 {
@@ -80,6 +87,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		if s.Skipped != "" {
 			p("Skipped: %s.\n\n", s.Skipped)
 			continue
+		}
+		if counts := repetitionCounts(s, res.Repetitions); counts != "" {
+			p("It ran more than once a round: %s.\n\n", counts)
 		}
 		writeSpreadTable(w, s)
 		p("\n")
@@ -176,6 +186,33 @@ func writeSeedComparison(w io.Writer, s *System, table string, levels []int) {
 		}
 		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s |\n", i+1, c, seedRun, ours, speedup, seedFailed, ourFailed)
 	}
+}
+
+// repetitionCounts says how many repetitions each of s's cells has, when
+// any has more than the run's repetitions (a system that ran more than
+// once a round); "" otherwise.
+func repetitionCounts(s *System, repetitions int) string {
+	var levels []string
+	var counts []int
+	other := false
+	for _, c := range s.Cells {
+		n := len(c.Repetitions)
+		other = other || n > repetitions
+		if len(counts) > 0 && counts[len(counts)-1] == n {
+			levels[len(levels)-1] += fmt.Sprintf(", %d", c.Level)
+			continue
+		}
+		counts = append(counts, n)
+		levels = append(levels, fmt.Sprint(c.Level))
+	}
+	if !other {
+		return ""
+	}
+	var parts []string
+	for i, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d repetitions a cell at c = %s", n, levels[i]))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // writeAgainstReference writes every system's req/s as a multiple of the
