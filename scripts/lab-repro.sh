@@ -13,7 +13,9 @@
 #
 # Needs python3 to read the two results.json. Writes into a temporary
 # folder (KEEP=dir: into dir, kept, for a closer look at the two runs),
-# prints one line per cell that disagrees, then the counts.
+# prints how far the machine's speed moved between the runs (the
+# generator's CPU per request), one line per cell that disagrees, then
+# the counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${KEEP:-}" ]; then
@@ -41,6 +43,13 @@ def cells(path):
     return out
 
 a, b = cells(sys.argv[1]), cells(sys.argv[2])
+
+# The generator does the same work per request in both runs: how far its
+# CPU per request moved is how far the machine's speed did.
+drift = sorted(b[k]["client_cpu_us_per_request"] / a[k]["client_cpu_us_per_request"]
+               for k in a if k in b and a[k]["client_cpu_us_per_request"] > 0 and b[k]["client_cpu_us_per_request"] > 0)
+if drift:
+    print(f"the generator's CPU per request, run 2 ÷ run 1: median {drift[len(drift) // 2]:.2f} (the machine's change of speed)")
 
 def agree(x, y):
     return x > 0 and y > 0 and abs(y / x - 1) <= 0.10

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 
@@ -308,11 +309,22 @@ func writeComparison(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintln(w, "Server ÷ client CPU is the server's CPU per request over the generator's in the same repetitions: the figure to hold between runs when the host's speed may have moved between them (req/s and microseconds move with it).")
 	fmt.Fprintln(w)
+	if drift, ok := GeneratorDrift(res.Baseline, res); ok {
+		fmt.Fprintf(w, "The load generator did the same work per request in both runs, and its CPU per request moved by %+.0f %% (median over the cells in both)", 100*drift)
+		if math.Abs(drift) > 0.05 {
+			fmt.Fprint(w, ": **the machine ran at another speed**, and req/s and CPU microseconds moved with it; compare server ÷ client CPU and the multiples of the reference")
+		}
+		fmt.Fprint(w, ".\n\n")
+	}
 	if res.Baseline.Requests != res.Requests {
 		fmt.Fprintf(w, "**Not like for like:** the baseline ran %d requests per repetition and this run %d; each repetition's fixed costs (connections opened, the generator's start) weigh differently per request, so compare runs of the same size.\n\n", res.Baseline.Requests, res.Requests)
 	}
-	fmt.Fprintln(w, "| system | concurrency | req/s then | req/s now | change | verdict | server ÷ client CPU then → now | CPU verdict | p99 then (ms) | p99 now (ms) | failed then → now |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
+	reference := "-"
+	if res.Reference != "" && res.Reference == res.Baseline.Reference {
+		reference = res.Reference
+	}
+	fmt.Fprintf(w, "| system | concurrency | req/s then | req/s now | change | verdict | × %s then → now | server ÷ client CPU then → now | CPU verdict | p99 then (ms) | p99 now (ms) | failed then → now |\n", reference)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|")
 	for _, s := range res.Systems {
 		old := res.Baseline.system(s.Name)
 		if old == nil {
@@ -325,7 +337,7 @@ func writeComparison(w io.Writer, res *Results) {
 			}
 			nowCell, thenCell := s.cell(run.Concurrency), old.cell(run.Concurrency)
 			thenText, nowText, verdict := fmt.Sprintf("%.2f", then.RequestsPerSecond), fmt.Sprintf("%.2f", run.RequestsPerSecond), "no spread in the baseline"
-			cpuText, cpuVerdict := "-", "-"
+			cpuText, cpuVerdict, perReference := "-", "-", "-"
 			change := (run.RequestsPerSecond/then.RequestsPerSecond - 1) * 100
 			if nowCell != nil {
 				nowText = spreadText(nowCell.Median.RequestsPerSecond, nowCell.Low.RequestsPerSecond, nowCell.High.RequestsPerSecond, "%.0f")
@@ -334,6 +346,9 @@ func writeComparison(w io.Writer, res *Results) {
 				thenText = spreadText(thenCell.Median.RequestsPerSecond, thenCell.Low.RequestsPerSecond, thenCell.High.RequestsPerSecond, "%.0f")
 				change = (nowCell.Median.RequestsPerSecond/thenCell.Median.RequestsPerSecond - 1) * 100
 				verdict = Verdict(nowCell, thenCell, rps, true)
+				if reference != "-" && thenCell.PerReference > 0 && nowCell.PerReference > 0 {
+					perReference = fmt.Sprintf("%.2f → %.2f", thenCell.PerReference, nowCell.PerReference)
+				}
 				if thenCell.Median.ServerPerClientCPU > 0 && nowCell.Median.ServerPerClientCPU > 0 {
 					cpuText = spreadText(thenCell.Median.ServerPerClientCPU, thenCell.Low.ServerPerClientCPU, thenCell.High.ServerPerClientCPU, "%.2f") + " → " +
 						spreadText(nowCell.Median.ServerPerClientCPU, nowCell.Low.ServerPerClientCPU, nowCell.High.ServerPerClientCPU, "%.2f")
@@ -343,8 +358,8 @@ func writeComparison(w io.Writer, res *Results) {
 					}
 				}
 			}
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %s | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
-				thenText, nowText, change, verdict, cpuText, cpuVerdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %+.1f%% | %s | %s | %s | %s | %.3f | %.3f | %d → %d |\n", s.Name, run.Concurrency,
+				thenText, nowText, change, verdict, perReference, cpuText, cpuVerdict, then.Total.P99, run.Total.P99, then.Failed, run.Failed)
 		}
 	}
 	fmt.Fprintln(w)

@@ -32,7 +32,7 @@ func cellsOf(runs ...*bench.Summary) []*Cell {
 
 func results(rps float64) *Results {
 	res := &Results{
-		Started: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Requests: 1000, Levels: []int{1, 5}, Path: "/",
+		Started: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Requests: 1000, Levels: []int{1, 5}, Path: "/", Repetitions: 1,
 		Systems: []*System{
 			{Name: "async-balancer", Title: "four async behind a balancer", LabTable: "async_lb",
 				Runs: []*bench.Summary{summary(1, rps), summary(5, 2*rps)}, Backends: []BackendShare{{"b1", 1000}, {"b2", 1000}}},
@@ -93,6 +93,18 @@ func TestWithinNoise(t *testing.T) {
 	if strings.Contains(string(md), "Not like for like") {
 		t.Error("runs of the same size called not like for like")
 	}
+	// The generator's own CPU per request, the same work in both runs,
+	// shows the machine's change of speed; the multiples of a reference
+	// both runs share sit beside req/s.
+	for run, cpu := range map[*Results]float64{res.Baseline: 40, res: 48} {
+		for _, s := range run.Systems {
+			for _, c := range s.Cells {
+				c.Median.ClientCPU = cpu
+			}
+		}
+		run.Reference = "thread"
+		run.RelateToReference()
+	}
 	res.Requests = 50
 	if err := Write(dir, res); err != nil {
 		t.Fatal(err)
@@ -100,7 +112,9 @@ func TestWithinNoise(t *testing.T) {
 	md, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
 	for _, want := range []string{
 		"**Not like for like:** the baseline ran 1000 requests per repetition and this run 50",
-		"| +5.4% | within noise | 0.65 (0.60–0.70) → 0.52 (0.50–0.55) | cheaper |",
+		"| +5.4% | within noise | 1.00 → 1.00 | 0.65 (0.60–0.70) → 0.52 (0.50–0.55) | cheaper |",
+		"| change | verdict | × thread then → now |",
+		"its CPU per request moved by +20 % (median over the cells in both): **the machine ran at another speed**",
 		"| 0.65 (0.60–0.70) → 0.66 (0.62–0.72) | within noise |",
 	} {
 		if !strings.Contains(string(md), want) {
