@@ -182,7 +182,7 @@ systems:
 			t.Errorf("REPORT.md lacks the row %q", row)
 		}
 	}
-	if !strings.Contains(string(md), "## Against r\n") || !strings.Contains(string(md), "r ran 2 times in each round (4 repetitions a cell)") ||
+	if !strings.Contains(string(md), "## Against r\n") || !strings.Contains(string(md), "r ran more than once a round, spread through it: 4 repetitions a cell at c = 1, 2.") ||
 		!strings.Contains(string(md), "It ran more than once a round: 4 repetitions a cell at c = 1, 2.") {
 		t.Errorf("REPORT.md lacks the section against the reference:\n%s", md)
 	}

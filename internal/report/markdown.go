@@ -223,16 +223,12 @@ func writeAgainstReference(w io.Writer, res *Results) {
 	if ref == nil || len(ref.Cells) == 0 {
 		return
 	}
-	perRound := 0
-	for _, r := range ref.Cells[0].Repetitions {
-		if r.Round == 0 {
-			perRound++
-		}
-	}
 	fmt.Fprintf(w, "## Against %s\n\n", ref.Name)
 	fmt.Fprintf(w, "Each system's median requests per second divided by %s's at the same level. ", ref.Name)
 	fmt.Fprintf(w, "In every round the systems of a level run moments apart, so the machine's drift, which moves req/s from one run to the next, largely cancels in these multiples: they are the figures to compare between runs and machines. ")
-	fmt.Fprintf(w, "Every one divides by %s's median, so %s ran %d times in each round (%d repetitions a cell). ", ref.Name, ref.Name, perRound, len(ref.Cells[0].Repetitions))
+	if counts := repetitionCounts(ref, res.Repetitions); counts != "" {
+		fmt.Fprintf(w, "Every one divides by %s's median, so %s ran more than once a round, spread through it: %s. ", ref.Name, ref.Name, counts)
+	}
 	fmt.Fprintf(w, "A multiple is called faster or slower only when the two spreads (min–max) do not overlap; otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
 	fmt.Fprint(w, "| system |")
 	for _, c := range res.Levels {
