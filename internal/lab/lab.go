@@ -87,8 +87,9 @@ type rep struct {
 
 // Run performs the experiment and returns its results. Every system's
 // processes start first and stay up; then the cells run in rounds, each
-// round every system at every level once, the systems' order rotating
-// from round to round so that the machine's drift hits all alike. A
+// round every system at every level once (the reference, and a system
+// with runs_per_round, more often), the systems' order rotating from
+// round to round so that the machine's drift hits all alike. A
 // system that fails to start is an error naming it; a missing peer is
 // skipped with a note. When ctx is cancelled, Run returns what finished,
 // with Interrupted set. Every process it started is stopped before it

@@ -315,8 +315,10 @@ func writeComparison(w io.Writer, res *Results) {
 	if res.Baseline.Requests != res.Requests {
 		fmt.Fprintf(w, "**Not like for like:** the baseline ran %d requests per repetition and this run %d; each repetition's fixed costs (connections opened, the generator's start) weigh differently per request, so compare runs of the same size.\n\n", res.Baseline.Requests, res.Requests)
 	}
-	reference := "-"
-	if res.Reference != "" && res.Reference == res.Baseline.Reference {
+	// The multiples compare only when both runs had the same reference.
+	related := res.Reference != "" && res.Reference == res.Baseline.Reference
+	reference := "the reference"
+	if related {
 		reference = res.Reference
 	}
 	fmt.Fprintf(w, "| system | concurrency | req/s then | req/s now | change | verdict | × %s then → now | server ÷ client CPU then → now | CPU verdict | p99 then (ms) | p99 now (ms) | failed then → now |\n", reference)
@@ -342,7 +344,7 @@ func writeComparison(w io.Writer, res *Results) {
 				thenText = spreadText(thenCell.Median.RequestsPerSecond, thenCell.Low.RequestsPerSecond, thenCell.High.RequestsPerSecond, "%.0f")
 				change = (nowCell.Median.RequestsPerSecond/thenCell.Median.RequestsPerSecond - 1) * 100
 				verdict = Verdict(nowCell, thenCell, rps, true)
-				if reference != "-" && thenCell.PerReference > 0 && nowCell.PerReference > 0 {
+				if related && thenCell.PerReference > 0 && nowCell.PerReference > 0 {
 					perReference = fmt.Sprintf("%.2f → %.2f", thenCell.PerReference, nowCell.PerReference)
 				}
 				if thenCell.Median.ServerPerClientCPU > 0 && nowCell.Median.ServerPerClientCPU > 0 {
