@@ -174,7 +174,11 @@ systems:
 				t.Errorf("%s c=%d: %v × the reference (%s), want %v", s.Name, cell.Level, cell.PerReference, cell.PerReferenceVerdict, want)
 			}
 		}
-		row := fmt.Sprintf("| %s | %.2f× %s | %.2f× %s |", s.Name, s.Cells[0].PerReference, s.Cells[0].PerReferenceVerdict, s.Cells[1].PerReference, s.Cells[1].PerReferenceVerdict)
+		multiple := func(i int) string {
+			c, per := s.Cells[i], ref.Cells[i].Median.RequestsPerSecond
+			return fmt.Sprintf("%.2f× (%.2f–%.2f), %s", c.PerReference, c.Low.RequestsPerSecond/per, c.High.RequestsPerSecond/per, c.PerReferenceVerdict)
+		}
+		row := fmt.Sprintf("| %s | %s | %s |", s.Name, multiple(0), multiple(1))
 		if s == ref {
 			row = "| r | 1 | 1 |"
 		}

@@ -229,7 +229,7 @@ func writeAgainstReference(w io.Writer, res *Results) {
 	if counts := repetitionCounts(ref, res.Repetitions); counts != "" {
 		fmt.Fprintf(w, "Every one divides by %s's median, so %s ran more than once a round, spread through it: %s. ", ref.Name, ref.Name, counts)
 	}
-	fmt.Fprintf(w, "A multiple is called faster or slower only when the two spreads (min–max) do not overlap; otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
+	fmt.Fprintf(w, "Beside each multiple, in brackets, the system's own spread (its slowest and fastest repetitions) over the same median. A multiple is called faster or slower only when the two spreads (min–max) do not overlap; otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
 	fmt.Fprint(w, "| system |")
 	for _, c := range res.Levels {
 		fmt.Fprintf(w, " c=%d |", c)
@@ -252,7 +252,8 @@ func writeAgainstReference(w io.Writer, res *Results) {
 			case cell == nil || cell.PerReference == 0:
 				fmt.Fprint(w, " - |")
 			default:
-				fmt.Fprintf(w, " %.2f× %s |", cell.PerReference, cell.PerReferenceVerdict)
+				per := ref.cell(c).Median.RequestsPerSecond
+				fmt.Fprintf(w, " %.2f× (%.2f–%.2f), %s |", cell.PerReference, cell.Low.RequestsPerSecond/per, cell.High.RequestsPerSecond/per, cell.PerReferenceVerdict)
 			}
 		}
 		fmt.Fprintln(w)
