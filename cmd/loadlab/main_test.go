@@ -29,7 +29,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	// The servers a test kills outright cannot remove what they wrote
+	// to the temporary directory (a self-signed certificate's key): give
+	// them one of the test run's own, removed when it ends.
+	tmp, err := os.MkdirTemp("", "loadlab-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
 }
 
 func TestBadInputIsOneLineAndExit2(t *testing.T) {
