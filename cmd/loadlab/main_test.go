@@ -147,6 +147,30 @@ func TestServeEveryModelThenStopOnSIGTERM(t *testing.T) {
 	}
 }
 
+// TestRepeatedSIGTERMStopsGracefully: SIGTERMs after the first, as a
+// prefork child gets from its parent and with its process group, never
+// kill serve: it stops as after one, exit 0. Serve keeps wanting SIGTERM
+// to the end; letting go of it, even to ignore it, left a moment in
+// which one killed (5 in 150 starts with such a burst, before).
+func TestRepeatedSIGTERMStopsGracefully(t *testing.T) {
+	testutil.NoteSources()
+	for range 30 {
+		cmd, _, sc := serve(t, "--quiet")
+		for range 200 {
+			if cmd.Process.Signal(syscall.SIGTERM) != nil {
+				break // gone
+			}
+		}
+		var said []string
+		for sc.Scan() {
+			said = append(said, sc.Text())
+		}
+		if err := cmd.Wait(); err != nil || !strings.Contains(strings.Join(said, "\n"), "loadlab serve: stopped after") {
+			t.Fatalf("after repeated SIGTERMs: %v, said:\n%s", err, strings.Join(said, "\n"))
+		}
+	}
+}
+
 func TestPortInUseIsOneClearLine(t *testing.T) {
 	testutil.NoteSources()
 	_, addr, _ := serve(t, "--quiet")

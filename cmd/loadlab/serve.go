@@ -183,7 +183,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		cfg.ListenerClosed = server.WaitForSiblings(os.Stdin)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGINT and SIGTERM stay wanted until the process ends: letting go
+	// of one, even to ignore it, leaves a moment in which it kills (Go's
+	// runtime puts the default action back first). A prefork child gets
+	// SIGTERM twice, from its parent and with its process group, and
+	// must still finish its downloads.
+	stopSignal := make(chan os.Signal, 1)
+	signal.Notify(stopSignal, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv, err := server.Start(cfg, h)
 	if err != nil {
@@ -194,15 +201,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		go reloadOnHangUp(ctx, certs, srv, say)
 	}
 	select {
-	case <-ctx.Done():
+	case <-stopSignal:
 	case <-srv.Done():
 		return fmt.Errorf("server on %s stopped unexpectedly", srv.Addr())
 	}
-	// A second Ctrl-C ends the process at once; a second SIGTERM does not:
-	// a prefork child gets one from its parent as well as the one sent to
-	// its process group, and must still finish its downloads.
 	stop()
-	signal.Ignore(syscall.SIGTERM)
+	signal.Reset(syscall.SIGINT) // a second Ctrl-C ends the process at once
 	began := time.Now()
 	fmt.Fprintf(say, "loadlab serve: stopping: no new connections; requests in flight have %v (pid %d)\n", f.grace, os.Getpid())
 	grace, cancel := context.WithTimeout(context.Background(), f.grace)
@@ -258,9 +262,10 @@ func tlsNote(certs []tlsx.CertInfo) string {
 // children, which serve. A file that does not load keeps the old
 // certificate and says so in one line.
 func reloadOnHangUp(ctx context.Context, certs *tlsx.Store, srv server.Server, say io.Writer) {
+	// SIGHUP stays wanted after the reloads end (not signal.Stop): a
+	// hang-up while serve stops must not kill it.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
