@@ -7,30 +7,22 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"loadlab/internal/balancer"
 	"loadlab/internal/bench"
 	"loadlab/internal/testutil"
-)
-
-// The fast checks' figures, for the bounds the scenarios check.
-const (
-	checkInterval = 200 * time.Millisecond
-	checkTimeout  = 200 * time.Millisecond
-	fall, rise    = 2, 2
-	// slack covers the admin API's polling and the machine's hiccups.
-	slack = 150 * time.Millisecond
-	// arpRetry is Linux's neighbour retransmit time, net.ipv4.neigh.*.retrans_time_ms.
-	arpRetry = time.Second
 )
 
 // Scenario 1: a backend killed (SIGKILL) during a 20,000-request run.
 // http mode: no client sees a failure (a request that lost its backend
 // before any response byte is retried elsewhere). tcp mode: at most the
-// connections open on the backend at that moment fail, and none after.
+// connections open on the backend at that moment fail, and none opened
+// after.
 func TestBackendKilled(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
@@ -60,68 +52,112 @@ func TestBackendKilled(t *testing.T) {
 				}
 				return
 			}
+			// Connections opened after the kill meet a refused connect and
+			// go to another backend; had they failed, failures would pass
+			// this count (a count, not a time: a stalled machine moves when
+			// failures happen, not how many).
 			if s.Failed > open {
 				t.Errorf("tcp mode: %d failed, more than the %d connections open on the killed backend", s.Failed, open)
-			}
-			if _, last, ok := failureWindow(s); ok && last > killOffset+300*time.Millisecond {
-				t.Errorf("tcp mode: failures until %s, the backend died at %s: connections opened after it failed too: %+v",
-					last, killOffset, s.Timeline)
 			}
 		})
 	}
 }
 
 // Scenario 2: a backend's link cut during a run (packets vanish, no
-// reset). It is out within fall × interval + the check's timeout; the
-// only failures are requests already on it, which end at their timeout;
-// it is back after rise good checks once the link returns, and gets
-// traffic again.
+// reset). It goes out on its fall-th failed check; the only failures are
+// requests already on it, which end at their timeout, at most one per
+// client connection; a run sent while it is out meets no failure; once
+// the link returns it is back on its rise-th good check and gets traffic
+// again. Checks and requests are counted, not timed: a machine that
+// stalls moves the times (they are logged for docs/RELIABILITY.md), not
+// these counts.
 func TestBackendLinkCut(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"tcp", "http"} {
 		t.Run(mode, func(t *testing.T) {
 			// A request stuck on the cut link ends at the balancer's answer
 			// timeout (http: 504) or the client's -s (tcp: the balancer
-			// only moves bytes).
-			const answerTimeout = time.Second
-			l := newLab(t, append(modeArgs(mode), "--server-idle", answerTimeout.String())...)
-			run := l.cli.bench(t, benchArgs(mode, "-n", "10000000", "-t", "6", "-c", "20", "-r", "-s", "1", l.url)...)
+			// only moves bytes), set alike and well past the detection
+			// time, so that no client connection is caught twice.
+			const timeout, conns = 2 * time.Second, 20
+			l := newLab(t, append(modeArgs(mode), "--server-idle", timeout.String())...)
+			load := func(args ...string) []string {
+				return benchArgs(mode, append(args, "-c", strconv.Itoa(conns), "-r", "-s", strconv.Itoa(int(timeout.Seconds())), l.url)...)
+			}
+			run := l.cli.bench(t, load("-n", "10000000", "-t", "8")...)
 			l.waitServed(t, mode == "http", 2000)
 			victim := l.backends[1]
+			addr := victim.addr(backendPort)
 			cutAt := time.Now()
 			victim.cut()
-			out := l.lb.waitState(t, l.admin, victim.addr(backendPort), "down", 5*time.Second)
-			time.Sleep(time.Second) // a second with the link down and the backend out
-			before := l.lb.backend(t, l.admin, victim.addr(backendPort))
+			wentOut, out := l.lb.waitState(t, l.admin, addr, "down", 5*time.Second)
+			while := l.cli.bench(t, load("-n", "2000")...).result(t)
+			// The link stays down until the requests stuck on it have met
+			// their timeout, as on a link that does not come back: were it
+			// back sooner, TCP would resend them and they would succeed.
+			time.Sleep(time.Until(cutAt.Add(timeout + 500*time.Millisecond)))
 			healAt := time.Now()
 			victim.heal()
-			back := l.lb.waitState(t, l.admin, victim.addr(backendPort), "ready", 5*time.Second)
+			cameBack, back := l.lb.waitState(t, l.admin, addr, "ready", 5*time.Second)
+			again := l.cli.bench(t, load("-n", "2000")...).result(t)
+			after := l.lb.backend(t, l.admin, addr)
 			s := run.result(t)
-			after := l.lb.backend(t, l.admin, victim.addr(backendPort))
 
-			cutOffset := cutAt.Sub(s.Start)
-			first, last, failed := failureWindow(s)
-			row(t, "%s; link cut at %s, out after %s, failures from %s to %s; link back at %s, ready after %s",
-				summaryLine(s), cutOffset.Round(time.Millisecond), out.Round(time.Millisecond),
-				first, last, healAt.Sub(s.Start).Round(time.Millisecond), back.Round(time.Millisecond))
-			if limit := fall*checkInterval + checkTimeout + slack; out > limit {
-				t.Errorf("out after %s, want within fall × interval + check timeout = %s", out, limit-slack)
+			first, last, _ := failureWindow(s)
+			row(t, "%s; link cut at %s, out after %s (checks %q), failures from %s to %s; while out: %s; link back at %s, ready after %s (checks %q); then %s, the backend taking %d meanwhile",
+				summaryLine(s), cutAt.Sub(s.Start).Round(time.Millisecond), out.Round(time.Millisecond), checksToChange(wentOut),
+				first, last, summaryLine(while), healAt.Sub(s.Start).Round(time.Millisecond), back.Round(time.Millisecond),
+				checksToChange(cameBack), summaryLine(again), served(after, mode == "http")-served(cameBack, mode == "http"))
+			if got, want := checksToChange(wentOut), strings.Repeat("-", fall); !endsStreak(got, want) {
+				t.Errorf("went out after checks %q (newest first, + passed, - failed), want %q: out on the fall-th failure", got, want)
 			}
 			// The backend's host lost its neighbour entry for the balancer
-			// with the carrier; it asks again at its next ARP retry (1 s by
-			// default), so the first check can pass that much later.
-			if limit := rise*checkInterval + arpRetry + slack; back > limit {
-				t.Errorf("back after %s, want within rise × interval + an ARP retry = %s", back, limit-slack)
+			// with the carrier, so a check may fail after the link is back
+			// (until its next ARP retry); the rise good ones count from
+			// the last failure.
+			if got, want := checksToChange(cameBack), strings.Repeat("+", rise); !endsStreak(got, want) {
+				t.Errorf("back after checks %q (newest first), want %q: back on the rise-th good check", got, want)
 			}
-			if failed && last > cutOffset+out+answerTimeout+2*slack {
-				t.Errorf("failures until %s: requests sent after the backend was out (%s) failed too: %+v",
-					last, cutOffset+out, s.Timeline)
+			// (A 504 counts twice: non-2xx, and failed for its length.)
+			if s.Failed > conns || s.Non2xx > conns {
+				t.Errorf("%d failed, %d non-2xx: more than the %d connections that can have been on the cut link: %+v",
+					s.Failed, s.Non2xx, conns, s.Timeline)
 			}
-			if served(after, mode == "http") <= served(before, mode == "http") {
-				t.Errorf("the backend got no traffic after it came back")
+			if while.Failed != 0 || while.Non2xx != 0 {
+				t.Errorf("sent while the backend was out: %s; want no failure", summaryLine(while))
+			}
+			if again.Failed != 0 || again.Non2xx != 0 {
+				t.Errorf("sent once it was back: %s; want no failure", summaryLine(again))
+			}
+			if served(after, mode == "http") <= served(cameBack, mode == "http") {
+				t.Errorf("the backend got none of 2000 requests after it came back")
 			}
 		})
 	}
+}
+
+// checksToChange are a backend's kept checks up to its last change of
+// state, newest first: "+" passed, "-" failed.
+func checksToChange(b balancer.BackendStatus) string {
+	var outcomes strings.Builder
+	for _, c := range b.Checks {
+		switch {
+		case c.At.After(b.Changed): // made after the change
+		case c.OK:
+			outcomes.WriteByte('+')
+		default:
+			outcomes.WriteByte('-')
+		}
+	}
+	return outcomes.String()
+}
+
+// endsStreak reports whether checks (newest first) begin with streak and
+// the check before it, if one is kept, had the other outcome: the state
+// changed on the streak's last check, not before, not later.
+func endsStreak(checks, streak string) bool {
+	rest, ok := strings.CutPrefix(checks, streak)
+	return ok && (rest == "" || rest[0] != streak[0])
 }
 
 // Scenario 3: one backend slowed by 200 ms. leastconn and p2c see its

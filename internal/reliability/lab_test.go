@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,12 +31,14 @@ const (
 )
 
 // Health checks fast enough for a test to watch them work: a backend is
-// out after fall × interval (+ the check's own timeout) and back after
-// rise × interval.
+// out after fall failed checks, 200 ms apart (+ the check's own timeout),
+// and back after rise good ones.
 var fastChecks = []string{
-	"--check-interval", "200ms", "--check-timeout", "200ms", "--fall", "2", "--rise", "2",
+	"--check-interval", "200ms", "--check-timeout", "200ms", "--fall", strconv.Itoa(fall), "--rise", strconv.Itoa(rise),
 	"--connect-timeout", "300ms",
 }
+
+const fall, rise = 2, 2
 
 // newLab starts the four backends and a balancer with args (its listen,
 // backend and admin flags are added here).

@@ -355,11 +355,16 @@ func (h *host) backend(t *testing.T, admin, addr string) balancer.BackendStatus 
 	return balancer.BackendStatus{}
 }
 
-// waitState polls the admin API until the backend is in state and says
-// how long that took; it fails the test after limit.
-func (h *host) waitState(t *testing.T, admin, addr, state string, limit time.Duration) time.Duration {
+// waitState polls the admin API until the backend is in state and
+// returns what it said then and how long that took; it fails the test
+// after limit.
+func (h *host) waitState(t *testing.T, admin, addr, state string, limit time.Duration) (balancer.BackendStatus, time.Duration) {
 	t.Helper()
 	began := time.Now()
-	testutil.Eventually(t, limit, "backend "+addr+" "+state, func() bool { return h.backend(t, admin, addr).State == state })
-	return time.Since(began)
+	var b balancer.BackendStatus
+	testutil.Eventually(t, limit, "backend "+addr+" "+state, func() bool {
+		b = h.backend(t, admin, addr)
+		return b.State == state
+	})
+	return b, time.Since(began)
 }
