@@ -7,7 +7,10 @@
 #   - the median server CPU time per request (µs), from /proc;
 #   - the median server CPU ÷ client CPU per request (each repetition's
 #     server CPU over the generator's, on the same requests: a host that
-#     slows the guest's CPUs slows both alike).
+#     slows the guest's CPUs slows both alike);
+#   - the report's "Against async" multiple: each repetition's req/s over
+#     async's in the same round, the median of those (results.json's
+#     per_reference; the first figure, taken round by round).
 #
 #   scripts/lab-repro.sh [extra loadlab lab flags...]
 #
@@ -39,7 +42,7 @@ def cells(path):
     out = {}
     for s in res["systems"]:
         for c in s.get("cells") or []:
-            out[(s["name"], c["level"])] = c["median"]
+            out[(s["name"], c["level"])] = dict(c["median"], per_reference=c.get("per_reference", 0))
     return out
 
 a, b = cells(sys.argv[1]), cells(sys.argv[2])
@@ -55,7 +58,8 @@ def agree(x, y):
     return x > 0 and y > 0 and abs(y / x - 1) <= 0.10
 
 for name, key, fig in [("req/s ÷ async's", "ratio", None), ("server CPU per request", "cpu", "server_cpu_us_per_request"),
-                       ("server ÷ client CPU", "cpu", "server_cpu_per_client_cpu")]:
+                       ("server ÷ client CPU", "cpu", "server_cpu_per_client_cpu"),
+                       ("× async within rounds", "cpu", "per_reference")]:
     n = ok = 0
     for (sys_, lvl), m1 in sorted(a.items()):
         m2 = b.get((sys_, lvl))
@@ -69,7 +73,7 @@ for name, key, fig in [("req/s ÷ async's", "ratio", None), ("server CPU per req
         else:
             x, y = m1[fig], m2[fig]
             if x == 0 and y == 0:
-                continue  # not measured (a url: system)
+                continue  # not measured (a url: system; the reference's own multiple)
         n += 1
         if agree(x, y):
             ok += 1

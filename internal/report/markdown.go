@@ -224,12 +224,11 @@ func writeAgainstReference(w io.Writer, res *Results) {
 		return
 	}
 	fmt.Fprintf(w, "## Against %s\n\n", ref.Name)
-	fmt.Fprintf(w, "Each system's median requests per second divided by %s's at the same level. ", ref.Name)
-	fmt.Fprintf(w, "In every round the systems of a level run moments apart, so the machine's drift, which moves req/s from one run to the next, largely cancels in these multiples: they are the figures to compare between runs and machines. ")
+	fmt.Fprintf(w, "Each system's requests per second as a multiple of %s's at the same level, taken within each round: every repetition divided by %s's in the same round. In a round the systems of a level run moments apart, so the machine's change of speed, which moves req/s from one round and one run to the next, drops out of these multiples: they are the figures to compare between runs and machines. ", ref.Name, ref.Name)
 	if counts := repetitionCounts(ref, res.Repetitions); counts != "" {
-		fmt.Fprintf(w, "Every one divides by %s's median, so %s ran more than once a round, spread through it: %s. ", ref.Name, ref.Name, counts)
+		fmt.Fprintf(w, "Every one divides by %s, so %s ran more than once a round, spread through it (its mean in the round is the divisor): %s. ", ref.Name, ref.Name, counts)
 	}
-	fmt.Fprintf(w, "Beside each multiple, in brackets, the system's own spread (its slowest and fastest repetitions) over the same median. A multiple is called faster or slower only when the two spreads (min–max) do not overlap; otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
+	fmt.Fprintf(w, "The median multiple, and in brackets the smallest and largest over the rounds. A system is called faster or slower only when every round says so (the whole spread lies on one side of 1); otherwise *within noise*. TLS systems are against the plain %s: what a handshake per request costs.\n\n", ref.Name)
 	fmt.Fprint(w, "| system |")
 	for _, c := range res.Levels {
 		fmt.Fprintf(w, " c=%d |", c)
@@ -252,8 +251,7 @@ func writeAgainstReference(w io.Writer, res *Results) {
 			case cell == nil || cell.PerReference == 0:
 				fmt.Fprint(w, " - |")
 			default:
-				per := ref.cell(c).Median.RequestsPerSecond
-				fmt.Fprintf(w, " %.2f× (%.2f–%.2f), %s |", cell.PerReference, cell.Low.RequestsPerSecond/per, cell.High.RequestsPerSecond/per, cell.PerReferenceVerdict)
+				fmt.Fprintf(w, " %.2f× (%.2f–%.2f), %s |", cell.PerReference, cell.PerReferenceLow, cell.PerReferenceHigh, cell.PerReferenceVerdict)
 			}
 		}
 		fmt.Fprintln(w)

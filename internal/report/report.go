@@ -101,10 +101,15 @@ type Cell struct {
 	// ClientBound is set when the load generator used most of a core: the
 	// figures may be the client's limit, not the server's.
 	ClientBound bool `json:"client_bound,omitempty"`
-	// PerReference is the median req/s over the reference system's at the
-	// same level, and PerReferenceVerdict "faster", "slower" or "within
-	// noise" (the two spreads overlap); both unset without a reference.
+	// PerReference is the system's req/s as a multiple of the reference
+	// system's at the same level, taken round by round (see
+	// RelateToReference): the median, with PerReferenceLow and
+	// PerReferenceHigh the smallest and largest, and PerReferenceVerdict
+	// "faster", "slower" or "within noise" (the spread takes in 1). All
+	// unset without a reference, and for the reference itself.
 	PerReference        float64 `json:"per_reference,omitempty"`
+	PerReferenceLow     float64 `json:"per_reference_low,omitempty"`
+	PerReferenceHigh    float64 `json:"per_reference_high,omitempty"`
 	PerReferenceVerdict string  `json:"per_reference_verdict,omitempty"`
 }
 

@@ -187,3 +187,40 @@ func TestRoundCost(t *testing.T) {
 		t.Errorf("REPORT.md does not show the rounds' speed:\n%s", md)
 	}
 }
+
+// A multiple of the reference is taken within each round: the machine
+// slowed by half in round 1, which moves both systems' medians, not the
+// multiples. Every round must agree before a system is called faster.
+func TestPerReferenceWithinRounds(t *testing.T) {
+	reps := func(rounds []int, rps ...float64) []Repetition {
+		var out []Repetition
+		for i, r := range rps {
+			out = append(out, Repetition{Round: rounds[i], Figures: Figures{RequestsPerSecond: r}})
+		}
+		return out
+	}
+	ref := &Cell{Level: 1, Repetitions: reps([]int{0, 0, 1, 1, 2, 2}, 100, 100, 50, 50, 90, 110)}
+	fast := &Cell{Level: 1, Repetitions: reps([]int{0, 1, 2}, 120, 66, 110)}  // 1.2, 1.32, 1.1
+	mixed := &Cell{Level: 1, Repetitions: reps([]int{0, 1, 2}, 120, 45, 100)} // 1.2, 0.9, 1.0
+	lone := &Cell{Level: 1, Repetitions: reps([]int{3}, 500)}                 // no reference in round 3
+	res := &Results{Reference: "r", Systems: []*System{
+		{Name: "r", Cells: []*Cell{ref}}, {Name: "fast", Cells: []*Cell{fast}},
+		{Name: "mixed", Cells: []*Cell{mixed}}, {Name: "lone", Cells: []*Cell{lone}},
+	}}
+	res.RelateToReference()
+	for _, tc := range []struct {
+		c                 *Cell
+		median, low, high float64
+		verdict           string
+	}{
+		{fast, 1.2, 1.1, 1.32, "faster"},
+		{mixed, 1.0, 0.9, 1.2, "within noise"},
+		{ref, 0, 0, 0, ""},
+		{lone, 0, 0, 0, ""},
+	} {
+		got := fmt.Sprintf("%.4g %.4g %.4g %s", tc.c.PerReference, tc.c.PerReferenceLow, tc.c.PerReferenceHigh, tc.c.PerReferenceVerdict)
+		if want := fmt.Sprintf("%.4g %.4g %.4g %s", tc.median, tc.low, tc.high, tc.verdict); got != want {
+			t.Errorf("multiple %s, want %s", got, want)
+		}
+	}
+}

@@ -98,25 +98,63 @@ func Verdict(a, b *Cell, field func(*Figures) *float64, higherBetter bool) strin
 	return "within noise"
 }
 
-// RelateToReference sets every cell's PerReference and its verdict
-// against the reference system's cell at the same level. A TLS system is
-// related to the reference too: how much a handshake per request costs
-// against the plain reference.
+// RelateToReference sets every cell's multiple of the reference system
+// at the same level. The multiple is taken within each round: each of the
+// system's repetitions over the mean of the reference's in that round,
+// so that what the machine's speed did between rounds drops out, as it
+// does for two runs side by side. The cell keeps the median of those
+// multiples with their min–max, and calls the system faster or slower
+// only when the whole spread lies on one side of 1 (every round agrees);
+// otherwise within noise. A TLS system is related to the reference too:
+// how much a handshake per request costs against the plain reference.
 func (r *Results) RelateToReference() {
 	ref := r.system(r.Reference)
 	if ref == nil {
 		return
 	}
 	for _, s := range r.Systems {
+		if s == ref {
+			continue
+		}
 		for _, c := range s.Cells {
 			rc := ref.cell(c.Level)
-			if rc == nil || rc.Median.RequestsPerSecond <= 0 {
+			if rc == nil {
 				continue
 			}
-			c.PerReference = c.Median.RequestsPerSecond / rc.Median.RequestsPerSecond
-			c.PerReferenceVerdict = Verdict(c, rc, rps, true)
+			multiples := roundMultiples(c.Repetitions, rc.Repetitions)
+			if len(multiples) == 0 {
+				continue
+			}
+			c.PerReference, c.PerReferenceLow, c.PerReferenceHigh = Median(multiples), slices.Min(multiples), slices.Max(multiples)
+			switch {
+			case c.PerReferenceLow > 1:
+				c.PerReferenceVerdict = "faster"
+			case c.PerReferenceHigh < 1:
+				c.PerReferenceVerdict = "slower"
+			default:
+				c.PerReferenceVerdict = "within noise"
+			}
 		}
 	}
+}
+
+// roundMultiples divides each repetition's req/s by the mean of the
+// reference's repetitions in the same round; a repetition whose round the
+// reference did not run in has none.
+func roundMultiples(reps, refReps []Repetition) []float64 {
+	sum := map[int]float64{}
+	n := map[int]int{}
+	for _, rr := range refReps {
+		sum[rr.Round] += rr.RequestsPerSecond
+		n[rr.Round]++
+	}
+	var multiples []float64
+	for _, rep := range reps {
+		if n[rep.Round] > 0 && sum[rep.Round] > 0 {
+			multiples = append(multiples, rep.RequestsPerSecond/(sum[rep.Round]/float64(n[rep.Round])))
+		}
+	}
+	return multiples
 }
 
 // GeneratorDrift is how much the load generator's CPU per request moved
