@@ -92,10 +92,13 @@ func TestBackendLinkCut(t *testing.T) {
 			victim.cut()
 			wentOut, out := l.lb.waitState(t, l.admin, addr, "down", 5*time.Second)
 			while := l.cli.bench(t, load("-n", "2000")...).result(t)
-			// The link stays down until the requests stuck on it have met
-			// their timeout, as on a link that does not come back: were it
-			// back sooner, TCP would resend them and they would succeed.
-			time.Sleep(time.Until(cutAt.Add(timeout + 500*time.Millisecond)))
+			// The link stays down until the balancer has nothing left on it
+			// (the requests stuck there met their timeout), as on a link
+			// that does not come back: were it back sooner, TCP would
+			// resend them and they would succeed.
+			testutil.Eventually(t, 3*timeout, "the connections on the cut link ending", func() bool {
+				return l.lb.backend(t, l.admin, addr).Active == 0
+			})
 			healAt := time.Now()
 			victim.heal()
 			cameBack, back := l.lb.waitState(t, l.admin, addr, "ready", 5*time.Second)
