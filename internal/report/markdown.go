@@ -344,7 +344,7 @@ func writeComparison(w io.Writer, res *Results) {
 				change = (nowCell.Median.RequestsPerSecond/thenCell.Median.RequestsPerSecond - 1) * 100
 				verdict = Verdict(nowCell, thenCell, rps, true)
 				if related && thenCell.PerReference > 0 && nowCell.PerReference > 0 {
-					perReference = fmt.Sprintf("%.2f → %.2f", thenCell.PerReference, nowCell.PerReference)
+					perReference = multipleText(thenCell) + " → " + multipleText(nowCell)
 				}
 				if thenCell.Median.ServerPerClientCPU > 0 && nowCell.Median.ServerPerClientCPU > 0 {
 					cpuText = spreadText(thenCell.Median.ServerPerClientCPU, thenCell.Low.ServerPerClientCPU, thenCell.High.ServerPerClientCPU, "%.2f") + " → " +
@@ -360,6 +360,16 @@ func writeComparison(w io.Writer, res *Results) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// multipleText is a cell's multiple of the reference, with its spread
+// over the rounds when it has one (a results.json from before multiples
+// were taken within rounds has none).
+func multipleText(c *Cell) string {
+	if c.PerReferenceLow == 0 {
+		return fmt.Sprintf("%.2f", c.PerReference)
+	}
+	return spreadText(c.PerReference, c.PerReferenceLow, c.PerReferenceHigh, "%.2f")
 }
 
 // writeHandshakeCost sets every TLS system beside the system that is the
