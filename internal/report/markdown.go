@@ -127,7 +127,17 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		for _, c := range cost {
 			texts = append(texts, fmt.Sprintf("%.2f", c))
 		}
-		p("Steal does not show every slowdown: some hosts slow a guest's CPUs without it. The load generator does the same work per request all run long, so its CPU per request, round by round against its median in each cell, shows the machine's speed: %s (1.00 is the run's usual speed; 1.20 would be a round in which the same work took a fifth longer). Req/s and CPU microseconds move with it; ratios taken within a round (server ÷ client CPU, one system against another) much less.\n\n", strings.Join(texts, " "))
+		p("Steal does not show every slowdown: some hosts slow a guest's CPUs without it. The load generator does the same work per request all run long, so its CPU per request, round by round against its median in each cell, shows the machine's speed: %s (1.00 is the run's usual speed; 1.20 would be a round in which the same work took a fifth longer). Req/s and CPU microseconds move with it; ratios taken within a round (server ÷ client CPU, one system against another) much less.", strings.Join(texts, " "))
+		// Beyond the ±10 % within which two runs are said to agree, the
+		// run's own medians mix speeds.
+		if moved := slices.Max(cost)/slices.Min(cost) - 1; moved > 0.10 {
+			hold := "server ÷ client CPU"
+			if res.Reference != "" {
+				hold += " and the multiples of " + res.Reference
+			}
+			p(" **The machine's speed moved by %.0f %% during this run:** its CPU microseconds mix rounds run at different speeds, and another run may not reproduce them; hold %s against other runs.", 100*moved, hold)
+		}
+		p("\n\n")
 	}
 	p("The median repetition of every cell has its ab-style text in [runs/](runs/); every figure of every repetition is in [results.json](results.json), and the median runs in [results.csv](results.csv).\n\n")
 	p("## The configuration\n\n<details><summary>Repeat this run with <code>loadlab lab --config</code> on this file</summary>\n\n```yaml\n%s```\n\n</details>\n", res.ConfigYAML)

@@ -187,8 +187,24 @@ func TestRoundCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "REPORT.md"))
-	if !strings.Contains(string(md), "shows the machine's speed: 1.00 1.20 0.90 (") {
-		t.Errorf("REPORT.md does not show the rounds' speed:\n%s", md)
+	if !strings.Contains(string(md), "shows the machine's speed: 1.00 1.20 0.90 (") ||
+		!strings.Contains(string(md), "**The machine's speed moved by 33 % during this run:**") {
+		t.Errorf("REPORT.md does not show the rounds' speed and its move:\n%s", md)
+	}
+	// Within ±10 %, no warning.
+	for _, s := range res.Systems {
+		for _, c := range s.Cells {
+			for i, cpu := range []float64{50, 53, 49} {
+				c.Repetitions[i].ClientCPU = cpu
+			}
+		}
+	}
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	if !strings.Contains(string(md), "shows the machine's speed: 1.00 1.06 0.98 (") || strings.Contains(string(md), "speed moved by") {
+		t.Errorf("a steady run's speed line:\n%s", md)
 	}
 }
 
