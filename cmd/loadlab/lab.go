@@ -26,6 +26,9 @@ type labFlags struct {
 	compare     string
 	screenshots bool
 	repetitions int
+	// repetitionsGiven tells an explicit --repetitions 0 (a mistake) from
+	// the flag left out (the config's value).
+	repetitionsGiven bool
 }
 
 func newLabCommand() *cobra.Command {
@@ -48,7 +51,10 @@ hypervisor stole more than max_steal of the CPU runs again.`,
   loadlab lab --quick --ports auto --out /tmp/report
   loadlab lab --print-config > my-lab.yaml && loadlab lab --config my-lab.yaml`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runLab(f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.repetitionsGiven = cmd.Flags().Changed("repetitions")
+			return runLab(f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "experiment in YAML (default: the embedded lab experiment; see --print-config)")
@@ -81,7 +87,7 @@ func runLab(f *labFlags) error {
 	if f.quick {
 		cfg.Quick()
 	}
-	if f.repetitions != 0 {
+	if f.repetitionsGiven {
 		if f.repetitions < 1 || f.repetitions > 100 {
 			return usagef("--repetitions %d: give 1 to 100", f.repetitions)
 		}

@@ -57,7 +57,8 @@ func TestLabPrintConfigAndBadFlags(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "name: async-balancer") || !strings.Contains(string(out), "port: 44444") {
 		t.Errorf("--print-config: %v\n%s", err, out)
 	}
-	for _, args := range [][]string{{"lab", "--ports", "random"}, {"lab", "--config", "/no/such.yaml"}, {"lab", "--compare", "/no/such.json"}} {
+	for _, args := range [][]string{{"lab", "--ports", "random"}, {"lab", "--config", "/no/such.yaml"}, {"lab", "--compare", "/no/such.json"},
+		{"lab", "--repetitions", "0"}, {"lab", "--repetitions", "101"}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.HasPrefix(string(out), "loadlab: ") {
 			t.Errorf("%v: %v %q", args, err, out)
