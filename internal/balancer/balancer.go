@@ -257,9 +257,7 @@ func Start(cfg Config) (*Balancer, error) {
 	if cfg.MaxConns > 0 {
 		b.slots = make(chan struct{}, cfg.MaxConns)
 	}
-	b.resolver = startResolver(b)
-	b.checker = startChecker(b)
-	b.rates = startRates(b)
+	b.resolver = newResolver(b)
 	newMode := newTCPLoop
 	if cfg.Mode == "http" {
 		newMode = newHTTPLoop
@@ -268,6 +266,11 @@ func Start(cfg Config) (*Balancer, error) {
 		closeListener()
 		return nil, err
 	}
+	// What runs beside the loops starts once they exist: the resolver
+	// tells them of backends gone and the rates read their queue.
+	b.resolver.start()
+	b.checker = startChecker(b)
+	b.rates = startRates(b)
 	if certs != nil {
 		b.front = startTLSFront(b, ln, certs, warnings, cfg.Mode)
 	}

@@ -21,15 +21,19 @@ type resolver struct {
 	dns  *net.Resolver
 }
 
-func startResolver(b *Balancer) *resolver {
+// newResolver looks the backends' names up once, before the balancer
+// serves: SRV backends and host names have no address until then.
+func newResolver(b *Balancer) *resolver {
 	r := &resolver{b: b, quit: make(chan struct{}), dns: b.Config().Resolver}
 	if r.dns == nil {
 		r.dns = net.DefaultResolver
 	}
-	r.refresh(false) // SRV backends and host names have no address until looked up
-	r.wg.Go(r.loop)
+	r.refresh(false)
 	return r
 }
+
+// start follows DNS from now on.
+func (r *resolver) start() { r.wg.Go(r.loop) }
 
 func (r *resolver) stop() {
 	close(r.quit)

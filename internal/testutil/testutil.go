@@ -92,7 +92,11 @@ func BuildBinary() (string, error) {
 	if _, err := os.Stat(gotool); err != nil {
 		gotool = "go"
 	}
-	build := exec.Command(gotool, "build", "-o", bin+".tmp", "./cmd/loadlab")
+	args := []string{"build", "-o", bin + ".tmp"}
+	if raceDetector {
+		args = append(args, "-race")
+	}
+	build := exec.Command(gotool, append(args, "./cmd/loadlab")...)
 	build.Dir = moduleRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building loadlab: %v\n%s", err, out)
@@ -111,11 +115,14 @@ func BuildBinary() (string, error) {
 	return bin, nil
 }
 
-// sourcesKey hashes every file of the module (but .git) and the Go
-// version: what the binary is built from.
+// sourcesKey hashes every file of the module (but .git), the Go version
+// and -race: what the binary is built from and how.
 func sourcesKey() (string, error) {
 	h := sha256.New()
 	io.WriteString(h, runtime.Version())
+	if raceDetector {
+		io.WriteString(h, " -race")
+	}
 	root := moduleRoot()
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		switch {
