@@ -60,7 +60,7 @@ hypervisor stole more than max_steal of the CPU runs again.`,
 	fl.StringVar(&f.config, "config", "", "experiment in YAML (default: the embedded lab experiment; see --print-config)")
 	fl.StringVar(&f.out, "out", "report", "directory to write the report into")
 	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5, 3 repetitions")
-	fl.IntVar(&f.repetitions, "repetitions", 0, "times each cell runs, in rotating rounds (default: the config's repetitions, 12)")
+	fl.IntVar(&f.repetitions, "repetitions", 0, "times each cell runs, in rotating rounds (default: the config's repetitions, 13)")
 	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
 	fl.BoolVar(&f.screenshots, "screenshots", lab.Chromium() != "", "save screenshots of the page, the stats page and the report (needs chromium; on when it is installed)")

@@ -70,7 +70,11 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 				continue
 			}
 			p("## %s\n\n%s\n\n", labTitles[table], s.Title)
-			p("Each row is one real run: the repetition with the median requests per second, so its figures agree with each other.\n\n")
+			p("Each row is one real run: the repetition with the median requests per second, so its figures agree with each other")
+			if res.Repetitions%2 == 0 {
+				p(" (of an even number of repetitions, the slower of the two in the middle: the median below is their mean)")
+			}
+			p(".\n\n")
 			writeLabTable(w, s, res.Levels)
 			p("\nThe seed's figures beside ours (requests per second, our median and spread; a blank seed row is a run that hung):\n\n")
 			writeSeedComparison(w, s, table, res.Levels)

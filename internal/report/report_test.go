@@ -244,3 +244,20 @@ func TestPerReferenceWithinRounds(t *testing.T) {
 		}
 	}
 }
+
+// Of an even number of repetitions no run has the median req/s: the lab
+// tables say which of the two middle runs they show.
+func TestEvenRepetitionsSayWhichRunTheTableShows(t *testing.T) {
+	const note = "the slower of the two in the middle"
+	for _, n := range []int{2, 3, 12, 13} {
+		res := results(4218)
+		res.Repetitions = n
+		var md strings.Builder
+		if err := writeMarkdown(&md, res, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(md.String(), note); got != 2*(1-n%2) {
+			t.Errorf("%d repetitions: the note %d times, want it under each lab table only when even", n, got)
+		}
+	}
+}
