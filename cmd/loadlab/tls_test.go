@@ -98,9 +98,12 @@ func TestServeTLSReloadsOnSIGHUP(t *testing.T) {
 }
 
 // TestServeSelfSignedPrefork: every prefork child serves the parent's
-// self-signed certificate, the one on the ready line.
+// self-signed certificate, the one on the ready line, a SIGHUP reload
+// keeps it, and a server killed outright leaves no key behind.
 func TestServeSelfSignedPrefork(t *testing.T) {
-	srv := testutil.Start(t, nil, binary, "serve", "--model", "prefork", "--procs", "2", "--listen", "127.0.0.1:0", "--quiet", "--tls-self-signed")
+	tmp := t.TempDir()
+	srv := testutil.Start(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), "TMPDIR="+tmp) },
+		binary, "serve", "--model", "prefork", "--procs", "2", "--listen", "127.0.0.1:0", "--quiet", "--tls-self-signed")
 	want := readyFingerprint(srv)
 	if len(want) != 95 {
 		t.Fatalf("no fingerprint on the ready line:\n%s", srv.Output())
@@ -109,6 +112,15 @@ func TestServeSelfSignedPrefork(t *testing.T) {
 		if got := servedFingerprint(t, srv.Addr()); got != want {
 			t.Fatalf("connection %d: certificate %s, want %s", i, got, want)
 		}
+	}
+	srv.Cmd.Process.Signal(syscall.SIGHUP) // the parent passes it to its children
+	testutil.Eventually(t, 5*time.Second, "a reload in the parent and each child", func() bool { return srv.Count("certificates reloaded") == 3 })
+	if got := servedFingerprint(t, srv.Addr()); got != want {
+		t.Errorf("after SIGHUP: certificate %s, want %s", got, want)
+	}
+	srv.Kill()
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("a killed server left %d files in its TMPDIR, %s first", len(left), left[0].Name())
 	}
 }
 

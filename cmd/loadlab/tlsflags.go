@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/pflag"
 
@@ -33,9 +32,10 @@ func (t *tlsFlags) validate() error {
 	return nil
 }
 
-// load loads the certificates, or makes the self-signed one in a
-// directory of its own (a prefork child reads it from there). It returns
-// the store, the files it is read from, and what undoes it.
+// load loads the certificates, or makes the self-signed one in memory
+// files (tlsx.MemPair: a prefork child reads it from there, and a killed
+// server leaves no key behind). It returns the store, the files it is
+// read from, and what undoes it.
 func (t *tlsFlags) load(warn func(string)) (*tlsx.Store, []tlsx.Pair, func(), error) {
 	var pairs []tlsx.Pair
 	cleanup := func() {}
@@ -44,16 +44,11 @@ func (t *tlsFlags) load(warn func(string)) (*tlsx.Store, []tlsx.Pair, func(), er
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("making a self-signed certificate: %v", err)
 		}
-		dir, err := os.MkdirTemp("", "loadlab-tls-")
+		p, release, err := tlsx.MemPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("keeping the self-signed certificate: %v", err)
 		}
-		cleanup = func() { os.RemoveAll(dir) }
-		p, err := tlsx.WritePair(dir, certPEM, keyPEM)
-		if err != nil {
-			cleanup()
-			return nil, nil, nil, err
-		}
+		cleanup = release
 		pairs = []tlsx.Pair{p}
 	} else {
 		for i := range t.certs {

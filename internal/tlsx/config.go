@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -110,4 +111,42 @@ func WritePair(dir string, certPEM, keyPEM []byte) (Pair, error) {
 		return Pair{}, err
 	}
 	return p, nil
+}
+
+// MemPair holds a certificate and its key in memory-backed files
+// (memfd_create) and names them /proc/PID/fd/N: this process and the
+// children it starts (prefork's, running as the same user) read them as
+// files, a reload included, yet nothing reaches the disk and nothing is
+// left behind however the process ends. Close releases them.
+func MemPair(certPEM, keyPEM []byte) (Pair, func(), error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	var paths []string
+	for _, part := range []struct {
+		name string
+		pem  []byte
+		mode os.FileMode
+	}{{"loadlab-cert.pem", certPEM, 0o644}, {"loadlab-key.pem", keyPEM, 0o600}} {
+		fd, err := unix.MemfdCreate(part.name, unix.MFD_CLOEXEC)
+		if err != nil {
+			closeAll()
+			return Pair{}, nil, err
+		}
+		f := os.NewFile(uintptr(fd), part.name)
+		files = append(files, f)
+		if err := f.Chmod(part.mode); err != nil {
+			closeAll()
+			return Pair{}, nil, err
+		}
+		if _, err := f.Write(part.pem); err != nil {
+			closeAll()
+			return Pair{}, nil, err
+		}
+		paths = append(paths, fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd))
+	}
+	return Pair{CertFile: paths[0], KeyFile: paths[1]}, closeAll, nil
 }
