@@ -43,8 +43,9 @@ backends, with health checks, several algorithms, an access log, and an
 admin listener with a stats page, a JSON API and Prometheus metrics.
 
 SIGHUP reloads --config without dropping a connection; an invalid file is
-refused with one line and the running configuration stays. SIGINT or
-SIGTERM stops accepting and lets connections finish within --grace.`,
+refused with one line and the running configuration stays. SIGTERM,
+SIGINT, SIGUSR1 (HAProxy's soft stop) or SIGQUIT stops accepting and lets
+connections finish within --grace; a second Ctrl-C stops at once.`,
 		Example: `  loadlab balance --listen :44444 --backend 127.0.0.1:9002 --backend 127.0.0.1:9003 \
       --backend 127.0.0.1:9004 --backend 127.0.0.1:9005
   loadlab balance --mode http --algo leastconn --health-check http --check-path /santai \
@@ -94,7 +95,7 @@ SIGTERM stops accepting and lets connections finish within --grace.`,
 	fl.StringVar(&c.Admin.User, "admin-user", "", "with --admin-token: the user name basic auth must give (default: any)")
 	fl.BoolVar(&f.check, "check", false, "check the configuration (--config and flags) and exit: 0 if it is valid, 1 if not, as haproxy -c")
 	fl.BoolVar(&f.print, "print-config", false, "print the effective configuration (--config, flags, defaults) as YAML and exit")
-	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time for connections to finish")
+	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGTERM, SIGINT, SIGUSR1 or SIGQUIT, time for connections to finish")
 	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log")
 	f.tls.add(fl)
@@ -175,8 +176,12 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	signal.Ignore(syscall.SIGPIPE) // a reader of the log pipe that went away must not end the balancer
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// The stop signals stay wanted until the process ends (see serve): a
+	// second SIGTERM while connections drain must not cut them. SIGUSR1
+	// is HAProxy's soft stop; SIGQUIT, nginx's graceful one, would
+	// otherwise be Go's stack dump.
+	stopSignal := make(chan os.Signal, 1)
+	signal.Notify(stopSignal, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGQUIT)
 	if !f.quiet {
 		log, buf, err := accesslog.New(os.Stderr, f.logFormat)
 		if err != nil {
@@ -230,8 +235,8 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 				sayCertWarnings(b)
 				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%d backends%s)\n", len(b.Pool().All()), certsNote(b.Certificates()))
 			}
-		case <-ctx.Done():
-			stop()
+		case <-stopSignal:
+			signal.Reset(syscall.SIGINT) // a second Ctrl-C ends the process at once
 			grace, cancel := context.WithTimeout(context.Background(), f.grace)
 			defer cancel()
 			if err := b.Shutdown(grace); err != nil {

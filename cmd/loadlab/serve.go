@@ -57,7 +57,10 @@ HTTPS: --tls-cert FILE --tls-key FILE (TLS 1.2 and 1.3, ALPN http/1.1), or
 certificate files; a file that does not load leaves the old certificate.
 TLS connections are served on goroutines whatever the model.
 
-Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
+Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.
+SIGTERM, SIGINT or SIGQUIT (nginx's graceful stop) closes the listener and
+lets requests in flight finish within --grace; a second Ctrl-C stops at
+once.`,
 		Example: `  loadlab serve --model async --listen :9002
   loadlab serve --model thread --listen :8889 --name thread
   loadlab serve --model prefork --procs 4 --root ./www --quiet
@@ -82,7 +85,7 @@ Once listening it prints "loadlab serve: ready on ADDR ..." on stderr.`,
 	fl.DurationVar(&c.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time allowed to send a request head")
 	fl.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive wait between requests")
 	fl.DurationVar(&c.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "time allowed to write one response")
-	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, time to finish requests in flight")
+	fl.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGTERM, SIGINT or SIGQUIT, time to finish requests in flight")
 	fl.IntVar(&c.MaxConns, "max-conns", 0, "open connections allowed; more are answered 503 (0 = no limit)")
 	fl.Int64Var(&f.maxBody, "max-body", httpx.DefaultLimits().MaxBody, "largest request body in bytes; larger is 413")
 	fl.StringVar(&f.logFormat, "log-format", accesslog.FormatText, "access log format: text or json")
@@ -189,7 +192,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	// SIGTERM twice, from its parent and with its process group, and
 	// must still finish its downloads.
 	stopSignal := make(chan os.Signal, 1)
-	signal.Notify(stopSignal, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(stopSignal, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT) // SIGQUIT: nginx's graceful stop, not Go's stack dump
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv, err := server.Start(cfg, h)

@@ -99,18 +99,19 @@ func serveTargets(t *testing.T, extra ...string) []*target {
 	return tgs
 }
 
-// balanceTargets are both balancer modes, each over two async backends.
-func balanceTargets(t *testing.T, extra ...string) []*target {
+// balanceTargets are both balancer modes, each over two async backends
+// started with backendExtra.
+func balanceTargets(t *testing.T, backendExtra ...string) []*target {
 	var tgs []*target
 	for _, mode := range []string{"tcp", "http"} {
 		var procs []*testutil.Proc
-		args := []string{"balance", "--mode", mode, "--listen", "127.0.0.1:0", "--health-check", "none", "--quiet"}
+		args := []string{"balance", "--mode", mode, "--listen", "127.0.0.1:0", "--health-check", "none", "--quiet", "--grace", "30s"}
 		for range 2 {
-			b := testutil.Start(t, nil, loadlabBin, "serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet")
+			b := testutil.Start(t, nil, loadlabBin, append([]string{"serve", "--model", "async", "--listen", "127.0.0.1:0", "--quiet"}, backendExtra...)...)
 			procs = append(procs, b)
 			args = append(args, "--backend", b.Addr())
 		}
-		lb := testutil.Start(t, nil, loadlabBin, append(args, extra...)...)
+		lb := testutil.Start(t, nil, loadlabBin, args...)
 		tgs = append(tgs, &target{name: "balance " + mode, addr: lb.Addr(), main: lb, procs: append([]*testutil.Proc{lb}, procs...)})
 	}
 	return tgs
@@ -400,13 +401,24 @@ func TestLogPipe(t *testing.T) {
 	}
 }
 
-// TestStopFinishesDownloads: SIGTERM during a 50 MB download on every model
-// lets it finish within --grace, then the process exits.
+// TestStopFinishesDownloads: a stop signal during a 50 MB download, on
+// every model of serve and both modes of balance, lets it finish within
+// --grace, then the process exits 0. Serve stops on SIGTERM or on SIGQUIT
+// (nginx's graceful stop), balance on those or SIGUSR1 (HAProxy's soft
+// stop); a burst of every stop signal while the download drains (a
+// prefork child gets SIGTERM twice) changes nothing.
 func TestStopFinishesDownloads(t *testing.T) {
 	t.Parallel()
 	testutil.NoteSources()
 	root := bigFile(t, "big.bin", 50<<20)
-	for _, tg := range serveTargets(t, "--root", root, "--grace", "30s") {
+	serves := serveTargets(t, "--root", root, "--grace", "30s")
+	for i, tg := range append(serves, balanceTargets(t, "--root", root)...) {
+		stopSignals := []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT}
+		if i >= len(serves) {
+			stopSignals = []syscall.Signal{syscall.SIGUSR1, syscall.SIGQUIT, syscall.SIGTERM}
+			i -= len(serves)
+		}
+		first := stopSignals[i%len(stopSignals)] // each in turn
 		c, err := net.Dial("tcp", tg.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -418,20 +430,31 @@ func TestStopFinishesDownloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		first := make([]byte, 1<<20)
-		if _, err := io.ReadFull(resp.Body, first); err != nil {
+		head := make([]byte, 1<<20)
+		if _, err := io.ReadFull(resp.Body, head); err != nil {
 			t.Fatal(err)
 		}
-		syscall.Kill(-tg.main.Cmd.Process.Pid, syscall.SIGTERM)
+		syscall.Kill(-tg.main.Cmd.Process.Pid, first) // the group: prefork's children too
+		if _, err := io.ReadFull(resp.Body, head); err != nil {
+			t.Fatalf("%s, %v: %v", tg.name, first, err)
+		}
+		for range 50 { // while the download drains
+			for _, sig := range stopSignals {
+				tg.main.Cmd.Process.Signal(sig)
+			}
+		}
 		rest, err := io.Copy(io.Discard, resp.Body)
 		c.Close()
-		if err != nil || rest+int64(len(first)) != 50<<20 {
-			t.Errorf("%s: stopped mid-download: got %d of %d bytes (%v)", tg.name, rest+int64(len(first)), 50<<20, err)
+		if got := rest + 2*int64(len(head)); err != nil || got != 50<<20 {
+			t.Errorf("%s, %v: stopped mid-download: got %d of %d bytes (%v)", tg.name, first, got, 50<<20, err)
 		}
 		select {
 		case <-tg.main.Done:
+			if code := tg.main.Cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("%s, %v: exit %d: %s", tg.name, first, code, tg.main.Output())
+			}
 		case <-time.After(30 * time.Second):
-			t.Errorf("%s: did not exit after the download", tg.name)
+			t.Errorf("%s, %v: did not exit after the download", tg.name, first)
 		}
 	}
 }
