@@ -77,6 +77,42 @@ type live struct {
 	reps     map[int][]rep // by level
 	repeated map[int]int   // by level: repetitions run again for steal
 	cpuPID   []int         // its processes, for CPU per request
+	lost     bool          // a process of it exited: measured no further
+}
+
+// exited is the first of the system's processes to have ended, or nil.
+// After a repetition with failures it waits up to grace for one to be
+// seen ending: a server that went down is why they failed, and its exit
+// reaches us just after its refusals do.
+func (ls *live) exited(grace time.Duration) *running {
+	deadline := time.Now().Add(grace)
+	for {
+		for _, p := range ls.procs {
+			select {
+			case <-p.done:
+				return p
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exitGrace is how long a repetition with failures waits to see whether a
+// process of its system exited.
+const exitGrace = 500 * time.Millisecond
+
+// lose stops measuring a system whose process p exited during the
+// repetition just run at level c: that repetition measured a server
+// going down, and the rounds after it would measure none.
+func (r *runner) lose(ls *live, p *running, round, c int) {
+	ls.lost = true
+	ls.res.Lost = fmt.Sprintf("process %s (%s) exited during round %d, at c = %d (%v); it said: %s. Its figures are of the repetitions before",
+		p.proc.Name, p.proc.Run, round+1, c, p.err, orNothing(p.last))
+	r.logf("%-22s measured no further: %s\n", ls.sys.Name, ls.res.Lost)
 }
 
 // rep is one repetition as it ran.
@@ -153,14 +189,15 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 			res.Reference = cfg.Reference
 		}
 	}
-	total := 0
-	for _, c := range cfg.Levels {
-		total += cfg.Repetitions * len(atLevel(roundOrder(systems, reference, 0), reference, c))
-	}
-	done := 0
+	done, total := 0, 0
 rounds:
 	for round := range cfg.Repetitions {
-		order := roundOrder(systems, reference, round)
+		active := slices.DeleteFunc(slices.Clone(systems), func(ls *live) bool { return ls.lost })
+		if reference != nil && reference.lost {
+			reference = nil
+		}
+		total = done + (cfg.Repetitions-round)*perRound(active, reference, cfg.Levels)
+		order := roundOrder(active, reference, round)
 		var names []string
 		for _, series := range order {
 			for _, ls := range series {
@@ -171,10 +208,23 @@ rounds:
 		lines := map[*live]*strings.Builder{}
 		for _, c := range cfg.Levels {
 			for _, ls := range atLevel(order, reference, c) {
+				if ls.lost {
+					total--
+					continue
+				}
 				rp, err := r.repetition(ctx, ls, c, round, res)
 				if ctx.Err() != nil {
 					res.Interrupted = true
 					break rounds
+				}
+				grace := time.Duration(0)
+				if err != nil || rp.sum.Failed > 0 || rp.sum.Aborted != "" {
+					grace = exitGrace
+				}
+				if p := ls.exited(grace); p != nil {
+					r.lose(ls, p, round, c)
+					total--
+					continue
 				}
 				if err != nil {
 					return nil, err
@@ -192,8 +242,8 @@ rounds:
 		}
 		logged := map[*live]bool{}
 		for _, ls := range slices.Concat(order...) {
-			if logged[ls] {
-				continue // the reference, run more than once
+			if logged[ls] || lines[ls] == nil {
+				continue // the reference, run more than once; a system lost before it ran
 			}
 			logged[ls] = true
 			levels := cfg.Levels
@@ -205,7 +255,7 @@ rounds:
 	}
 	for _, ls := range systems {
 		summarize(ls, cfg.Levels)
-		if !res.Interrupted {
+		if !res.Interrupted && !ls.lost {
 			r.afterRounds(ls)
 		}
 	}
@@ -213,6 +263,15 @@ rounds:
 	res.Duration = time.Since(res.Started)
 	res.Screenshots = r.shots
 	return res, nil
+}
+
+// perRound is how many repetitions a round runs.
+func perRound(systems []*live, reference *live, levels []int) int {
+	n := 0
+	for _, c := range levels {
+		n += len(atLevel(roundOrder(systems, reference, 0), reference, c))
+	}
+	return n
 }
 
 // roundOrder is the order in which a round runs the systems, level by
@@ -450,13 +509,6 @@ func (r *runner) afterRounds(ls *live) {
 		}
 		ls.res.Backends = backendShares(p.admin) // after the screenshots: they count too
 	}
-}
-
-func abortNote(s *bench.Summary) string {
-	if s.Aborted != "" {
-		return " (ended early: " + s.Aborted + ")"
-	}
-	return ""
 }
 
 func (r *runner) logf(format string, args ...any) {

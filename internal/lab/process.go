@@ -26,6 +26,7 @@ type running struct {
 	admin string        // balance: its admin address
 	done  chan struct{} // closed when the process has exited
 	err   error         // how it exited, once done is closed
+	last  string        // the last lines it printed, once done is closed
 }
 
 // readyTimeout bounds a process's start.
@@ -120,6 +121,7 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 		defer out.Close()
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			rp.last = lastLines(rp.last, sc.Text())
 			select {
 			case lines <- sc.Text():
 			default: // nobody listens once it is ready

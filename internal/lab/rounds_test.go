@@ -329,6 +329,81 @@ systems:
 	}
 }
 
+// dyingServer answers GET with "ok" and exits (status 3) on the 71st
+// request: a server that goes down mid-run, at a point fixed by count.
+const dyingServer = `
+import http.server, os, sys
+n = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global n
+        n += 1
+        if n > 70:
+            print("giving up after", n - 1, "requests", flush=True)
+            os._exit(3)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+`
+
+// A system whose process exits mid-run is measured no further: the lab
+// says which process, when and what it said, keeps the repetitions from
+// before, drops the one it died in, and goes on with the others.
+func TestSystemThatDiesMidRun(t *testing.T) {
+	testutil.NoteSources()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3")
+	}
+	script := filepath.Join(t.TempDir(), "dying.py")
+	os.WriteFile(script, []byte(dyingServer), 0o644)
+	// Warm-up 20 requests, round 1 40 more, and round 2 meets the 71st.
+	cfg := parse(t, fmt.Sprintf(`requests: 20
+levels: [1, 2]
+repetitions: 3
+systems:
+  - name: steady
+    url: %s
+  - name: dies
+    processes: [{name: s, run: command, port: 8000, command: [%s, %s, "{port}"]}]
+    target: s
+`, labServer(t), python, script))
+	var log strings.Builder
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steady, dies := res.Systems[0], res.Systems[1]
+	want := "process s (command) exited during round 2, at c = 1 (exit status 3); it said: giving up after 70 requests"
+	if !strings.Contains(dies.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) {
+		t.Errorf("lost: %q; log:\n%s", dies.Lost, log.String())
+	}
+	for _, cell := range dies.Cells {
+		if len(cell.Repetitions) != 1 || cell.Repetitions[0].Round != 0 || cell.Repetitions[0].Failed != 0 {
+			t.Errorf("dies at c=%d kept %+v, want round 1's only", cell.Level, cell.Repetitions)
+		}
+	}
+	for _, cell := range steady.Cells {
+		if len(cell.Repetitions) != 3 {
+			t.Errorf("steady at c=%d: %d repetitions, want all 3", cell.Level, len(cell.Repetitions))
+		}
+	}
+	if steady.Lost != "" {
+		t.Errorf("steady lost: %s", steady.Lost)
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "REPORT.md")); !strings.Contains(string(md), "**Measured no further:** "+want) {
+		t.Errorf("REPORT.md does not say why dies was measured no further")
+	}
+}
+
 // sleepers are "sleep 60" processes that are children of this test.
 func sleepers() []int {
 	var left []int

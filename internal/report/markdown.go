@@ -93,6 +93,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			p("Skipped: %s.\n\n", s.Skipped)
 			continue
 		}
+		if s.Lost != "" {
+			p("**Measured no further:** %s.\n\n", s.Lost)
+		}
 		if counts := repetitionCounts(s, res.Repetitions); counts != "" {
 			p("It ran more than once a round: %s.\n\n", counts)
 		}

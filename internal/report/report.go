@@ -79,7 +79,8 @@ type System struct {
 	Peer      bool   `json:"peer,omitempty"`
 	KeepAlive bool   `json:"keep_alive,omitempty"`
 	Skipped   string `json:"skipped,omitempty"`
-	URL       string `json:"url,omitempty"` // a server loadlab did not start
+	Lost      string `json:"lost,omitempty"` // why it was measured no further: a process of it exited
+	URL       string `json:"url,omitempty"`  // a server loadlab did not start
 	TLS       bool   `json:"tls,omitempty"`
 	Plain     string `json:"plain,omitempty"` // the system that is this one without TLS
 	// Runs has, per level, the repetition with the median req/s: one real
