@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,13 +107,44 @@ func (ls *live) exited(grace time.Duration) *running {
 // process of its system exited.
 const exitGrace = 500 * time.Millisecond
 
-// lose stops measuring a system whose process p exited during the
-// repetition just run at level c: that repetition measured a server
-// going down, and the rounds after it would measure none.
-func (r *runner) lose(ls *live, p *running, round, c int) {
+// down says whether a system just went down, and how: a process of it
+// exited, or, for a url: system, a repetition ended early and its address
+// now refuses connections. what happened comes first, then its details.
+// troubled is whether the repetition had failures.
+func (ls *live) down(troubled bool, sum *bench.Summary) (what, details string) {
+	grace := time.Duration(0)
+	if troubled {
+		grace = exitGrace
+	}
+	if p := ls.exited(grace); p != nil {
+		return fmt.Sprintf("process %s (%s) exited", p.proc.Name, p.proc.Run), fmt.Sprintf("(%v); it said: %s", p.err, orNothing(p.last))
+	}
+	if ls.sys.URL == "" || sum == nil || sum.Aborted == "" {
+		return "", ""
+	}
+	u, err := url.Parse(ls.url)
+	if err != nil {
+		return "", ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+		return "", ""
+	}
+	return "its address " + addr + " stopped answering", fmt.Sprintf("(%s; then %v)", sum.Aborted, err)
+}
+
+// lose stops measuring a system that went down during the repetition
+// just run at level c: that repetition measured a server going down, and
+// the rounds after it would measure none.
+func (r *runner) lose(ls *live, what, details string, round, c int) {
 	ls.lost = true
-	ls.res.Lost = fmt.Sprintf("process %s (%s) exited during round %d, at c = %d (%v); it said: %s. Its figures are of the repetitions before",
-		p.proc.Name, p.proc.Run, round+1, c, p.err, orNothing(p.last))
+	ls.res.Lost = fmt.Sprintf("%s during round %d, at c = %d %s. Its figures are of the repetitions before", what, round+1, c, details)
 	r.logf("%-22s measured no further: %s\n", ls.sys.Name, ls.res.Lost)
 }
 
@@ -217,12 +250,9 @@ rounds:
 					res.Interrupted = true
 					break rounds
 				}
-				grace := time.Duration(0)
-				if err != nil || rp.sum.Failed > 0 || rp.sum.Aborted != "" {
-					grace = exitGrace
-				}
-				if p := ls.exited(grace); p != nil {
-					r.lose(ls, p, round, c)
+				troubled := err != nil || rp.sum.Failed > 0 || rp.sum.Aborted != ""
+				if what, details := ls.down(troubled, rp.sum); what != "" {
+					r.lose(ls, what, details, round, c)
 					total--
 					continue
 				}

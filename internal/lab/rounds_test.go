@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"loadlab/internal/procstat"
 	"loadlab/internal/report"
@@ -350,9 +352,11 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 `
 
-// A system whose process exits mid-run is measured no further: the lab
-// says which process, when and what it said, keeps the repetitions from
-// before, drops the one it died in, and goes on with the others.
+// A system that goes down mid-run is measured no further: a process the
+// lab started that exits, or a url: system whose address stops
+// answering. The lab says what happened, when, and (for a process) what
+// it said, keeps the repetitions from before, drops the one it went down
+// in, and goes on with the others.
 func TestSystemThatDiesMidRun(t *testing.T) {
 	testutil.NoteSources()
 	python, err := exec.LookPath("python3")
@@ -361,6 +365,21 @@ func TestSystemThatDiesMidRun(t *testing.T) {
 	}
 	script := filepath.Join(t.TempDir(), "dying.py")
 	os.WriteFile(script, []byte(dyingServer), 0o644)
+	ln := testutil.Listen(t)
+	goneAddr := ln.Addr().String()
+	ln.Close()
+	gone := exec.Command(python, script, strings.Split(goneAddr, ":")[1])
+	if err := gone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gone.Process.Kill(); gone.Wait() })
+	testutil.Eventually(t, 10*time.Second, "the url: server accepting", func() bool {
+		c, err := net.Dial("tcp", goneAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	// Warm-up 20 requests, round 1 40 more, and round 2 meets the 71st.
 	cfg := parse(t, fmt.Sprintf(`requests: 20
 levels: [1, 2]
@@ -371,20 +390,27 @@ systems:
   - name: dies
     processes: [{name: s, run: command, port: 8000, command: [%s, %s, "{port}"]}]
     target: s
-`, labServer(t), python, script))
+  - name: gone
+    url: http://%s/
+`, labServer(t), python, script, goneAddr))
 	var log strings.Builder
 	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true, Log: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	steady, dies := res.Systems[0], res.Systems[1]
-	want := "process s (command) exited during round 2, at c = 1 (exit status 3); it said: giving up after 70 requests"
-	if !strings.Contains(dies.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) {
-		t.Errorf("lost: %q; log:\n%s", dies.Lost, log.String())
-	}
-	for _, cell := range dies.Cells {
-		if len(cell.Repetitions) != 1 || cell.Repetitions[0].Round != 0 || cell.Repetitions[0].Failed != 0 {
-			t.Errorf("dies at c=%d kept %+v, want round 1's only", cell.Level, cell.Repetitions)
+	steady := res.Systems[0]
+	for i, want := range map[int]string{
+		1: "process s (command) exited during round 2, at c = 1 (exit status 3); it said: giving up after 70 requests",
+		2: "its address " + goneAddr + " stopped answering during round 2, at c = 1 (",
+	} {
+		s := res.Systems[i]
+		if !strings.Contains(s.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) {
+			t.Errorf("%s lost: %q; log:\n%s", s.Name, s.Lost, log.String())
+		}
+		for _, cell := range s.Cells {
+			if len(cell.Repetitions) != 1 || cell.Repetitions[0].Round != 0 || cell.Repetitions[0].Failed != 0 {
+				t.Errorf("%s at c=%d kept %+v, want round 1's only", s.Name, cell.Level, cell.Repetitions)
+			}
 		}
 	}
 	for _, cell := range steady.Cells {
@@ -399,7 +425,7 @@ systems:
 	if err := report.Write(out, res); err != nil {
 		t.Fatal(err)
 	}
-	if md, _ := os.ReadFile(filepath.Join(out, "REPORT.md")); !strings.Contains(string(md), "**Measured no further:** "+want) {
+	if md, _ := os.ReadFile(filepath.Join(out, "REPORT.md")); !strings.Contains(string(md), "**Measured no further:** process s (command) exited") {
 		t.Errorf("REPORT.md does not say why dies was measured no further")
 	}
 }
