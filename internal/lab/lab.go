@@ -79,7 +79,7 @@ type live struct {
 	reps     map[int][]rep // by level
 	repeated map[int]int   // by level: repetitions run again for steal
 	cpuPID   []int         // its processes, for CPU per request
-	lost     bool          // a process of it exited: measured no further
+	lost     bool          // it went down (see down): measured no further
 }
 
 // exited is the first of the system's processes to have ended, or nil.
