@@ -117,7 +117,7 @@ func WritePair(dir string, certPEM, keyPEM []byte) (Pair, error) {
 // (memfd_create) and names them /proc/PID/fd/N: this process and the
 // children it starts (prefork's, running as the same user) read them as
 // files, a reload included, yet nothing reaches the disk and nothing is
-// left behind however the process ends. Close releases them.
+// left behind however the process ends. The func returned releases them.
 func MemPair(certPEM, keyPEM []byte) (Pair, func(), error) {
 	var files []*os.File
 	closeAll := func() {
