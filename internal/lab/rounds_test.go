@@ -1,11 +1,11 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"loadlab/internal/procstat"
 	"loadlab/internal/report"
@@ -333,6 +332,7 @@ systems:
 
 // dyingServer answers GET with "ok" and exits (status 3) on the 71st
 // request: a server that goes down mid-run, at a point fixed by count.
+// Given port 0, it says which port it took.
 const dyingServer = `
 import http.server, os, sys
 n = 0
@@ -349,7 +349,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
     def log_message(self, *args):
         pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+print("listening on", srv.server_address[1], flush=True)
+srv.serve_forever()
 `
 
 // A system that goes down mid-run is measured no further: a process the
@@ -365,21 +367,18 @@ func TestSystemThatDiesMidRun(t *testing.T) {
 	}
 	script := filepath.Join(t.TempDir(), "dying.py")
 	os.WriteFile(script, []byte(dyingServer), 0o644)
-	ln := testutil.Listen(t)
-	goneAddr := ln.Addr().String()
-	ln.Close()
-	gone := exec.Command(python, script, strings.Split(goneAddr, ":")[1])
+	gone := exec.Command(python, script, "0")
+	stdout, _ := gone.StdoutPipe()
 	if err := gone.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gone.Process.Kill(); gone.Wait() })
-	testutil.Eventually(t, 10*time.Second, "the url: server accepting", func() bool {
-		c, err := net.Dial("tcp", goneAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	first, _ := bufio.NewReader(stdout).ReadString('\n')
+	port, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
+	if !ok {
+		t.Fatalf("the url: server said %q", first)
+	}
+	goneAddr := "127.0.0.1:" + port
 	// Warm-up 20 requests, round 1 40 more, and round 2 meets the 71st.
 	cfg := parse(t, fmt.Sprintf(`requests: 20
 levels: [1, 2]
@@ -400,11 +399,12 @@ systems:
 	}
 	steady := res.Systems[0]
 	for i, want := range map[int]string{
-		1: "process s (command) exited during round 2, at c = 1 (exit status 3); it said: giving up after 70 requests",
+		1: "process s (command) exited during round 2, at c = 1 (exit status 3); it said: listening on ",
 		2: "its address " + goneAddr + " stopped answering during round 2, at c = 1 (",
 	} {
 		s := res.Systems[i]
-		if !strings.Contains(s.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) {
+		if !strings.Contains(s.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) ||
+			(i == 1) != strings.Contains(s.Lost, " | giving up after 70 requests. Its figures are of the repetitions before") {
 			t.Errorf("%s lost: %q; log:\n%s", s.Name, s.Lost, log.String())
 		}
 		for _, cell := range s.Cells {
