@@ -117,7 +117,7 @@ func (ls *live) down(troubled bool, sum *bench.Summary) (what, details string) {
 		grace = exitGrace
 	}
 	if p := ls.exited(grace); p != nil {
-		return fmt.Sprintf("process %s (%s) exited", p.proc.Name, p.proc.Run), fmt.Sprintf("(%v); it said: %s", p.err, orNothing(p.last))
+		return fmt.Sprintf("process %s (%s) exited", p.proc.Name, p.proc.Run), p.exitNote()
 	}
 	if ls.sys.URL == "" || sum == nil || sum.Aborted == "" {
 		return "", ""
@@ -197,10 +197,15 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 		Machine: machine(), ConfigYAML: cfg.YAML(), Repetitions: cfg.Repetitions, MaxSteal: cfg.MaxSteal,
 	}
 	var systems []*live
+	subreap(true)
 	defer func() {
 		for _, ls := range systems {
 			stopAll(ls.procs)
 		}
+		if left := stopEscaped(0); left != "" {
+			r.logf("loadlab lab: stopped what a command had left running in the background: %s\n", left)
+		}
+		subreap(false)
 	}()
 	for _, s := range cfg.Systems {
 		if ctx.Err() != nil {
@@ -434,6 +439,12 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 	if _, err := bench.Run(ctx, warm, nil); err != nil && ctx.Err() == nil {
 		stopAll(ls.procs)
 		return nil, fmt.Errorf("system %s: warming up on %s: %v", s.Name, ls.url, err)
+	}
+	// A command that put its server in the background has exited by now,
+	// though its port answered.
+	if p := ls.exited(0); p != nil {
+		stopAll(ls.procs)
+		return nil, fmt.Errorf("system %s, process %s (%s on %s): exited while warming up %s", s.Name, p.proc.Name, p.proc.Run, p.addr, p.exitNote())
 	}
 	r.logf("%-22s up on %s\n", s.Name, ls.url)
 	return ls, nil

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,7 +27,41 @@ type running struct {
 	admin string        // balance: its admin address
 	done  chan struct{} // closed when the process has exited
 	err   error         // how it exited, once done is closed
-	last  string        // the last lines it printed, once done is closed
+
+	mu      sync.Mutex
+	last    string        // the last lines it printed
+	drained chan struct{} // closed when its output has all been read
+}
+
+// said is the last lines the process printed.
+func (rp *running) said() string {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return orNothing(rp.last)
+}
+
+// exitNote says, once the process has exited, how it ended, what it left
+// running in the background (stopped now), and the last it printed.
+func (rp *running) exitNote() string {
+	status := "exit status 0"
+	if rp.err != nil {
+		status = rp.err.Error()
+	}
+	note := "(" + status + ")"
+	if left := stopEscaped(rp.cmd.Process.Pid); left != "" {
+		note += ", leaving " + left + " running in the background (stopped now"
+		if rp.proc.Run == "command" && rp.err == nil { // it put its server there on purpose
+			note += ": a command must stay in the foreground, as nginx does with `daemon off;`, haproxy with -db"
+		}
+		note += ")"
+	}
+	// Its last lines may still be in the pipe: give the reader a moment
+	// to take them, but no more, in case something else holds it open.
+	select {
+	case <-rp.drained:
+	case <-time.After(100 * time.Millisecond):
+	}
+	return note + "; it said: " + rp.said()
 }
 
 // readyTimeout bounds a process's start.
@@ -116,18 +151,24 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 		return nil, fmt.Errorf("system %s, process %s: %v", s.Name, p.Name, err)
 	}
 	rp.cmd = cmd
-	lines := make(chan string, 16)
+	lines, drained := make(chan string, 16), make(chan struct{})
 	go func() {
+		defer close(drained)
 		defer out.Close()
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			rp.mu.Lock()
 			rp.last = lastLines(rp.last, sc.Text())
+			rp.mu.Unlock()
 			select {
 			case lines <- sc.Text():
 			default: // nobody listens once it is ready
 			}
 		}
 		close(lines)
+	}()
+	rp.drained = drained
+	go func() {
 		rp.err = cmd.Wait()
 		close(rp.done)
 	}()
@@ -146,31 +187,17 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 		limit = rp.proc.ReadyTimeout
 	}
 	deadline := time.After(limit)
-	var last string
 	if rp.proc.Run == "nginx" || rp.proc.Run == "haproxy" || rp.proc.Run == "command" {
 		for {
 			if c, err := net.DialTimeout("tcp", rp.addr, 100*time.Millisecond); err == nil {
 				c.Close()
 				return nil
 			}
-			// A peer may close its stderr once it logs to a file: only its
-			// exit counts as failing to start.
 			select {
-			case line, ok := <-lines:
-				if ok {
-					last = lastLines(last, line)
-				} else {
-					lines = nil
-				}
 			case <-rp.done:
-				if lines != nil { // closed by now: what it printed last, still buffered
-					for line := range lines {
-						last = lastLines(last, line)
-					}
-				}
-				return fmt.Errorf("exited before its port accepted (%v); it said: %s", rp.err, orNothing(last))
+				return fmt.Errorf("exited before its port accepted %s", rp.exitNote())
 			case <-deadline:
-				return fmt.Errorf("its port did not accept within %s; it said: %s", limit, orNothing(last))
+				return fmt.Errorf("its port did not accept within %s; it said: %s", limit, rp.said())
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -180,9 +207,9 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				return fmt.Errorf("exited before it was ready: %s", last)
+				lines = nil // its output closed: its exit will say why
+				continue
 			}
-			last = line
 			if strings.Contains(line, loadlab.ReadyMark) {
 				ready = true
 			}
@@ -192,8 +219,10 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 			if ready && (rp.proc.Run != "balance" || rp.admin != "") {
 				return nil
 			}
+		case <-rp.done:
+			return fmt.Errorf("exited before it was ready %s", rp.exitNote())
 		case <-deadline:
-			return fmt.Errorf("no ready line within %s", limit)
+			return fmt.Errorf("no ready line within %s; it said: %s", limit, rp.said())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package procstat reads what loadlab measures of processes and of the
 // machine from /proc: CPU time (the machine's, and stolen), a process
-// tree's CPU time and resident memory, and a process's descendants.
+// tree's CPU time and resident memory, a process's descendants, and
+// every process's parent, group and session.
 package procstat
 
 import (
@@ -71,7 +72,28 @@ func ProcessCPU(pids []int) time.Duration {
 // WithDescendants is pids and all their children, theirs, and so on: a
 // prefork server's workers, a shell's program.
 func WithDescendants(pids []int) []int {
-	parent := map[int]int{}
+	procs := Processes()
+	all := append([]int(nil), pids...)
+	for i := 0; i < len(all); i++ {
+		for _, p := range procs {
+			if p.Parent == all[i] {
+				all = append(all, p.PID)
+			}
+		}
+	}
+	return all
+}
+
+// Proc is one process as /proc/PID/stat shows it.
+type Proc struct {
+	PID, Parent, Group, Session int
+	Name                        string // the command's name, as ps shows it
+	Zombie                      bool   // it has exited and waits to be reaped
+}
+
+// Processes lists every process on the machine.
+func Processes() []Proc {
+	var procs []Proc
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -82,21 +104,25 @@ func WithDescendants(pids []int) []int {
 		if err != nil {
 			continue
 		}
+		// "pid (name) state ppid pgrp session ...": the name may hold
+		// spaces and parentheses, so the fields after it are found from
+		// its last ')'.
 		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 {
-			parent[pid], _ = strconv.Atoi(fields[1])
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
 		}
-	}
-	all := append([]int(nil), pids...)
-	for i := 0; i < len(all); i++ {
-		for child, pp := range parent {
-			if pp == all[i] {
-				all = append(all, child)
-			}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 4 {
+			continue
 		}
+		p := Proc{PID: pid, Name: s[open+1 : end], Zombie: f[0] == "Z"}
+		p.Parent, _ = strconv.Atoi(f[1])
+		p.Group, _ = strconv.Atoi(f[2])
+		p.Session, _ = strconv.Atoi(f[3])
+		procs = append(procs, p)
 	}
-	return all
+	return procs
 }
 
 // RSS is a process's resident memory in bytes, from /proc/PID/status.
