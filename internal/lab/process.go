@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -155,16 +156,15 @@ func (r *runner) launch(s System, p Process, addrs map[string]string) (*running,
 	go func() {
 		defer close(drained)
 		defer out.Close()
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
+		eachLine(out, func(line string) {
 			rp.mu.Lock()
-			rp.last = lastLines(rp.last, sc.Text())
+			rp.last = lastLines(rp.last, line)
 			rp.mu.Unlock()
 			select {
-			case lines <- sc.Text():
+			case lines <- line:
 			default: // nobody listens once it is ready
 			}
-		}
+		})
 		close(lines)
 	}()
 	rp.drained = drained
@@ -223,6 +223,30 @@ func (r *runner) waitReady(rp *running, lines <-chan string) error {
 			return fmt.Errorf("exited before it was ready %s", rp.exitNote())
 		case <-deadline:
 			return fmt.Errorf("no ready line within %s; it said: %s", limit, rp.said())
+		}
+	}
+}
+
+// maxLine is as much of a line of a process's output as the lab keeps.
+const maxLine = 4 << 10
+
+// eachLine calls f with every line r gives, up to its end, cutting lines
+// longer than maxLine: a process's output is read to its end whatever it
+// prints, as a reader that stopped would leave it blocked on a full pipe,
+// or killed by SIGPIPE once the pipe is closed.
+func eachLine(r io.Reader, f func(string)) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		text := string(line)
+		for err == bufio.ErrBufferFull { // the rest of a long line: skipped
+			_, err = br.ReadSlice('\n')
+		}
+		if text = strings.TrimRight(text, "\r\n"); text != "" || err == nil {
+			f(text)
+		}
+		if err != nil {
+			return
 		}
 	}
 }

@@ -276,7 +276,9 @@ func TestStealRepeatsARepetition(t *testing.T) {
 	}
 }
 
-// Any server goes in the lab with run: command; here Python's.
+// Any server goes in the lab with run: command; here Python's, also
+// after a line of 100 KB: what a command prints is read to its end, or
+// the command would block on a full pipe or die of SIGPIPE (as it did).
 func TestRunCommandPythonServer(t *testing.T) {
 	testutil.NoteSources()
 	python, err := exec.LookPath("python3")
@@ -290,14 +292,22 @@ systems:
   - name: python
     processes: [{name: s, run: command, port: 8000, command: [`+python+`, -m, http.server, "{port}", --bind, 127.0.0.1]}]
     target: s
+  - name: chatty
+    processes: [{name: s, run: command, port: 8000, command: [sh, -c, "head -c 100000 /dev/zero | tr '\\0' x; echo; exec `+python+` -m http.server {port} --bind 127.0.0.1"]}]
+    target: s
 `)
 	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, run := range res.Systems[0].Runs {
-		if run.Complete != 20 || run.Failed != 0 || run.ServerSoftware == "" {
-			t.Errorf("python at c=%d: %d complete, %d failed, server %q", run.Concurrency, run.Complete, run.Failed, run.ServerSoftware)
+	for _, s := range res.Systems {
+		for _, run := range s.Runs {
+			if run.Complete != 20 || run.Failed != 0 || run.ServerSoftware == "" {
+				t.Errorf("%s at c=%d: %d complete, %d failed, server %q", s.Name, run.Concurrency, run.Complete, run.Failed, run.ServerSoftware)
+			}
+		}
+		if len(s.Runs) != 2 || s.Lost != "" {
+			t.Errorf("%s: %d runs, lost: %q", s.Name, len(s.Runs), s.Lost)
 		}
 	}
 	if cpu := res.Systems[0].Cells[0].Median.ServerCPU; cpu <= 0 {
