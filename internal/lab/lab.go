@@ -436,9 +436,13 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 		levels = s.Levels
 	}
 	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}
-	if _, err := bench.Run(ctx, warm, nil); err != nil && ctx.Err() == nil {
+	sum, err := bench.Run(ctx, warm, nil)
+	if err != nil && ctx.Err() == nil {
 		stopAll(ls.procs)
 		return nil, fmt.Errorf("system %s: warming up on %s: %v", s.Name, ls.url, err)
+	}
+	if sum != nil && sum.Non2xx > 0 {
+		r.logf("%-22s warning: %d of %d answers on %s were not 2xx: its figures will be of those answers (check its path or url)\n", s.Name, sum.Non2xx, sum.Complete, ls.url)
 	}
 	// A command that put its server in the background has exited by now,
 	// though its port answered.
@@ -488,7 +492,7 @@ func (r *runner) repetition(ctx context.Context, ls *live, c, round int, res *re
 		}
 		res.StealMax = max(res.StealMax, steal)
 		n := float64(max(sum.Complete, 1))
-		rec := report.Repetition{Round: round, Steal: steal, Failed: sum.Failed,
+		rec := report.Repetition{Round: round, Steal: steal, Complete: sum.Complete, Failed: sum.Failed, Non2xx: sum.Non2xx,
 			ClientCores: float64(client1-client0) / float64(max(wall, 1))}
 		rec.Figures = figuresOf(sum)
 		if len(ls.cpuPID) > 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -273,6 +274,55 @@ func TestStealRepeatsARepetition(t *testing.T) {
 	md.Write(b)
 	if !strings.Contains(md.String(), "1 repetitions saw more than 5 %") {
 		t.Errorf("REPORT.md does not say a repetition was run again")
+	}
+}
+
+// Answers that are not 2xx (a wrong path: 404) are timed like any, and
+// said: a warning when the system is warmed up, a count in each cell's
+// note and in results.json, a line in its section of the report.
+func TestAnswersNotTwoHundredAreSaid(t *testing.T) {
+	testutil.NoteSources()
+	cfg := parse(t, `requests: 20
+levels: [1, 2]
+repetitions: 2
+systems:
+  - name: lost
+    path: /no-such-page
+    processes: [{name: s, run: serve, port: 8000, args: [--quiet]}]
+    target: s
+  - name: found
+    processes: [{name: s, run: serve, port: 8001, args: [--quiet]}]
+    target: s
+`)
+	var log strings.Builder
+	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`lost +warning: 20 of 20 answers on http://127\.0\.0\.1:\d+/no-such-page were not 2xx`).MatchString(log.String()) ||
+		strings.Contains(log.String(), "found   warning") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	for i, want := range []int64{20, 0} {
+		for _, cell := range res.Systems[i].Cells {
+			for _, r := range cell.Repetitions {
+				if r.Non2xx != want || r.Complete != 20 || r.Failed != 0 {
+					t.Errorf("%s c=%d: %d not 2xx of %d complete, %d failed; want %d of 20", res.Systems[i].Name, cell.Level, r.Non2xx, r.Complete, r.Failed, want)
+				}
+			}
+		}
+	}
+	out := t.TempDir()
+	if err := report.Write(out, res); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	lost, found, _ := strings.Cut(string(md[strings.Index(string(md), "### lost"):]), "### found")
+	if !strings.Contains(lost, "**Not 2xx:** 80 of its 80 answers had a status other than 2xx") || strings.Count(lost, "40 not 2xx |") != 2 {
+		t.Errorf("lost's section:\n%s", lost)
+	}
+	if strings.Contains(found, "2xx") {
+		t.Errorf("found's section:\n%s", found)
 	}
 }
 

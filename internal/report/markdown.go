@@ -96,6 +96,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		if s.Lost != "" {
 			p("**Measured no further:** %s.\n\n", s.Lost)
 		}
+		if non2xx, answers := s.non2xx(); non2xx > 0 {
+			p("**Not 2xx:** %d of its %d answers had a status other than 2xx (an error page, a redirect): its figures are of those answers, not of the page asked for. Check its path or url; `runs/` has each run's report.\n\n", non2xx, answers)
+		}
 		if counts := repetitionCounts(s, res.Repetitions); counts != "" {
 			p("It ran more than once a round: %s.\n\n", counts)
 		}
@@ -290,14 +293,19 @@ func writeSpreadTable(w io.Writer, s *System) {
 	fmt.Fprintln(w, "| concurrency | req/s | time per request (ms) | p50 (ms) | p99 (ms) | server CPU (µs/req) | client CPU (µs/req) | server ÷ client CPU | failed | repeated | note |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range s.Cells {
-		var failed int64
+		var failed, non2xx int64
 		for _, r := range c.Repetitions {
 			failed += r.Failed
+			non2xx += r.Non2xx
 		}
-		note := ""
+		var notes []string
 		if c.ClientBound {
-			note = "client-bound"
+			notes = append(notes, "client-bound")
 		}
+		if non2xx > 0 {
+			notes = append(notes, fmt.Sprintf("%d not 2xx", non2xx))
+		}
+		note := strings.Join(notes, "; ")
 		server, perClient := "-", "-"
 		if c.Median.ServerCPU > 0 {
 			server = spreadText(c.Median.ServerCPU, c.Low.ServerCPU, c.High.ServerCPU, "%.1f")

@@ -139,7 +139,12 @@ type Repetition struct {
 	Figures
 	Steal       float64 `json:"steal"`        // share of CPU time stolen during it
 	ClientCores float64 `json:"client_cores"` // the generator's CPU time over the wall time
+	Complete    int64   `json:"complete"`
 	Failed      int64   `json:"failed"`
+	// Non2xx counts the answers whose status was not 2xx (ab's "Non-2xx
+	// responses"): timed like the others, but an error page or a
+	// redirect, not the page asked for.
+	Non2xx int64 `json:"non_2xx"`
 }
 
 // BackendShare is how much of a balanced system's load one backend took.
@@ -222,4 +227,16 @@ func (s *System) run(c int) *bench.Summary {
 		}
 	}
 	return nil
+}
+
+// non2xx counts, over all of s's repetitions, the answers that were not
+// 2xx and all the answers.
+func (s *System) non2xx() (non2xx, answers int64) {
+	for _, c := range s.Cells {
+		for _, r := range c.Repetitions {
+			non2xx += r.Non2xx
+			answers += r.Complete
+		}
+	}
+	return non2xx, answers
 }
