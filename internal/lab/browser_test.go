@@ -21,7 +21,7 @@ func startSystem(t *testing.T, name string) []*running {
 		if s.Name != name {
 			continue
 		}
-		ports, err := portsFor(s, true, map[int]bool{})
+		ports, err := portsFor(s, true, map[int]string{})
 		if err != nil {
 			t.Fatal(err)
 		}

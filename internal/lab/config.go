@@ -201,6 +201,9 @@ func (c *Config) check() error {
 			if p.Port < 1 || p.Port > 65535 {
 				return fmt.Errorf("system %s, process %s: port %d", s.Name, p.Name, p.Port)
 			}
+			if p.Name == "" || procs[p.Name] {
+				return fmt.Errorf("system %s: process %q: every process needs a name of its own", s.Name, p.Name)
+			}
 			procs[p.Name] = true
 		}
 		for _, p := range s.Processes {

@@ -47,9 +47,9 @@ type runner struct {
 	binary string
 	peers  map[string]string // nginx, haproxy: their paths, when installed
 	tmp    string
-	tls    tlsFiles     // the certificate every TLS system uses
-	shots  []string     // screenshots taken, file names
-	ports  map[int]bool // given to processes with --ports auto
+	tls    tlsFiles       // the certificate every TLS system uses
+	shots  []string       // screenshots taken, file names
+	ports  map[int]string // the process each port went to
 }
 
 // Plan describes what Run will do, one line per system, before it starts.
@@ -164,7 +164,7 @@ type rep struct {
 // with Interrupted set. Every process it started is stopped before it
 // returns.
 func Run(ctx context.Context, opts Options) (*report.Results, error) {
-	r := &runner{opts: opts, binary: opts.Binary, peers: map[string]string{}, ports: map[int]bool{}}
+	r := &runner{opts: opts, binary: opts.Binary, peers: map[string]string{}, ports: map[int]string{}}
 	if r.binary == "" {
 		self, err := os.Executable()
 		if err != nil {

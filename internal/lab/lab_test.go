@@ -157,6 +157,30 @@ systems:
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (system thread, process s) is in use", port)) {
 		t.Errorf("got %v", err)
 	}
+
+	// One port given to two systems' processes: the second is told whose
+	// it is, not that "another server" is on it.
+	free, err := freePort(map[int]string{}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Parse([]byte(fmt.Sprintf(`requests: 10
+levels: [1]
+systems:
+  - {name: a, target: s, processes: [{name: s, run: serve, port: %d, args: [--quiet]}]}
+  - {name: b, target: s, processes: [{name: s, run: serve, port: %d, args: [--quiet]}]}
+`, free, free)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), Options{Config: cfg, Binary: binary})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (system b, process s) is given to system a, process s too", free)) {
+		t.Errorf("got %v", err)
+	}
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", free)); err == nil {
+		c.Close()
+		t.Errorf("system a is still up after the error")
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -170,6 +194,7 @@ func TestConfigErrors(t *testing.T) {
 		"requests: 10\nlevels: [1]\nunknown_key: 1\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, levels: [2], target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, plain: y, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
+		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}, {name: s, run: serve, port: 81}]}\n",
 	} {
 		if _, err := Parse([]byte(bad), "bad.yaml"); err == nil || !strings.HasPrefix(err.Error(), "config bad.yaml: ") {
 			t.Errorf("%q: %v", bad, err)

@@ -291,19 +291,24 @@ func (rp *running) stop() {
 }
 
 // portsFor gives each process of s its port: the configured one, checked
-// free, or with auto a free one that no other process of the run (in
-// used) was given.
-func portsFor(s System, auto bool, used map[int]bool) (map[string]int, error) {
+// free, or with auto a free one; either way one that no other process of
+// the run was given (used names the process each port went to).
+func portsFor(s System, auto bool, used map[int]string) (map[string]int, error) {
 	ports := map[string]int{}
 	for _, p := range s.Processes {
+		owner := fmt.Sprintf("system %s, process %s", s.Name, p.Name)
 		if auto {
-			port, err := freePort(used)
+			port, err := freePort(used, owner)
 			if err != nil {
-				return nil, fmt.Errorf("system %s, process %s: %v", s.Name, p.Name, err)
+				return nil, fmt.Errorf("%s: %v", owner, err)
 			}
 			ports[p.Name] = port
 			continue
 		}
+		if other, ok := used[p.Port]; ok {
+			return nil, fmt.Errorf("port %d (%s) is given to %s too: every system is up for the whole run, so each process needs a port of its own; change one, or run with --ports auto", p.Port, owner, other)
+		}
+		used[p.Port] = owner
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -327,7 +332,7 @@ func portsFor(s System, auto bool, used map[int]bool) (map[string]int, error) {
 // the kernel hands out as the source of outgoing connections could be
 // taken meanwhile — by the lab's own load, thousands of connections a
 // second — which it was, under load.
-func freePort(used map[int]bool) (int, error) {
+func freePort(used map[int]string, owner string) (int, error) {
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -339,13 +344,13 @@ func freePort(used map[int]bool) (int, error) {
 	base := max(1024, low-12000)
 	for range 200 {
 		port := base + rand.IntN(low-base)
-		if used[port] {
+		if _, ok := used[port]; ok {
 			continue
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			ln.Close()
-			used[port] = true
+			used[port] = owner
 			return port, nil
 		}
 	}
