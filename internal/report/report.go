@@ -170,6 +170,9 @@ func Write(dir string, res *Results) error {
 			return fmt.Errorf("report: %v", err)
 		}
 	}
+	if err := clearEarlier(dir, res); err != nil {
+		return fmt.Errorf("report: %v", err)
+	}
 	for _, s := range res.Systems {
 		for _, run := range s.Runs {
 			f, err := os.Create(filepath.Join(dir, "runs", fmt.Sprintf("%s-c%d.txt", s.Name, run.Concurrency)))
@@ -205,6 +208,29 @@ func Write(dir string, res *Results) error {
 		return err
 	}
 	return writeFile(filepath.Join(dir, "index.html"), func(f *os.File) error { return writeHTML(f, res, dir, charts) })
+}
+
+// clearEarlier removes what an earlier report in dir wrote and this one
+// will not: a report's directory holds one run, and a run file of a
+// system since dropped, or a chart or screenshot not made this time,
+// would be read as this run's. Only the report's own kinds of file go.
+func clearEarlier(dir string, res *Results) error {
+	keep := map[string]bool{}
+	for _, name := range res.Screenshots {
+		keep[filepath.Join(dir, "screenshots", name)] = true
+	}
+	for _, pattern := range []string{"runs/*-c*.txt", "charts/*.svg", "charts/*.png", "screenshots/*.png"} {
+		old, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, path := range old {
+			if keep[path] {
+				continue
+			}
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func writeFile(path string, write func(*os.File) error) error {

@@ -166,6 +166,31 @@ func TestReportFromKnownResults(t *testing.T) {
 	}
 }
 
+// A report written where an earlier one was leaves nothing of the earlier
+// run's that it did not write itself: no run file of a system it did not
+// measure, no screenshot it did not take; what is not the report's stays.
+func TestReportReplacesAnEarlierOne(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "screenshots"), 0o755)
+	for _, f := range []string{"runs/gone-c1.txt", "charts/tls.svg", "screenshots/old.png", "screenshots/page.png", "notes.txt"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
+		os.WriteFile(filepath.Join(dir, f), []byte("earlier"), 0o644)
+	}
+	res := results(4218)
+	res.Screenshots = []string{"page.png"}
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]bool{
+		"runs/gone-c1.txt": false, "charts/tls.svg": false, "screenshots/old.png": false,
+		"screenshots/page.png": true, "notes.txt": true, "runs/thread-c1.txt": true, "charts/rps.svg": true,
+	} {
+		if _, err := os.Stat(filepath.Join(dir, f)); (err == nil) != want {
+			t.Errorf("%s: there %v, want %v", f, err == nil, want)
+		}
+	}
+}
+
 // The machine's speed, round by round, comes from the generator's CPU per
 // request against its median in each cell.
 func TestRoundCost(t *testing.T) {
