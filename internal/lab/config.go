@@ -35,6 +35,10 @@ type Config struct {
 	// MaxSteal is the share of CPU time the hypervisor may take during a
 	// repetition (0.05 for 5 %) before the repetition is run again.
 	MaxSteal float64 `yaml:"max_steal"`
+	// Timeout is how long a request may go unanswered before its
+	// repetition ends, as ab's -s: a system that then answers no single
+	// request either is measured no further.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 	// Reference names the system every other is compared with: the report
 	// gives each system's req/s as a multiple of the reference's at the
 	// same level. Every such ratio divides by the reference's median, so
@@ -50,6 +54,7 @@ type Config struct {
 const (
 	DefaultRepetitions = 13
 	DefaultMaxSteal    = 0.05
+	DefaultTimeout     = 10 * time.Second
 )
 
 // System is one thing measured: its processes and which one takes the load.
@@ -162,6 +167,12 @@ func (c *Config) check() error {
 	}
 	if c.MaxSteal < 0 || c.MaxSteal > 1 {
 		return fmt.Errorf("max_steal %v: give a share from 0 to 1 (0.05 for 5 %%)", c.MaxSteal)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 10*time.Millisecond {
+		return fmt.Errorf("timeout %v: give a duration of at least 10ms, as 10s", c.Timeout)
 	}
 	if len(c.Systems) == 0 {
 		return errors.New("no systems")

@@ -108,10 +108,11 @@ func (ls *live) exited(grace time.Duration) *running {
 const exitGrace = 500 * time.Millisecond
 
 // down says whether a system just went down, and how: a process of it
-// exited, or, for a url: system, a repetition ended early and its address
-// now refuses connections. what happened comes first, then its details.
-// troubled is whether the repetition had failures.
-func (ls *live) down(troubled bool, sum *bench.Summary) (what, details string) {
+// exited, or a repetition ended early (a refusal, a reset, no answer
+// within the timeout) and a single request after it, given as long, gets
+// no answer either: a server that died, or hangs. what happened comes first, then
+// its details. troubled is whether the repetition had failures.
+func (ls *live) down(ctx context.Context, troubled bool, sum *bench.Summary, timeout time.Duration) (what, details string) {
 	grace := time.Duration(0)
 	if troubled {
 		grace = exitGrace
@@ -119,24 +120,32 @@ func (ls *live) down(troubled bool, sum *bench.Summary) (what, details string) {
 	if p := ls.exited(grace); p != nil {
 		return fmt.Sprintf("process %s (%s) exited", p.proc.Name, p.proc.Run), p.exitNote()
 	}
-	if ls.sys.URL == "" || sum == nil || sum.Aborted == "" {
+	if sum == nil || sum.Aborted == "" {
 		return "", ""
 	}
-	u, err := url.Parse(ls.url)
-	if err != nil {
+	probe, err := bench.Run(ctx, bench.Work{URL: ls.url, Requests: 1, Concurrency: 1, Timeout: timeout}, nil)
+	if err == nil && probe.Complete == 1 && probe.Failed == 0 || ctx.Err() != nil {
 		return "", ""
+	}
+	why := "no answer"
+	if err != nil {
+		why = err.Error()
+	}
+	return "its address " + hostPort(ls.url) + " stopped answering", fmt.Sprintf("(%s; then a single request: %s)", sum.Aborted, why)
+}
+
+// hostPort is a URL's host and port, the scheme's default port if it
+// names none.
+func hostPort(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
 	}
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	addr := net.JoinHostPort(u.Hostname(), port)
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		c.Close()
-		return "", ""
-	}
-	return "its address " + addr + " stopped answering", fmt.Sprintf("(%s; then %v)", sum.Aborted, err)
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // lose stops measuring a system that went down during the repetition
@@ -256,7 +265,7 @@ rounds:
 					break rounds
 				}
 				troubled := err != nil || rp.sum.Failed > 0 || rp.sum.Aborted != ""
-				if what, details := ls.down(troubled, rp.sum); what != "" {
+				if what, details := ls.down(ctx, troubled, rp.sum, cfg.Timeout); what != "" {
 					r.lose(ls, what, details, round, c)
 					total--
 					continue
@@ -435,7 +444,7 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 	if len(s.Levels) > 0 {
 		levels = s.Levels
 	}
-	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: 10 * time.Second}
+	warm := bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: min(slices.Max(levels), cfg.Requests), KeepAlive: s.KeepAlive, Timeout: cfg.Timeout}
 	sum, err := bench.Run(ctx, warm, nil)
 	if err != nil && ctx.Err() == nil {
 		stopAll(ls.procs)
@@ -472,7 +481,7 @@ func (r *runner) repetition(ctx context.Context, ls *live, c, round int, res *re
 		cpu0, _ := r.opts.ReadCPU()
 		server0, client0 := procstat.ProcessCPU(pids), procstat.ProcessCPU(self)
 		start := time.Now()
-		sum, err := bench.Run(ctx, bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: c, KeepAlive: ls.sys.KeepAlive, Rate: ls.sys.Rate, Timeout: 10 * time.Second}, nil)
+		sum, err := bench.Run(ctx, bench.Work{URL: ls.url, Requests: cfg.Requests, Concurrency: c, KeepAlive: ls.sys.KeepAlive, Rate: ls.sys.Rate, Timeout: cfg.Timeout}, nil)
 		wall := time.Since(start)
 		server1, client1 := procstat.ProcessCPU(pids), procstat.ProcessCPU(self)
 		cpu1, _ := r.opts.ReadCPU()

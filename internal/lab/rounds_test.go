@@ -391,10 +391,11 @@ systems:
 }
 
 // dyingServer answers GET with "ok" and exits (status 3) on the 71st
-// request: a server that goes down mid-run, at a point fixed by count.
-// Given port 0, it says which port it took.
+// request: a server that goes down mid-run, at a point fixed by count;
+// with "hang", it stops answering there instead, and stays. Given port 0,
+// it says which port it took.
 const dyingServer = `
-import http.server, os, sys
+import http.server, os, sys, time
 n = 0
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -402,6 +403,8 @@ class H(http.server.BaseHTTPRequestHandler):
         n += 1
         if n > 70:
             print("giving up after", n - 1, "requests", flush=True)
+            if sys.argv[2:] == ["hang"]:
+                time.sleep(3600)
             os._exit(3)
         self.send_response(200)
         self.send_header("Content-Length", "2")
@@ -415,8 +418,9 @@ srv.serve_forever()
 `
 
 // A system that goes down mid-run is measured no further: a process the
-// lab started that exits, or a url: system whose address stops
-// answering. The lab says what happened, when, and (for a process) what
+// lab started that exits, a url: system whose address stops answering,
+// or a process that hangs (its repetition times out, as does a single
+// request after it). The lab says what happened, when, and (for a process) what
 // it said, keeps the repetitions from before, drops the one it went down
 // in, and goes on with the others.
 func TestSystemThatDiesMidRun(t *testing.T) {
@@ -443,14 +447,18 @@ func TestSystemThatDiesMidRun(t *testing.T) {
 	cfg := parse(t, fmt.Sprintf(`requests: 20
 levels: [1, 2]
 repetitions: 3
+timeout: 500ms
 systems:
   - name: steady
     url: %s
   - name: dies
-    processes: [{name: s, run: command, port: 8000, command: [%s, %s, "{port}"]}]
+    processes: [{name: s, run: command, port: 8000, command: [%[2]s, %[3]s, "{port}"]}]
     target: s
   - name: gone
-    url: http://%s/
+    url: http://%[4]s/
+  - name: hangs
+    processes: [{name: s, run: command, port: 8000, command: [%[2]s, %[3]s, "{port}", hang]}]
+    target: s
 `, labServer(t), python, script, goneAddr))
 	var log strings.Builder
 	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true, Log: &log})
@@ -461,9 +469,10 @@ systems:
 	for i, want := range map[int]string{
 		1: "process s (command) exited during round 2, at c = 1 (exit status 3); it said: listening on ",
 		2: "its address " + goneAddr + " stopped answering during round 2, at c = 1 (",
+		3: " stopped answering during round 2, at c = 1 (apr_pollset_poll: The timeout specified has expired (70007); then a single request: apr_pollset_poll: The timeout specified has expired (70007)). Its figures are of the repetitions before",
 	} {
 		s := res.Systems[i]
-		if !strings.Contains(s.Lost, want) || !strings.Contains(log.String(), "measured no further: "+want) ||
+		if !strings.Contains(s.Lost, want) || !strings.Contains(log.String(), "measured no further: "+s.Lost) ||
 			(i == 1) != strings.Contains(s.Lost, " | giving up after 70 requests. Its figures are of the repetitions before") {
 			t.Errorf("%s lost: %q; log:\n%s", s.Name, s.Lost, log.String())
 		}
