@@ -3,9 +3,6 @@ package lab
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,45 +12,15 @@ import (
 	"loadlab/internal/testutil"
 )
 
-// daemonServer puts a server in the background as nginx does without
-// `daemon off;`: it forks, the parent exits at once with status 0, and
-// the child leaves the session and serves on. With "bind-first" it
-// listens before it forks, so its port may answer before the parent
-// exits. The child keeps the parent's output open, as a daemon that
-// never closes its stdio does.
-const daemonServer = `
-import http.server, os, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-addr = ("127.0.0.1", int(sys.argv[1]))
-srv = http.server.HTTPServer(addr, H) if sys.argv[2] == "bind-first" else None
-if os.fork():
-    os._exit(0)
-os.setsid()
-srv = srv or http.server.HTTPServer(addr, H)
-srv.serve_forever()
-`
-
 // A command that puts its server in the background is one clear line,
 // whenever the lab sees it go: it exited (status 0), leaving the named
 // process running, which the lab has stopped. Nothing outlives the lab,
 // not even a process that left the command's process group and session.
 func TestCommandThatDaemonizes(t *testing.T) {
 	testutil.NoteSources()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("needs python3")
-	}
-	script := filepath.Join(t.TempDir(), "daemon.py")
-	os.WriteFile(script, []byte(daemonServer), 0o644)
+	python, script := pythonScript(t, pyServer)
 	left := regexp.MustCompile(`\), leaving \S+ \(pid (\d+)\) running in the background \(stopped now: a command must stay in the foreground`)
-	for _, mode := range []string{"bind-later", "bind-first"} {
+	for _, mode := range []string{"daemon", "daemon-bind-first"} {
 		cfg := parse(t, `requests: 20
 levels: [1]
 systems:
@@ -96,10 +63,7 @@ systems:
 // with a line that names it.
 func TestLabStopsWhatACommandLeftInTheBackground(t *testing.T) {
 	testutil.NoteSources()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("needs python3")
-	}
+	python, _ := pythonScript(t, "")
 	cfg := parse(t, `requests: 20
 levels: [1]
 repetitions: 2

@@ -47,6 +47,21 @@ func runAndReport(t *testing.T, cfg *Config) (*report.Results, string) {
 	return res, out
 }
 
+// pythonScript is python3's path, and a file of the test's holding
+// source; the test skips where there is no python3.
+func pythonScript(t *testing.T, source string) (python, script string) {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3")
+	}
+	script = filepath.Join(t.TempDir(), "server.py")
+	if err := os.WriteFile(script, []byte(source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return python, script
+}
+
 func parse(t *testing.T, yaml string) *Config {
 	t.Helper()
 	cfg, err := Parse([]byte(yaml), "test")
@@ -331,10 +346,7 @@ systems:
 // the command would block on a full pipe or die of SIGPIPE (as it did).
 func TestRunCommandPythonServer(t *testing.T) {
 	testutil.NoteSources()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("needs python3")
-	}
+	python, _ := pythonScript(t, "")
 	cfg := parse(t, `requests: 20
 levels: [1, 2]
 repetitions: 1
@@ -390,20 +402,31 @@ systems:
 	}
 }
 
-// dyingServer answers GET with "ok" and exits (status 3) on the 71st
-// request: a server that goes down mid-run, at a point fixed by count;
-// with "hang", it stops answering there instead, and stays. Given port 0,
-// it says which port it took.
-const dyingServer = `
+// pyServer answers GET with "ok" on the port its first argument names
+// (0: any, which it says) and, as its second says:
+//   - nothing: exits (status 3) on the 71st request, a server that goes
+//     down mid-run at a point fixed by count;
+//   - "hang": stops answering there instead, and stays;
+//   - "daemon": puts itself in the background as nginx does without
+//     `daemon off;`: it forks, the parent exits at once with status 0,
+//     and the child leaves the session, listens and serves on, with the
+//     parent's output still open, as a daemon that never closes its
+//     stdio does; with "daemon-bind-first" it listens before it forks,
+//     and the parent exits once the child has answered its first
+//     request: after the lab has found its port ready.
+const pyServer = `
 import http.server, os, sys, time
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
 n = 0
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         global n
         n += 1
-        if n > 70:
+        if n == 1 and mode == "daemon-bind-first":
+            os.write(served, b"1")
+        if n > 70 and not mode.startswith("daemon"):
             print("giving up after", n - 1, "requests", flush=True)
-            if sys.argv[2:] == ["hang"]:
+            if mode == "hang":
                 time.sleep(3600)
             os._exit(3)
         self.send_response(200)
@@ -412,7 +435,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
     def log_message(self, *args):
         pass
-srv = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+addr = ("127.0.0.1", int(sys.argv[1]))
+srv = None if mode == "daemon" else http.server.HTTPServer(addr, H)
+if mode.startswith("daemon"):
+    parent, served = os.pipe()
+    if os.fork():
+        if srv:
+            os.read(parent, 1)
+        os._exit(0)
+    os.setsid()
+    srv = srv or http.server.HTTPServer(addr, H)
 print("listening on", srv.server_address[1], flush=True)
 srv.serve_forever()
 `
@@ -425,12 +457,7 @@ srv.serve_forever()
 // in, and goes on with the others.
 func TestSystemThatDiesMidRun(t *testing.T) {
 	testutil.NoteSources()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("needs python3")
-	}
-	script := filepath.Join(t.TempDir(), "dying.py")
-	os.WriteFile(script, []byte(dyingServer), 0o644)
+	python, script := pythonScript(t, pyServer)
 	gone := exec.Command(python, script, "0")
 	stdout, _ := gone.StdoutPipe()
 	if err := gone.Start(); err != nil {
