@@ -27,8 +27,9 @@ type labFlags struct {
 	screenshots bool
 	repetitions int
 	// repetitionsGiven tells an explicit --repetitions 0 (a mistake) from
-	// the flag left out (the config's value).
-	repetitionsGiven bool
+	// the flag left out (the config's value); screenshotsGiven tells
+	// --screenshots=false from screenshots off for want of chromium.
+	repetitionsGiven, screenshotsGiven bool
 }
 
 func newLabCommand() *cobra.Command {
@@ -53,6 +54,7 @@ hypervisor stole more than max_steal of the CPU runs again.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.repetitionsGiven = cmd.Flags().Changed("repetitions")
+			f.screenshotsGiven = cmd.Flags().Changed("screenshots")
 			return runLab(f)
 		},
 	}
@@ -111,6 +113,8 @@ func runLab(f *labFlags) error {
 			return usagef("--screenshots needs chromium (apt-get install chromium)")
 		}
 		opts.Screenshots = filepath.Join(f.out, "screenshots")
+	} else if !f.screenshotsGiven {
+		fmt.Fprintln(os.Stderr, "loadlab lab: no screenshots in the report: chromium is not installed (apt-get install chromium)")
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		// One bar for the whole run: repetitions done, and the time left.
