@@ -110,8 +110,9 @@ const exitGrace = 500 * time.Millisecond
 // down says whether a system just went down, and how: a process of it
 // exited, or a repetition ended early (a refusal, a reset, no answer
 // within the timeout) and a single request after it, given as long, gets
-// no answer either: a server that died, or hangs. what happened comes first, then
-// its details. troubled is whether the repetition had failures.
+// no answer either: a server that died, or hangs. what happened comes
+// first, then its details. troubled is whether the repetition had
+// failures.
 func (ls *live) down(ctx context.Context, troubled bool, sum *bench.Summary, timeout time.Duration) (what, details string) {
 	grace := time.Duration(0)
 	if troubled {
