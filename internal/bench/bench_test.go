@@ -170,6 +170,16 @@ func TestNon2xxIsNotAFailure(t *testing.T) {
 	if s.Non2xx != 50 || s.Failed != 0 || s.Complete != 50 {
 		t.Errorf("non-2xx %d, failed %d, complete %d", s.Non2xx, s.Failed, s.Complete)
 	}
+	// A server that is not HTTP (here SSH's greeting, then close): ab
+	// counts its answers complete and their bytes transferred; so do we,
+	// and, having no 2xx status, non-2xx (ab leaves them out).
+	greeting := "SSH-2.0-OpenSSH_9.2\r\n"
+	fs = startFake(t, fixed(greeting, true))
+	s = mustRun(t, Work{URL: fs.url, Requests: 50, Concurrency: 5})
+	if s.Non2xx != 50 || s.Failed != 0 || s.Complete != 50 || s.TotalTransferred != int64(50*len(greeting)) || s.HTMLTransferred != 0 {
+		t.Errorf("not HTTP: non-2xx %d, failed %d, complete %d, transferred %d (html %d); want 50, 0, 50, %d (0)",
+			s.Non2xx, s.Failed, s.Complete, s.TotalTransferred, s.HTMLTransferred, 50*len(greeting))
+	}
 }
 
 func TestBodyFraming(t *testing.T) {

@@ -107,8 +107,14 @@ func (p *parser) feed(b []byte) (bool, error) {
 }
 
 // eof tells the parser the connection closed: a close-delimited body ends
-// there; any other unfinished response is short.
+// there; any other unfinished response is short. Bytes that never made a
+// head (a server that is not HTTP) are the answer's head, as ab counts
+// every byte it read; with no status, it is not 2xx.
 func (p *parser) eof() bool {
+	if p.state == inHead && len(p.head) > 0 {
+		p.res.head, p.res.keepAlive = int64(len(p.head)), false
+		p.state = complete
+	}
 	if p.state == inBody {
 		if !p.body.Closed() {
 			p.res.short, p.res.keepAlive = true, false
