@@ -149,6 +149,9 @@ func (c *Config) check() error {
 		if l < 1 {
 			return fmt.Errorf("level %d: concurrency must be at least 1", l)
 		}
+		if l > c.Requests {
+			return fmt.Errorf("level %d is more than the %d requests: ab and bench refuse -c over -n; raise requests or drop the level", l, c.Requests)
+		}
 	}
 	if c.Path == "" {
 		c.Path = "/"

@@ -192,6 +192,7 @@ func TestConfigErrors(t *testing.T) {
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: t, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: balance, port: 80, args: ['{b9}']}]}\n",
 		"requests: 10\nlevels: [1]\nunknown_key: 1\n",
+		"requests: 10\nlevels: [1, 20]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\ntimeout: 1ms\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, levels: [2], target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, plain: y, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
