@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -95,6 +96,11 @@ func runLab(f *labFlags) error {
 		}
 		cfg.Repetitions = f.repetitions
 	}
+	// The report goes there at the end: a directory that cannot take it
+	// would lose the whole run.
+	if err := writableDir(f.out); err != nil {
+		return usagef("--out %s: %v", f.out, err)
+	}
 	var baseline *report.Results
 	if f.compare != "" {
 		if baseline, err = report.LoadResults(f.compare); err != nil {
@@ -154,4 +160,18 @@ func runLab(f *labFlags) error {
 	}
 	fmt.Fprintf(os.Stderr, "loadlab lab: done in %s; report in %s (REPORT.md, index.html)\n", res.Duration.Round(time.Second), abs)
 	return nil
+}
+
+// writableDir makes dir if need be and checks that a file can be written
+// in it.
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return errors.Unwrap(err) // the path is said already
+	}
+	f, err := os.CreateTemp(dir, ".loadlab-check-*")
+	if err != nil {
+		return errors.Unwrap(err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

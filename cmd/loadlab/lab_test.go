@@ -57,11 +57,17 @@ func TestLabPrintConfigAndBadFlags(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "name: async-balancer") || !strings.Contains(string(out), "port: 44444") {
 		t.Errorf("--print-config: %v\n%s", err, out)
 	}
+	// --out that cannot take a report is refused before anything runs.
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, nil, 0o644)
 	for _, args := range [][]string{{"lab", "--ports", "random"}, {"lab", "--config", "/no/such.yaml"}, {"lab", "--compare", "/no/such.json"},
-		{"lab", "--repetitions", "0"}, {"lab", "--repetitions", "101"}} {
+		{"lab", "--repetitions", "0"}, {"lab", "--repetitions", "101"}, {"lab", "--quick", "--out", file}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.HasPrefix(string(out), "loadlab: ") {
 			t.Errorf("%v: %v %q", args, err, out)
+		}
+		if args[len(args)-1] == file && !strings.HasPrefix(string(out), "loadlab: --out "+file+": not a directory\n") {
+			t.Errorf("--out a file: %q", out)
 		}
 	}
 }
