@@ -96,16 +96,16 @@ func runLab(f *labFlags) error {
 		}
 		cfg.Repetitions = f.repetitions
 	}
-	// The report goes there at the end: a directory that cannot take it
-	// would lose the whole run.
-	if err := writableDir(f.out); err != nil {
-		return usagef("--out %s: %v", f.out, err)
-	}
 	var baseline *report.Results
 	if f.compare != "" {
 		if baseline, err = report.LoadResults(f.compare); err != nil {
 			return err
 		}
+	}
+	// The report goes there at the end: a directory that cannot take it
+	// would lose the whole run.
+	if err := writableDir(f.out); err != nil {
+		return usagef("--out %s: %v", f.out, err)
 	}
 	fmt.Fprintf(os.Stderr, "loadlab lab: %d requests at c = %v on %d systems:\n", cfg.Requests, cfg.Levels, len(cfg.Systems))
 	for _, line := range lab.Plan(cfg) {
