@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -147,6 +148,28 @@ func hostPort(rawURL string) string {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// listeningHere finds, for a URL on this machine's loopback, the
+// processes listening on its port, so that a server the lab did not start
+// still has its CPU per request; it names them for the report. The lab's
+// own process is left out: its CPU is the load generator's.
+func listeningHere(rawURL string) (pids []int, named string) {
+	host, port, _ := net.SplitHostPort(hostPort(rawURL))
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, ""
+	}
+	n, _ := strconv.Atoi(port)
+	var names []string
+	for _, pid := range procstat.Listening(n) {
+		if pid == os.Getpid() {
+			continue
+		}
+		pids = append(pids, pid)
+		names = append(names, fmt.Sprintf("%s (pid %d)", procstat.Name(pid), pid))
+	}
+	return pids, strings.Join(names, ", ")
 }
 
 // lose stops measuring a system that went down during the repetition
@@ -414,6 +437,7 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 	}
 	if s.URL != "" {
 		ls.url = s.URL
+		ls.cpuPID, ls.res.CPUOf = listeningHere(s.URL)
 	} else {
 		for _, p := range s.Processes {
 			if (p.Run == "nginx" || p.Run == "haproxy") && r.peers[p.Run] == "" {

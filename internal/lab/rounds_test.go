@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -118,7 +119,7 @@ systems:
 				t.Errorf("%s c=%d: the table's run has %v req/s, not the median %v", s.Name, cell.Level, s.Runs[i].RequestsPerSecond, cell.Median.RequestsPerSecond)
 			}
 			if (s.Name == "c") != (cell.Median.ServerCPU == 0) {
-				t.Errorf("%s c=%d: server CPU %v µs/request (known only for what loadlab started)", s.Name, cell.Level, cell.Median.ServerCPU)
+				t.Errorf("%s c=%d: server CPU %v µs/request (none for a server in the lab's own process)", s.Name, cell.Level, cell.Median.ServerCPU)
 			}
 			for _, r := range cell.Repetitions {
 				if r.ServerCPU > 0 && math.Abs(r.ServerPerClientCPU-r.ServerCPU/r.ClientCPU) > 1e-9 {
@@ -374,6 +375,51 @@ systems:
 	}
 	if cpu := res.Systems[0].Cells[0].Median.ServerCPU; cpu <= 0 {
 		t.Errorf("python's CPU per request: %v", cpu)
+	}
+}
+
+// A url: system on this machine has its server CPU too: that of the
+// process found listening on its port, named in the report. One in the
+// lab's own process (system c of TestRoundsRotateAndReportSpreads) has
+// none: its CPU is the load generator's.
+func TestURLSystemOnThisMachineHasServerCPU(t *testing.T) {
+	testutil.NoteSources()
+	python, script := pythonScript(t, pyServer)
+	server := exec.Command(python, script, "0")
+	stdout, _ := server.StdoutPipe()
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
+	first, _ := bufio.NewReader(stdout).ReadString('\n')
+	port, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
+	if !ok {
+		t.Fatalf("the server said %q", first)
+	}
+	cfg := parse(t, `requests: 10
+levels: [1, 2]
+repetitions: 2
+systems:
+  - name: mine
+    url: http://localhost:`+port+`/
+`)
+	res, out := runAndReport(t, cfg)
+	s := res.Systems[0]
+	m := regexp.MustCompile(`^python[0-9.]* \(pid (\d+)\)$`).FindStringSubmatch(s.CPUOf)
+	if m == nil {
+		t.Fatalf("cpu_of %q", s.CPUOf)
+	}
+	if pid, _ := strconv.Atoi(m[1]); !slices.Contains(procstat.WithDescendants([]int{server.Process.Pid}), pid) {
+		t.Errorf("cpu_of %q: not the server started, pid %d", s.CPUOf, server.Process.Pid)
+	}
+	for _, cell := range s.Cells {
+		if cell.Median.ServerCPU <= 0 || cell.Median.ServerPerClientCPU <= 0 {
+			t.Errorf("c=%d: server CPU %v µs/request, %v of the client's", cell.Level, cell.Median.ServerCPU, cell.Median.ServerPerClientCPU)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	if !strings.Contains(string(md), "its server CPU is that of what was found listening on its port: "+s.CPUOf+".") {
+		t.Errorf("REPORT.md does not name whose CPU it gives")
 	}
 }
 

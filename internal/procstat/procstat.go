@@ -1,7 +1,7 @@
 // Package procstat reads what loadlab measures of processes and of the
 // machine from /proc: CPU time (the machine's, and stolen), a process
 // tree's CPU time and resident memory, a process's descendants, and
-// every process's parent, group and session.
+// every process's parent, group and session, and who listens on a port.
 package procstat
 
 import (
@@ -123,6 +123,59 @@ func Processes() []Proc {
 		procs = append(procs, p)
 	}
 	return procs
+}
+
+// Listening is the processes that hold a TCP socket listening on port,
+// on any address (from /proc/net/tcp and tcp6, then each process's
+// descriptors): a server found by its port. Processes whose descriptors
+// this one may not read are not found.
+func Listening(port int) []int {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ... uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return nil
+	}
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
+		for _, fd := range fds {
+			if target, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && inodes[target] {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// Name is a process's command name, as ps shows it, or "" once it is gone.
+func Name(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // RSS is a process's resident memory in bytes, from /proc/PID/status.

@@ -96,6 +96,11 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		if s.Lost != "" {
 			p("**Measured no further:** %s.\n\n", s.Lost)
 		}
+		if s.URL != "" && s.CPUOf != "" {
+			p("Already running at %s; its server CPU is that of what was found listening on its port: %s.\n\n", s.URL, s.CPUOf)
+		} else if s.URL != "" {
+			p("Already running at %s; no server CPU: no other process of this machine that loadlab may read was found listening on its port.\n\n", s.URL)
+		}
 		if non2xx, answers := s.non2xx(); non2xx > 0 {
 			p("**Not 2xx:** %d of its %d answers had a status other than 2xx (an error page, a redirect): its figures are of those answers, not of the page asked for. Check its path or url; `runs/` has each run's report.\n\n", non2xx, answers)
 		}

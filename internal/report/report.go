@@ -81,6 +81,9 @@ type System struct {
 	Skipped   string `json:"skipped,omitempty"`
 	Lost      string `json:"lost,omitempty"` // why it was measured no further: a process of it exited
 	URL       string `json:"url,omitempty"`  // a server loadlab did not start
+	// CPUOf names, for a url: system on this machine, the processes found
+	// listening on its port, whose CPU time is its server CPU.
+	CPUOf string `json:"cpu_of,omitempty"`
 	TLS       bool   `json:"tls,omitempty"`
 	Plain     string `json:"plain,omitempty"` // the system that is this one without TLS
 	// Runs has, per level, the repetition with the median req/s: one real
@@ -122,7 +125,8 @@ type Figures struct {
 	P50               float64 `json:"p50_ms"`
 	P99               float64 `json:"p99_ms"`
 	// ServerCPU is the CPU time the system's own processes spent per
-	// request, in µs (0 for a url: system); ClientCPU is the generator's.
+	// request, in µs (0 for a url: system unless found listening on this
+	// machine, see System.CPUOf); ClientCPU is the generator's.
 	ServerCPU float64 `json:"server_cpu_us_per_request"`
 	ClientCPU float64 `json:"client_cpu_us_per_request"`
 	// ServerPerClientCPU is ServerCPU ÷ ClientCPU within one repetition:
