@@ -84,8 +84,8 @@ type System struct {
 	// CPUOf names, for a url: system on this machine, the processes found
 	// listening on its port, whose CPU time is its server CPU.
 	CPUOf string `json:"cpu_of,omitempty"`
-	TLS       bool   `json:"tls,omitempty"`
-	Plain     string `json:"plain,omitempty"` // the system that is this one without TLS
+	TLS   bool   `json:"tls,omitempty"`
+	Plain string `json:"plain,omitempty"` // the system that is this one without TLS
 	// Runs has, per level, the repetition with the median req/s: one real
 	// run, whose figures agree with each other (the lab tables show it).
 	Runs []*bench.Summary `json:"runs"`
