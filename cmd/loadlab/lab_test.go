@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,54 @@ func TestLabCtrlCLeavesNothingBehind(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "no loadlab process left after Ctrl-C", func() bool {
 		return len(testutil.ProcessesOf(binary, mark)) == 0
 	})
+}
+
+// A lab killed outright (SIGKILL: nothing of it runs after) leaves no
+// server answering: its own children die with it (Pdeathsig), and so
+// must what they started, a prefork server's children, nginx's workers.
+func TestLabKilledLeavesNoServer(t *testing.T) {
+	testutil.NoteSources()
+	if _, err := exec.LookPath("nginx"); err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			t.Skip("needs nginx (apt-get install nginx)")
+		}
+	}
+	config := filepath.Join(t.TempDir(), "lab.yaml")
+	os.WriteFile(config, []byte(`requests: 1000
+levels: [1, 5]
+repetitions: 100
+systems:
+  - {name: nginx, target: n, processes: [{name: n, run: nginx, port: 8000}]}
+  - {name: prefork, target: s, processes: [{name: s, run: serve, port: 8001, args: [--model, prefork, --procs, "2", --quiet]}]}
+`), 0o644)
+	cmd := exec.Command(binary, "lab", "--config", config, "--ports", "auto", "--screenshots=false", "--out", t.TempDir())
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	var addrs, log []string
+	for sc.Scan() && !strings.Contains(sc.Text(), "round 1/") {
+		log = append(log, sc.Text())
+		if _, url, ok := strings.Cut(sc.Text(), " up on http://"); ok {
+			addrs = append(addrs, strings.TrimSuffix(url, "/"))
+		}
+	}
+	if len(addrs) != 2 {
+		t.Fatalf("up: %v\n%s", addrs, strings.Join(log, "\n"))
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for _, addr := range addrs {
+		testutil.Eventually(t, 5*time.Second, addr+" refuses connections once the lab is killed", func() bool {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		})
+	}
 }
 
 func TestLabPrintConfigAndBadFlags(t *testing.T) {
