@@ -63,6 +63,26 @@ func pythonScript(t *testing.T, source string) (python, script string) {
 	return python, script
 }
 
+// startPyServer starts pyServer (in its default mode: it exits on its
+// 71st request) on a port of its choosing, as a server already running
+// for url: systems; it gives the server's pid and port.
+func startPyServer(t *testing.T) (pid int, port string) {
+	t.Helper()
+	python, script := pythonScript(t, pyServer)
+	server := exec.Command(python, script, "0")
+	stdout, _ := server.StdoutPipe()
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
+	first, _ := bufio.NewReader(stdout).ReadString('\n')
+	port, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
+	if !ok {
+		t.Fatalf("the server said %q", first)
+	}
+	return server.Process.Pid, port
+}
+
 func parse(t *testing.T, yaml string) *Config {
 	t.Helper()
 	cfg, err := Parse([]byte(yaml), "test")
@@ -384,18 +404,7 @@ systems:
 // none: its CPU is the load generator's.
 func TestURLSystemOnThisMachineHasServerCPU(t *testing.T) {
 	testutil.NoteSources()
-	python, script := pythonScript(t, pyServer)
-	server := exec.Command(python, script, "0")
-	stdout, _ := server.StdoutPipe()
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
-	first, _ := bufio.NewReader(stdout).ReadString('\n')
-	port, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
-	if !ok {
-		t.Fatalf("the server said %q", first)
-	}
+	server, port := startPyServer(t)
 	cfg := parse(t, `requests: 10
 levels: [1, 2]
 repetitions: 2
@@ -409,8 +418,8 @@ systems:
 	if m == nil {
 		t.Fatalf("cpu_of %q", s.CPUOf)
 	}
-	if pid, _ := strconv.Atoi(m[1]); !slices.Contains(procstat.WithDescendants([]int{server.Process.Pid}), pid) {
-		t.Errorf("cpu_of %q: not the server started, pid %d", s.CPUOf, server.Process.Pid)
+	if pid, _ := strconv.Atoi(m[1]); !slices.Contains(procstat.WithDescendants([]int{server}), pid) {
+		t.Errorf("cpu_of %q: not the server started, pid %d", s.CPUOf, server)
 	}
 	for _, cell := range s.Cells {
 		if cell.Median.ServerCPU <= 0 || cell.Median.ServerPerClientCPU <= 0 {
@@ -504,17 +513,7 @@ srv.serve_forever()
 func TestSystemThatDiesMidRun(t *testing.T) {
 	testutil.NoteSources()
 	python, script := pythonScript(t, pyServer)
-	gone := exec.Command(python, script, "0")
-	stdout, _ := gone.StdoutPipe()
-	if err := gone.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gone.Process.Kill(); gone.Wait() })
-	first, _ := bufio.NewReader(stdout).ReadString('\n')
-	port, ok := strings.CutPrefix(strings.TrimSpace(first), "listening on ")
-	if !ok {
-		t.Fatalf("the url: server said %q", first)
-	}
+	_, port := startPyServer(t)
 	goneAddr := "127.0.0.1:" + port
 	// Warm-up 20 requests, round 1 40 more, and round 2 meets the 71st.
 	cfg := parse(t, fmt.Sprintf(`requests: 20

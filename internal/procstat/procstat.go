@@ -152,16 +152,12 @@ func Listening(port int) []int {
 		return nil
 	}
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
+	for _, p := range Processes() {
+		dir := "/proc/" + strconv.Itoa(p.PID) + "/fd/"
+		fds, _ := os.ReadDir(dir)
 		for _, fd := range fds {
-			if target, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && inodes[target] {
-				pids = append(pids, pid)
+			if target, err := os.Readlink(dir + fd.Name()); err == nil && inodes[target] {
+				pids = append(pids, p.PID)
 				break
 			}
 		}
