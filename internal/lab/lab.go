@@ -162,12 +162,12 @@ func listeningHere(rawURL string) (pids []int, named string) {
 	}
 	n, _ := strconv.Atoi(port)
 	var names []string
-	for _, pid := range procstat.Listening(n) {
-		if pid == os.Getpid() {
+	for _, p := range procstat.Listening(n) {
+		if p.PID == os.Getpid() {
 			continue
 		}
-		pids = append(pids, pid)
-		names = append(names, fmt.Sprintf("%s (pid %d)", procstat.Name(pid), pid))
+		pids = append(pids, p.PID)
+		names = append(names, fmt.Sprintf("%s (pid %d)", p.Name, p.PID))
 	}
 	return pids, strings.Join(names, ", ")
 }

@@ -129,7 +129,7 @@ func Processes() []Proc {
 // on any address (from /proc/net/tcp and tcp6, then each process's
 // descriptors): a server found by its port. Processes whose descriptors
 // this one may not read are not found.
-func Listening(port int) []int {
+func Listening(port int) []Proc {
 	inodes := map[string]bool{}
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := os.ReadFile(table)
@@ -151,27 +151,18 @@ func Listening(port int) []int {
 	if len(inodes) == 0 {
 		return nil
 	}
-	var pids []int
+	var found []Proc
 	for _, p := range Processes() {
 		dir := "/proc/" + strconv.Itoa(p.PID) + "/fd/"
 		fds, _ := os.ReadDir(dir)
 		for _, fd := range fds {
 			if target, err := os.Readlink(dir + fd.Name()); err == nil && inodes[target] {
-				pids = append(pids, p.PID)
+				found = append(found, p)
 				break
 			}
 		}
 	}
-	return pids
-}
-
-// Name is a process's command name, as ps shows it, or "" once it is gone.
-func Name(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
+	return found
 }
 
 // RSS is a process's resident memory in bytes, from /proc/PID/status.
