@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +180,43 @@ func TestNon2xxIsNotAFailure(t *testing.T) {
 	if s.Non2xx != 50 || s.Failed != 0 || s.Complete != 50 || s.TotalTransferred != int64(50*len(greeting)) || s.HTMLTransferred != 0 {
 		t.Errorf("not HTTP: non-2xx %d, failed %d, complete %d, transferred %d (html %d); want 50, 0, 50, %d (0)",
 			s.Non2xx, s.Failed, s.Complete, s.TotalTransferred, s.HTMLTransferred, 50*len(greeting))
+	}
+}
+
+// TestInterimAnswers: a 1xx before the final answer (103 Early Hints,
+// 100 Continue) is read past, as curl and browsers do; ab takes it for
+// the answer and then hangs on the final one's bytes.
+func TestInterimAnswers(t *testing.T) {
+	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+	for _, keep := range []bool{false, true} {
+		resp := hints + okKeep
+		if !keep {
+			resp = hints + okClose
+		}
+		fs := startFake(t, fixed(resp, !keep))
+		s := mustRun(t, Work{URL: fs.url, Requests: 40, Concurrency: 4, KeepAlive: keep})
+		if s.Failed != 0 || s.Complete != 40 || s.Non2xx != 0 || s.DocumentLength != 5 ||
+			s.TotalTransferred != int64(40*len(resp)) || s.HTMLTransferred != 40*5 {
+			t.Errorf("keep-alive %v: failed %d complete %d non-2xx %d doclen %d total %d html %d; want 0 40 0 5 %d 200",
+				keep, s.Failed, s.Complete, s.Non2xx, s.DocumentLength, s.TotalTransferred, s.HTMLTransferred, 40*len(resp))
+		}
+		if keep && fs.conns.Load() > 4 {
+			t.Errorf("keep-alive: %d connections, want at most 4, reused", fs.conns.Load())
+		}
+	}
+	// Interim answers and nothing final: a server that then waits is a
+	// timeout; one that then closes gave an answer with no final status,
+	// complete and not 2xx, like any non-HTTP answer.
+	endless := strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 1000)
+	_, err := Run(context.Background(), Work{URL: startFake(t, fixed(endless, false)).url, Requests: 2, Concurrency: 1, Timeout: 200 * time.Millisecond}, nil)
+	var ab *Aborted
+	if !errors.As(err, &ab) || !strings.Contains(ab.Msg, "timeout specified has expired") {
+		t.Errorf("interim answers only, then silence: want ab's timeout message, got %v", err)
+	}
+	s := mustRun(t, Work{URL: startFake(t, fixed(endless, true)).url, Requests: 10, Concurrency: 2})
+	if s.Failed != 0 || s.Complete != 10 || s.Non2xx != 10 || s.TotalTransferred != int64(10*len(endless)) {
+		t.Errorf("interim answers only, then close: failed %d complete %d non-2xx %d total %d; want 0 10 10 %d",
+			s.Failed, s.Complete, s.Non2xx, s.TotalTransferred, 10*len(endless))
 	}
 }
 
@@ -377,7 +415,11 @@ func TestRequestBytes(t *testing.T) {
 }
 
 func TestParserInPieces(t *testing.T) {
-	resp := []byte("HTTP/1.1 200 OK\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	// Two interim answers first: the parser reads past them to the final
+	// one, and counts their bytes in the head.
+	interim := "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+	final := "HTTP/1.1 200 OK\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n"
+	resp := []byte(interim + final + "3\r\nabc\r\n0\r\n\r\n")
 	for size := 1; size <= len(resp); size++ {
 		var p parser
 		p.reset(false, true)
@@ -388,7 +430,7 @@ func TestParserInPieces(t *testing.T) {
 				t.Fatalf("pieces of %d: %v", size, err)
 			}
 		}
-		if !done || p.res.body != int64(len("3\r\nabc\r\n0\r\n\r\n")) || p.res.server != "s" || !p.res.keepAlive {
+		if !done || p.res.status != 200 || p.res.head != int64(len(interim+final)) || p.res.body != int64(len("3\r\nabc\r\n0\r\n\r\n")) || p.res.server != "s" || !p.res.keepAlive {
 			t.Fatalf("pieces of %d: done %v %+v", size, done, p.res)
 		}
 	}
@@ -547,4 +589,41 @@ func TestPercentilesInOrderInEveryFormat(t *testing.T) {
 	// Rounded as the text rounds them, which keeps their order.
 	round := func(v float64) float64 { r, _ := strconv.ParseFloat(fmt.Sprintf("%.3f", v), 64); return r }
 	inOrder("text", []float64{round(s.Total.P99), p999, p9999, round(s.Total.Max)})
+}
+
+// TestServerThatNeverStopsSending: one connection's answer never ends
+// (interim answers without end, the dearest bytes to read), so its socket
+// stays readable. The loop must still serve the other connection it holds
+// and time the flood out at -s: one loop, two connections, -r. (In this
+// process the server shares the loop's one P, so the socket does drain
+// at times; a server in another process, scripts in docs/RELIABILITY.md,
+// is what showed -s firing late before reads were bounded per turn.)
+func TestServerThatNeverStopsSending(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one client loop for both
+	flood := []byte(strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 40_000))
+	ln := testutil.Listen(t)
+	var conns atomic.Int64
+	testutil.ServeEach(t, ln, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		first := conns.Add(1) == 1
+		for {
+			if _, err := readHead(r); err != nil {
+				return
+			}
+			if !first {
+				io.WriteString(c, okKeep)
+				continue
+			}
+			for {
+				if _, err := c.Write(flood); err != nil {
+					return
+				}
+			}
+		}
+	})
+	s, err := Run(context.Background(), Work{URL: "http://" + ln.Addr().String() + "/", Requests: 200, Concurrency: 2,
+		KeepAlive: true, ContinueOnError: true, Timeout: 300 * time.Millisecond}, nil)
+	if err != nil || s.Failures.Receive != 1 || s.Failed != 1 || s.Complete != 199 {
+		t.Fatalf("one endless answer among 200: %v; receive failures %d, failed %d, complete %d; want 1, 1, 199", err, s.Failures.Receive, s.Failed, s.Complete)
+	}
 }

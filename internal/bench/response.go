@@ -59,7 +59,7 @@ func (p *parser) reset(noBody, wantServer bool) {
 }
 
 // started reports whether any byte of the response has arrived.
-func (p *parser) started() bool { return p.state != inHead || len(p.head) > 0 }
+func (p *parser) started() bool { return p.state != inHead || len(p.head) > 0 || p.res.head > 0 }
 
 // feed takes bytes from the socket and reports whether the response is
 // complete. Bytes after a complete response are ignored: the engine sends
@@ -67,30 +67,46 @@ func (p *parser) started() bool { return p.state != inHead || len(p.head) > 0 }
 func (p *parser) feed(b []byte) (bool, error) {
 	if p.state == inHead {
 		p.head = append(p.head, b...)
-		end := p.scan.Scan(p.head)
-		if end < 0 {
-			if len(p.head) > maxHead {
+		var h httpx.ResponseHead
+		at, end := 0, 0 // the head being read is p.head[at:], and ends at at+end
+		for {
+			if end = p.scan.Scan(p.head[at:]); end < 0 {
+				// Interim answers read are dropped in one move, not one
+				// by one: a server may send thousands in a read.
+				p.head = append(p.head[:0], p.head[at:]...)
+				if len(p.head) > maxHead {
+					return false, errMalformed
+				}
+				return false, nil
+			}
+			var err error
+			if h, err = httpx.ParseResponseHead(p.head[at : at+end]); err != nil {
 				return false, errMalformed
 			}
-			return false, nil
-		}
-		h, err := httpx.ParseResponseHead(p.head[:end])
-		if err != nil {
-			return false, errMalformed
+			// An interim answer (100 Continue, 103 Early Hints) comes
+			// before the final one, which a client must read on to
+			// (RFC 9110 §15.2); its bytes count as read. 101 is final:
+			// no request here asks to switch protocols.
+			if h.Status < 100 || h.Status > 199 || h.Status == 101 {
+				break
+			}
+			p.res.head += int64(end)
+			at += end
+			p.scan.Reset()
 		}
 		r := &p.res
 		r.status, r.length, r.chunked, r.keepAlive = h.Status, h.ContentLength, h.Chunked, h.KeepAlive
 		if p.wantServer {
 			r.server = string(h.Server)
 		}
-		r.head = int64(end)
+		r.head += int64(end)
 		f := httpx.ResponseFraming(&h, p.noBody)
 		if f == httpx.ByClose {
 			r.keepAlive = false
 		}
 		p.body.Start(f, h.ContentLength)
 		p.state = inBody
-		b = p.head[end:] // still in p.head's memory; p.head is not appended to again for this response
+		b = p.head[at+end:] // still in p.head's memory; p.head is not appended to again for this response
 	}
 	if p.state != inBody {
 		return true, nil
@@ -108,11 +124,12 @@ func (p *parser) feed(b []byte) (bool, error) {
 
 // eof tells the parser the connection closed: a close-delimited body ends
 // there; any other unfinished response is short. Bytes that never made a
-// head (a server that is not HTTP) are the answer's head, as ab counts
-// every byte it read; with no status, it is not 2xx.
+// head (a server that is not HTTP), or only interim answers, are the
+// answer's head, as ab counts every byte it read; with no final status,
+// it is not 2xx.
 func (p *parser) eof() bool {
-	if p.state == inHead && len(p.head) > 0 {
-		p.res.head, p.res.keepAlive = int64(len(p.head)), false
+	if p.state == inHead && p.started() {
+		p.res.head, p.res.keepAlive = p.res.head+int64(len(p.head)), false
 		p.state = complete
 	}
 	if p.state == inBody {
