@@ -97,7 +97,7 @@ exact request counts, percentiles from an HDR histogram, an open-model
 	fl.IntVarP(&f.requests, "requests", "n", 0, "number of requests to perform (default 1; 50000 with -t)")
 	fl.StringVarP(&f.levels, "concurrency", "c", "1", "requests in flight at once; a list (1,5,10) runs each level in turn")
 	fl.StringVarP(&f.timelimit, "timelimit", "t", "", "seconds (or a duration) to run at most; implies -n 50000")
-	fl.StringVarP(&f.timeout, "timeout", "s", "30", "seconds (or a duration) to wait for each response")
+	fl.StringVarP(&f.timeout, "timeout", "s", "30", "seconds (or a duration) each response may take, from its start to its last byte")
 	fl.BoolVarP(&f.keepAlive, "keepalive", "k", false, "use HTTP keep-alive")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "extra header, 'Name: value' (repeatable)")
 	fl.StringArrayVarP(&f.cookies, "cookie", "C", nil, "cookie, 'name=value' (repeatable)")

@@ -27,7 +27,8 @@ type loop struct {
 	ev    *evloop.Loop
 	sa    *rawsys.Sockaddr
 	conns []*conn
-	live  int // connections not yet retired
+	more  []*conn // read their turn's share and may have more: read on after this round
+	live  int     // connections not yet retired
 	stats workerStats
 	rec   recorder
 }
@@ -76,9 +77,13 @@ func (l *loop) Start() {
 	l.checkDone()
 }
 
-// Next is when the first sleeping connection (rate mode) is due.
+// Next is when the first sleeping connection (rate mode) is due; at once
+// when some connection has more to read.
 func (l *loop) Next() time.Time {
 	var next time.Time
+	if len(l.more) > 0 {
+		return l.ev.Now()
+	}
 	if l.r.w.Rate > 0 {
 		for _, c := range l.conns {
 			if c.state == sleeping && (next.IsZero() || c.wakeAt.Before(next)) {
@@ -95,6 +100,13 @@ func (l *loop) Tick(time.Time) {
 	if l.r.stop.Load() {
 		for _, c := range l.conns {
 			l.retire(c)
+		}
+	}
+	more := l.more
+	l.more = nil
+	for _, c := range more {
+		if c.state == reading {
+			l.read(c)
 		}
 	}
 	if l.r.w.Rate > 0 {
@@ -235,9 +247,20 @@ func (l *loop) write(c *conn) {
 	l.read(c) // the answer may be there already; edge-triggered epoll would not say so again
 }
 
+// readsPerTurn bounds the reads of one connection in a round. Its socket
+// is edge-triggered, so it is read to EAGAIN; but a server that sends
+// without pause (an endless body, interim answers without end) would
+// never let it get there, and the loop would neither serve its other
+// connections nor sweep for -s. It reads on in the next round instead.
+const readsPerTurn = 16
+
 func (l *loop) read(c *conn) {
 	buf := l.ev.Buf()
-	for {
+	for reads := 1; ; reads++ {
+		if reads > readsPerTurn {
+			l.more = append(l.more, c)
+			return
+		}
 		n, err := rawsys.Read(c.fd, buf)
 		switch {
 		case err == unix.EAGAIN:

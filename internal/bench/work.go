@@ -31,7 +31,8 @@ type Work struct {
 	Concurrency int
 	// TimeLimit ends the run after this long; ab's -t.
 	TimeLimit time.Duration
-	// Timeout bounds each request's wait for the server; ab's -s (30 s).
+	// Timeout bounds each request from its start to its last byte; ab's
+	// -s (30 s), which ab applies to any wait for a socket instead.
 	Timeout time.Duration
 	// KeepAlive reuses connections; ab's -k.
 	KeepAlive bool
