@@ -94,6 +94,19 @@ func (e *echoBackend) serve(c net.Conn) {
 			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
 				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
 			continue
+		case "/interimpieces": // the same, cut across reads
+			for _, piece := range []string{"HTTP/1.1 103 Early Hints\r\nLi", "nk: </a.css>\r\n\r\nHTTP/1.1 2", "00 OK\r\nContent-Length: 5\r\n\r\nfinal"} {
+				io.WriteString(c, piece)
+				time.Sleep(20 * time.Millisecond)
+			}
+			continue
+		case "/interimflood": // 100 Continue until the balancer gives up on it (25 MB at most)
+			for range 1 << 20 {
+				if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+					return
+				}
+			}
+			return
 		case "/big": // 8 MiB, its bytes numbered
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(bigBody))
 			if req.Method != "HEAD" { // a body after HEAD's answer would be read as the next answer
@@ -388,9 +401,36 @@ func TestHTTPHeadAndInterimAnswers(t *testing.T) {
 		!strings.HasSuffix(got, "\r\n\r\n") {
 		t.Errorf("HEAD: got %q", got)
 	}
-	got = exchangeRaw(t, b, "GET /interim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\nfinal") {
-		t.Errorf("interim answers: got %q", got)
+}
+
+// Interim answers (103 Early Hints, 100 Continue) go to an HTTP/1.1 client
+// before the final one, as HAProxy passes them, and not to an HTTP/1.0
+// one; a backend that sends them without end gets the client a 502 once
+// they pass the head's 64 KiB, and costs the balancer nothing after.
+func TestHTTPInterimAnswers(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nVia: 1.1 loadlab\r\n\r\n"
+	for _, tc := range []struct{ request, want string }{
+		{"GET /interim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", hints + "HTTP/1.1 100 Continue\r\nVia: 1.1 loadlab\r\n\r\nHTTP/1.1 200 OK\r\n"},
+		{"GET /interimpieces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", hints + "HTTP/1.1 200 OK\r\n"},
+		{"GET /interim HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK\r\n"},
+	} {
+		got := exchangeRaw(t, b, tc.request)
+		if !strings.HasPrefix(got, tc.want) || !strings.HasSuffix(got, "\r\n\r\nfinal") {
+			t.Errorf("%q: got %q, want it to start %q and end in the body", tc.request, got, tc.want)
+		}
+	}
+
+	got := exchangeRaw(t, b, "GET /interimflood HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	continues := strings.Count(got, "HTTP/1.1 100 Continue\r\nVia: 1.1 loadlab\r\n\r\n")
+	final := got[strings.LastIndex(got, "HTTP/1.1 100 Continue\r\nVia: 1.1 loadlab\r\n\r\n")+len("HTTP/1.1 100 Continue\r\nVia: 1.1 loadlab\r\n\r\n"):]
+	if continues == 0 || continues > maxResponseHead/len("HTTP/1.1 100 Continue\r\n\r\n") ||
+		!strings.HasPrefix(final, "HTTP/1.1 502 Bad Gateway\r\n") || !strings.Contains(final, "interim (1xx) answers past 64 KiB") {
+		t.Errorf("flood of 100 Continue: %d passed on, then %q", continues, final)
+	}
+	if status, _, _, err := fetch(b.Addr().String(), "/after"); err != nil || status != 200 {
+		t.Errorf("after the flood: %d %v", status, err)
 	}
 }
 

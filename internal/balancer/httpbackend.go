@@ -32,6 +32,7 @@ type backendConn struct {
 	reused     bool
 	out        []byte // request bytes not written yet
 	head       []byte // a response head not yet whole
+	interim    int    // bytes of interim (1xx) heads before the final one
 	gotByte    bool   // some of the response has come
 	began      time.Time
 	active     time.Time
@@ -48,6 +49,9 @@ var (
 	errConnect    = errors.New("connect failed")
 	errNoResponse = errors.New("no response")
 	errClosed     = errors.New("backend closed the connection mid-response")
+	// errInterimFlood: interim answers past maxResponseHead before the
+	// final one. Go's client bounds their sum alike.
+	errInterimFlood = errors.New("interim (1xx) answers past 64 KiB")
 
 	errResponseTimeout = &net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}}
 )
@@ -80,7 +84,7 @@ func (h *httpLoop) send(c *httpClient, be *Backend, pooled bool) error {
 			out = append(proxyproto.Append(nil, proxyVersion, clientAddr(c.from), localAddr(c.fd, c.from)), out...)
 		}
 	}
-	bc.client, bc.out, bc.head, bc.gotByte = c, out, bc.head[:0], false
+	bc.client, bc.out, bc.head, bc.gotByte, bc.interim = c, out, bc.head[:0], false, 0
 	bc.scan.Reset()
 	bc.began, bc.active = h.l.Now(), h.l.Now()
 	c.ex.bc = bc
@@ -282,43 +286,67 @@ func (bc *backendConn) read() {
 }
 
 // readHead gathers the response head from p; once it is whole, answer
-// sends it on with the body bytes that came with it.
+// sends it on with the body bytes that came with it. Interim answers (1xx)
+// before it go to the client as they come, as HAProxy passes them; they
+// share the head's bound, so a backend that sends them without end gets a
+// 502, not the balancer's CPU for as long as it likes.
 func (bc *backendConn) readHead(p []byte) {
 	c := bc.client
+	data := p
+	if len(bc.head) > 0 {
+		bc.head = append(bc.head, p...)
+		data = bc.head
+	}
 	for {
-		data := p
-		if len(bc.head) > 0 {
-			bc.head = append(bc.head, p...)
-			data = bc.head
-		}
 		end := bc.scan.Scan(data)
 		if end < 0 {
-			if len(bc.head) == 0 {
-				bc.head = append(bc.head, p...)
-			}
-			if len(bc.head) > maxResponseHead {
-				c.backendFailed(httpx.ErrMalformedResponse)
-			}
-			return
+			break
 		}
 		rh, err := httpx.ParseResponseHeadStrict(data[:end])
 		if err != nil || rh.Status == 101 {
 			c.backendFailed(httpx.ErrMalformedResponse)
 			return
 		}
-		rest := data[end:]
-		if rh.Status < 200 { // 100 Continue and the like: the final answer follows
-			bc.head = bc.head[:0]
-			bc.scan.Reset()
-			if len(rest) == 0 {
-				return
-			}
-			p = append([]byte(nil), rest...)
-			continue
+		if rh.Status >= 200 {
+			bc.answer(&rh, data[end:])
+			return
 		}
-		bc.answer(&rh, rest)
-		return
+		if bc.interim += end; bc.interim > maxResponseHead {
+			c.backendFailed(errInterimFlood)
+			return
+		}
+		if !bc.passInterim(&rh) {
+			return
+		}
+		data = data[end:]
+		bc.scan.Reset()
 	}
+	bc.head = append(bc.head[:0], data...) // data may be head's tail: append moves it down
+	if bc.interim+len(bc.head) > maxResponseHead {
+		c.backendFailed(httpx.ErrMalformedResponse)
+	}
+}
+
+// passInterim sends an interim answer on to the client, unless the client
+// speaks HTTP/1.0, which must not get one (RFC 9110 §15.2); false when
+// the client is gone.
+func (bc *backendConn) passInterim(rh *httpx.ResponseHead) bool {
+	c := bc.client
+	bc.be.codes.count(rh.Status)
+	if c.ex.minor == 0 {
+		return true
+	}
+	c.h.b.fe.codes.count(rh.Status)
+	buf := c.outBuf[:0]
+	if len(c.out) > 0 { // pending in outBuf: a 100 Continue, an interim answer before
+		buf = nil
+	}
+	head := httpx.AppendProxyInterimHead(buf, rh, "loadlab")
+	if buf != nil {
+		c.outBuf = head
+	}
+	c.ex.sent += int64(len(head))
+	return c.send(head)
 }
 
 // answer starts the client's response: the head rewritten, and the body
@@ -345,9 +373,15 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && f != httpx.ByClose && !bc.decode
 	ex.closeAfter = !keepAlive
 	// The backend is read only while the client has nothing pending, so
-	// outBuf is free.
-	head := httpx.AppendProxyResponseHead(c.outBuf[:0], rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
-	c.outBuf = head
+	// outBuf is free, unless an interim answer of this read is waiting.
+	buf := c.outBuf[:0]
+	if len(c.out) > 0 {
+		buf = nil
+	}
+	head := httpx.AppendProxyResponseHead(buf, rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
+	if buf != nil {
+		c.outBuf = head
+	}
 	ex.sent += int64(len(head))
 	if f == httpx.NoBody {
 		bc.reusable = bc.reusable && len(rest) == 0

@@ -147,6 +147,33 @@ func appendList(b []byte, name string, came []byte, value string) []byte {
 // chunked body goes to the client as plain data, ended by the close), and
 // the connection's fate.
 func AppendProxyResponseHead(b []byte, rh *ResponseHead, f Framing, decode, isHead, keepAlive bool, self string) []byte {
+	b = appendProxyStatusAndFields(b, rh, self)
+	switch {
+	case f == ByLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, rh.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	case f == ByChunks && !decode, isHead && rh.Chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if keepAlive {
+		return append(b, "Connection: keep-alive\r\n\r\n"...)
+	}
+	return append(b, "Connection: close\r\n\r\n"...)
+}
+
+// AppendProxyInterimHead writes an interim (1xx) response head as a proxy
+// passes it to its client: the status line and end-to-end headers, self
+// added to Via; it has no body and says nothing of the connection, which
+// the final answer decides.
+func AppendProxyInterimHead(b []byte, rh *ResponseHead, self string) []byte {
+	return append(appendProxyStatusAndFields(b, rh, self), "\r\n"...)
+}
+
+// appendProxyStatusAndFields writes the status line and the end-to-end
+// headers of rh, hop-by-hop ones and those its Connection lists left out,
+// with self added to Via.
+func appendProxyStatusAndFields(b []byte, rh *ResponseHead, self string) []byte {
 	line, fields, _ := bytes.Cut(rh.Head, []byte("\n"))
 	b = append(b, "HTTP/1.1 "...)
 	b = append(b, bytes.TrimRight(line[9:], "\r")...)
@@ -170,17 +197,5 @@ func AppendProxyResponseHead(b []byte, rh *ResponseHead, f Framing, decode, isHe
 	})
 	b = appendList(b, "Via", via, "1.")
 	b = strconv.AppendInt(b, int64(rh.Minor), 10)
-	b = append(append(append(b, ' '), self...), "\r\n"...)
-	switch {
-	case f == ByLength || isHead && rh.ContentLength >= 0 && !rh.Chunked:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, rh.ContentLength, 10)
-		b = append(b, "\r\n"...)
-	case f == ByChunks && !decode, isHead && rh.Chunked:
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	}
-	if keepAlive {
-		return append(b, "Connection: keep-alive\r\n\r\n"...)
-	}
-	return append(b, "Connection: close\r\n\r\n"...)
+	return append(append(append(b, ' '), self...), "\r\n"...)
 }

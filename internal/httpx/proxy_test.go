@@ -71,6 +71,17 @@ func TestAppendProxyResponseHead(t *testing.T) {
 	}
 }
 
+func TestAppendProxyInterimHead(t *testing.T) {
+	rh, err := ParseResponseHead([]byte("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 lb\r\n\r\n"
+	if got := string(AppendProxyInterimHead(nil, &rh, "lb")); got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
 func TestInsertHost(t *testing.T) {
 	req, _, _ := NewParser(DefaultLimits()).Parse([]byte("HEAD /page.html HTTP/1.0\r\n\r\n"))
 	out := string(InsertHost(nil, AppendProxyRequest(nil, req, "10.0.0.1", "http", "lb"), "127.0.0.1:9002"))
