@@ -305,16 +305,24 @@ func (c *httpClient) replyError(status int, body string, closeAfter bool) {
 	}
 	keepAlive := ex.keepAlive && !closeAfter && !c.h.l.Stopping()
 	ex.status, ex.answered, ex.done, ex.closeAfter, ex.refused = status, true, true, !keepAlive, closeAfter
-	buf := c.outBuf[:0]
-	if len(c.out) > 0 { // a 100 Continue not yet written: outBuf holds it
-		buf = nil
-	}
-	buf = append(httpx.AppendHead(buf, &r, keepAlive, &c.h.head), r.Body...)
+	buf := append(httpx.AppendHead(c.scratch(), &r, keepAlive, &c.h.head), r.Body...)
 	c.state = forwarding
 	c.h.logRequest(c, nil, status, int64(len(r.Body)))
 	if c.send(buf) && len(c.out) == 0 {
 		c.next()
 	}
+}
+
+// scratch is where the client's next bytes are built: outBuf, unless
+// bytes wait in it (a 100 Continue, an interim answer), and then a new
+// buffer. The backend is read only while nothing waits, so a response
+// head usually finds outBuf free; an interim answer in the same read may
+// not.
+func (c *httpClient) scratch() []byte {
+	if len(c.out) > 0 {
+		return nil
+	}
+	return c.outBuf[:0]
 }
 
 // send writes p to the client, keeping what it cannot take yet; false

@@ -94,7 +94,7 @@ func (e *echoBackend) serve(c net.Conn) {
 			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
 				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
 			continue
-		case "/interimpieces": // the same, cut across reads
+		case "/interimpieces": // the same, cut across reads (the pauses only space them: the answer is the same whatever the balancer's reads see)
 			for _, piece := range []string{"HTTP/1.1 103 Early Hints\r\nLi", "nk: </a.css>\r\n\r\nHTTP/1.1 2", "00 OK\r\nContent-Length: 5\r\n\r\nfinal"} {
 				io.WriteString(c, piece)
 				time.Sleep(20 * time.Millisecond)

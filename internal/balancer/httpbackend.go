@@ -337,14 +337,8 @@ func (bc *backendConn) passInterim(rh *httpx.ResponseHead) bool {
 		return true
 	}
 	c.h.b.fe.codes.count(rh.Status)
-	buf := c.outBuf[:0]
-	if len(c.out) > 0 { // pending in outBuf: a 100 Continue, an interim answer before
-		buf = nil
-	}
-	head := httpx.AppendProxyInterimHead(buf, rh, "loadlab")
-	if buf != nil {
-		c.outBuf = head
-	}
+	head := httpx.AppendProxyInterimHead(c.scratch(), rh, "loadlab")
+	c.outBuf = head
 	c.ex.sent += int64(len(head))
 	return c.send(head)
 }
@@ -372,16 +366,8 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	}
 	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && f != httpx.ByClose && !bc.decode
 	ex.closeAfter = !keepAlive
-	// The backend is read only while the client has nothing pending, so
-	// outBuf is free, unless an interim answer of this read is waiting.
-	buf := c.outBuf[:0]
-	if len(c.out) > 0 {
-		buf = nil
-	}
-	head := httpx.AppendProxyResponseHead(buf, rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
-	if buf != nil {
-		c.outBuf = head
-	}
+	head := httpx.AppendProxyResponseHead(c.scratch(), rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
+	c.outBuf = head
 	ex.sent += int64(len(head))
 	if f == httpx.NoBody {
 		bc.reusable = bc.reusable && len(rest) == 0
