@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -60,6 +61,7 @@ func writeCharts(dir string, res *Results) ([]chart, error) {
 		p.Y.Label.Text = c.y
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = levelTicks(res.Levels)
+		p.Y.Tick.Marker = plainTicks{}
 		p.Add(plotter.NewGrid())
 		legend := plot.NewLegend()
 		i := 0
@@ -161,6 +163,48 @@ func save(p *plot.Plot, legend plot.Legend, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// plainTicks labels the value axis as a reader writes numbers: gonum's
+// default ticks, without its trailing zeros ("75000.00" becomes "75,000",
+// "0.50" becomes "0.5") and with thousands grouped.
+type plainTicks struct{}
+
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = plainNumber(ticks[i].Label)
+		}
+	}
+	return ticks
+}
+
+// plainNumber trims a decimal label's trailing zeros and groups the
+// thousands of its whole part.
+func plainNumber(label string) string {
+	whole, frac, hasFrac := strings.Cut(label, ".")
+	if hasFrac {
+		frac = strings.TrimRight(frac, "0")
+	}
+	sign := ""
+	if strings.HasPrefix(whole, "-") {
+		sign, whole = "-", whole[1:]
+	}
+	if len(whole) > 4 && !strings.ContainsAny(whole, "e+") {
+		var b strings.Builder
+		for i, d := range whole {
+			if i > 0 && (len(whole)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(d)
+		}
+		whole = b.String()
+	}
+	if frac == "" {
+		return sign + whole
+	}
+	return sign + whole + "." + frac
 }
 
 // levelTicks marks the levels that ran, on a log axis.

@@ -286,3 +286,21 @@ func TestEvenRepetitionsSayWhichRunTheTableShows(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainNumber(t *testing.T) {
+	for label, want := range map[string]string{
+		"75000.00": "75,000",
+		"0.50":     "0.5",
+		"600":      "600",
+		"2500.0":   "2500",
+		"125000":   "125,000",
+		"1234567":  "1,234,567",
+		"-25000.0": "-25,000",
+		"12.25":    "12.25",
+		"1.5e+06":  "1.5e+06",
+	} {
+		if got := plainNumber(label); got != want {
+			t.Errorf("plainNumber(%q) = %q, want %q", label, got, want)
+		}
+	}
+}
