@@ -90,6 +90,14 @@ func (e *echoBackend) serve(c net.Conn) {
 		case "/badchunks":
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 			return
+		case "/trailerflood": // a trailer section without end (25 MB at most)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n")
+			for range 1 << 20 {
+				if _, err := io.WriteString(c, "X-T: trailer\r\n"); err != nil {
+					return
+				}
+			}
+			return
 		case "/interim": // informational answers before the final one
 			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"+
 				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
@@ -596,9 +604,10 @@ func TestHTTPShutdownClosesWhatIsLeftAfterTheGrace(t *testing.T) {
 	}
 }
 
-// A backend that breaks off a response: before anything went to the
-// client it gets 502; after, its connection is closed, so it sees the
-// body is short (never a 502 glued to half a body).
+// A backend that breaks off a response, or frames it past a bound: before
+// anything went to the client it gets 502; after, its connection is
+// closed, so it sees the body is short (never a 502 glued to half a
+// body).
 func TestHTTPBrokenResponses(t *testing.T) {
 	e := startEcho(t)
 	b := httpBalancer(t, e.addr)
@@ -609,5 +618,11 @@ func TestHTTPBrokenResponses(t *testing.T) {
 	got = exchangeRaw(t, b, "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\n0123456789") {
 		t.Errorf("cut off: %q", got)
+	}
+	// A trailer section without end is cut once past 16 KiB, as HAProxy
+	// refuses one past its buffer, not streamed for as long as it lasts.
+	got = exchangeRaw(t, b, "GET /trailerflood HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || len(got) > 64<<10 || strings.HasSuffix(got, "\r\n\r\n") {
+		t.Errorf("trailer flood: %d bytes, %.80q … %q", len(got), got, got[max(0, len(got)-40):])
 	}
 }

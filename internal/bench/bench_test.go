@@ -246,6 +246,25 @@ func TestBodyFraming(t *testing.T) {
 	}
 }
 
+// A trailer section of 20 KiB, past the 16 KiB a reader takes, fails as
+// an exception (the response is malformed), and one within it completes.
+func TestTrailerSectionBound(t *testing.T) {
+	line := "X-T: " + strings.Repeat("v", 95) + "\r\n"
+	for _, tc := range []struct {
+		lines int
+		ok    bool
+	}{{100, true}, {200, false}} {
+		resp := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + strings.Repeat(line, tc.lines) + "\r\n"
+		s := mustRun(t, Work{URL: startFake(t, fixed(resp, true)).url, Requests: 10, Concurrency: 2})
+		if tc.ok && (s.Failed != 0 || s.Complete != 10) {
+			t.Errorf("%d trailer bytes: failed %d, complete %d; want 0, 10", tc.lines*len(line), s.Failed, s.Complete)
+		}
+		if !tc.ok && (s.Failures.Exceptions != 10 || s.Complete != 0) {
+			t.Errorf("%d trailer bytes: exceptions %d, complete %d; want 10, 0", tc.lines*len(line), s.Failures.Exceptions, s.Complete)
+		}
+	}
+}
+
 func TestKeepAliveServerClosesIdleConnections(t *testing.T) {
 	// Every third response closes the connection: the next request must
 	// go out on a new one without an error, as ab does.

@@ -8,6 +8,11 @@ import (
 // maxChunkLine bounds a chunk-size or trailer line.
 const maxChunkLine = 4 << 10
 
+// maxTrailerSection bounds the trailer section as a whole, as HAProxy's
+// 16 KiB buffer does: without it a peer could send trailer lines without
+// end, each short enough, and a reader would follow them for ever.
+const maxTrailerSection = 16 << 10
+
 var errBodyTooLarge = fail(413, "request body larger than the limit")
 
 func lineTooLong(rest []byte) error {
@@ -58,12 +63,13 @@ type ChunkedScanner struct {
 	// framing, however wasteful, makes a client cost more than the limit.
 	Limit int64
 
-	inData  bool   // inside a chunk's data, remain bytes of it left
-	remain  int64  // data bytes left in the current chunk
-	crlf    int    // bytes of the CRLF after a chunk's data seen so far, while expecting it
-	trailer bool   // past the last chunk: reading trailer lines
-	line    []byte // a size or trailer line not yet whole
-	wire    int64  // bytes of the body taken by earlier calls
+	inData    bool   // inside a chunk's data, remain bytes of it left
+	remain    int64  // data bytes left in the current chunk
+	crlf      int    // bytes of the CRLF after a chunk's data seen so far, while expecting it
+	trailer   bool   // past the last chunk: reading trailer lines
+	trailerAt int64  // where the trailer section starts, counted as wire is
+	line      []byte // a size or trailer line not yet whole
+	wire      int64  // bytes of the body taken by earlier calls
 }
 
 // Reset readies s for a new body.
@@ -123,6 +129,9 @@ func (s *ChunkedScanner) scan(b []byte, data *[]byte) (int, bool, error) {
 				if len(line) == 0 {
 					return i, true, nil
 				}
+				if s.wire+int64(i)-s.trailerAt > maxTrailerSection {
+					return i, false, fail(431, "trailer section over 16 KiB")
+				}
 				continue
 			}
 			size, err := parseChunkSize(line)
@@ -133,7 +142,7 @@ func (s *ChunkedScanner) scan(b []byte, data *[]byte) (int, bool, error) {
 				return i, false, errBodyTooLarge // refused before its data is read
 			}
 			if size == 0 {
-				s.trailer = true
+				s.trailer, s.trailerAt = true, s.wire+int64(i)
 			} else {
 				s.inData, s.remain = true, size
 			}

@@ -46,3 +46,29 @@ func TestChunkedScannerRefusesBadFraming(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkedScannerBoundsTheTrailerSection sends trailer lines, each
+// short, after 64 KiB of data, in 100-byte pieces: up to 16 KiB of them
+// end the body; past that the scanner refuses rather than read on.
+func TestChunkedScannerBoundsTheTrailerSection(t *testing.T) {
+	data := "10000\r\n" + strings.Repeat("d", 1<<16) + "\r\n0\r\n"
+	line := "X-T: " + strings.Repeat("v", 95) + "\r\n" // 102 bytes
+	for _, tc := range []struct {
+		lines int
+		ok    bool
+	}{{160, true}, {161, false}, {5000, false}} {
+		wire := data + strings.Repeat(line, tc.lines) + "\r\n"
+		var s ChunkedScanner
+		var err error
+		done := false
+		for at := 0; at < len(wire) && !done && err == nil; at += 100 {
+			_, done, err = s.Scan([]byte(wire[at:min(at+100, len(wire))]), nil)
+		}
+		if tc.ok && (err != nil || !done) {
+			t.Errorf("%d trailer lines (%d bytes): done %v, %v", tc.lines, tc.lines*len(line), done, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "trailer section over 16 KiB")) {
+			t.Errorf("%d trailer lines (%d bytes): done %v, %v; want the trailer refused", tc.lines, tc.lines*len(line), done, err)
+		}
+	}
+}

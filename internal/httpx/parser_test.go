@@ -197,15 +197,15 @@ func TestParseAfterBufferMoves(t *testing.T) {
 }
 
 // Every byte of a chunked body's framing counts toward MaxBody: floods of
-// extensions, of 1-byte chunks or of trailer lines end in 413 once they
-// pass the limit, however little data they carry.
+// extensions or of 1-byte chunks end in 413 once they pass the limit,
+// however little data they carry. Trailer lines end sooner, in 431, once
+// they pass the trailer section's own 16 KiB.
 func TestChunkedFramingCountsTowardMaxBody(t *testing.T) {
 	const head = "POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	ext := ";" + strings.Repeat("e", 4000)
 	floods := map[string]string{
 		"extensions":       strings.Repeat("1"+ext+"\r\nA\r\n", 300),
 		"one-byte chunks":  strings.Repeat("1\r\nA\r\n", 200000),
-		"trailer lines":    "0\r\n" + strings.Repeat("X-Trailer: "+strings.Repeat("t", 1000)+"\r\n", 1200),
 		"data at the edge": "100000\r\n" + strings.Repeat("d", 1<<20) + "\r\n0\r\n\r\n",
 	}
 	for name, body := range floods {
@@ -223,6 +223,12 @@ func TestChunkedFramingCountsTowardMaxBody(t *testing.T) {
 			if !ok || e.Status != 413 {
 				t.Errorf("%s in pieces of %d: %v, want 413", name, piece, err)
 			}
+		}
+	}
+	trailers := head + "0\r\n" + strings.Repeat("X-Trailer: "+strings.Repeat("t", 1000)+"\r\n", 1200)
+	for _, piece := range []int{1 << 20, 4096} {
+		if _, err := parseAll(t, trailers, piece); err == nil || err.Status != 431 {
+			t.Errorf("trailer lines in pieces of %d: %v, want 431", piece, err)
 		}
 	}
 	// Within the limit, framing and all, the body is taken.

@@ -767,17 +767,20 @@ func TestPanicIsKeptToItsConnection(t *testing.T) {
 	})
 }
 
-// A chunked body of floods of framing — 4 KB extensions on 1-byte chunks,
-// or endless trailer lines — is 413 once its wire size passes --max-body,
-// on every model.
-func TestChunkedFloodIs413(t *testing.T) {
-	floods := map[string]string{
-		"extensions": "1;" + strings.Repeat("e", 4000) + "\r\nA\r\n",
-		"trailers":   "X-Trailer: " + strings.Repeat("t", 1000) + "\r\n",
+// A chunked body of floods of framing is refused on every model: 4 KB
+// extensions on 1-byte chunks are 413 once their wire size passes
+// --max-body, endless trailer lines 431 once they pass 16 KiB.
+func TestChunkedFloodIsRefused(t *testing.T) {
+	floods := map[string]struct {
+		piece  string
+		status int
+	}{
+		"extensions": {"1;" + strings.Repeat("e", 4000) + "\r\nA\r\n", 413},
+		"trailers":   {"X-Trailer: " + strings.Repeat("t", 1000) + "\r\n", 431},
 	}
 	eachModel(t, func(t *testing.T, model string) {
 		srv := start(t, model, "", nil)
-		for name, piece := range floods {
+		for name, flood := range floods {
 			c := dial(t, srv)
 			c.send(t, "POST /form HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
 			if name == "trailers" {
@@ -785,14 +788,14 @@ func TestChunkedFloodIs413(t *testing.T) {
 			}
 			// Send until the server answers and stops reading: at most
 			// 8 MB, far past the 1 MiB limit.
-			for sent := 0; sent < 8<<20; sent += len(piece) {
+			for sent := 0; sent < 8<<20; sent += len(flood.piece) {
 				c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-				if _, err := io.WriteString(c, piece); err != nil {
+				if _, err := io.WriteString(c, flood.piece); err != nil {
 					break
 				}
 			}
-			if resp, _ := c.read(t, "POST"); resp.StatusCode != 413 {
-				t.Errorf("%s flood: %d, want 413", name, resp.StatusCode)
+			if resp, _ := c.read(t, "POST"); resp.StatusCode != flood.status {
+				t.Errorf("%s flood: %d, want %d", name, resp.StatusCode, flood.status)
 			}
 		}
 	})
