@@ -62,7 +62,10 @@ echo "|---|---|---|---|---|---|"
 for mode in $modes; do
   python3 "$work/hostile.py" "$mode" "$port" &
   srv=$!
-  sleep 0.5
+  for _ in $(seq 100); do # until it listens (a loaded machine starts python slowly), 10 s at most
+    ss -Hltn "sport = :$port" | grep -q . && break
+    sleep 0.1
+  done
   for tool in "$lb bench" ab; do
     start=$(date +%s.%N)
     rc=0
