@@ -13,7 +13,10 @@ const maxChunkLine = 4 << 10
 // end, each short enough, and a reader would follow them for ever.
 const maxTrailerSection = 16 << 10
 
-var errBodyTooLarge = fail(413, "request body larger than the limit")
+var (
+	errBodyTooLarge    = fail(413, "request body larger than the limit")
+	errTrailerTooLarge = fail(431, "trailer section over 16 KiB")
+)
 
 func lineTooLong(rest []byte) error {
 	if len(rest) > maxChunkLine {
@@ -130,7 +133,7 @@ func (s *ChunkedScanner) scan(b []byte, data *[]byte) (int, bool, error) {
 					return i, true, nil
 				}
 				if s.wire+int64(i)-s.trailerAt > maxTrailerSection {
-					return i, false, fail(431, "trailer section over 16 KiB")
+					return i, false, errTrailerTooLarge
 				}
 				continue
 			}
