@@ -321,6 +321,31 @@ func TestHTTPRefusesSmuggling(t *testing.T) {
 	}
 }
 
+// A bad request line is answered once it ends, before any blank line:
+// an HTTP/0.9 request never sends one, and waiting for it would answer
+// 408 at the header timeout instead.
+func TestHTTPBadRequestLineAnsweredWhenItEnds(t *testing.T) {
+	e := startEcho(t)
+	b := httpBalancer(t, e.addr)
+	for _, tc := range []struct {
+		raw    string
+		status int
+	}{
+		{"GET /\r\n", 400},
+		{"GET / HTTP/3.0\r\nHost: x\r\n", 505},
+	} {
+		c := dialBalancer(t, b)
+		io.WriteString(c, tc.raw)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != tc.status {
+			t.Errorf("%q: %v %v, want %d", tc.raw, resp, err, tc.status)
+		}
+	}
+	if n := e.requests.Load(); n != 0 {
+		t.Errorf("the backend saw %d requests: %s", n, e.lastHead())
+	}
+}
+
 // dialBalancer connects to b with a 5 s deadline, closed with the test.
 func dialBalancer(t *testing.T, b *Balancer) net.Conn {
 	t.Helper()

@@ -33,6 +33,8 @@ func (e *Error) Error() string { return StatusText(e.Status) + ": " + e.Reason }
 
 func fail(status int, reason string) *Error { return &Error{Status: status, Reason: reason} }
 
+var errBareLF = fail(400, "bare LF in the request head; lines end with CRLF")
+
 // Parser turns a connection's buffered input into requests. The caller keeps
 // the unconsumed input at the start of its buffer and passes it again with
 // whatever arrived since; the parser remembers how far it has looked, so a
@@ -48,6 +50,7 @@ type Parser struct {
 	chunks   ChunkedScanner
 	bodyRead int // bytes of a chunked body the scanner has taken
 
+	lineChecked  bool // the request line was checked before the head ended
 	sentContinue bool
 
 	pathBuf []byte
@@ -107,7 +110,7 @@ func (p *Parser) Parse(buf []byte) (*Request, int, error) {
 		r.Body = buf[p.headEnd:end]
 	}
 	p.head.Reset()
-	p.started, p.headEnd, p.skip, p.sentContinue = false, 0, 0, false
+	p.started, p.headEnd, p.skip, p.lineChecked, p.sentContinue = false, 0, 0, false, false
 	return r, end, nil
 }
 
@@ -146,15 +149,31 @@ func (p *Parser) findHead(buf []byte) (bool, error) {
 		return false, err
 	}
 	end := p.head.Scan(b)
-	if p.head.BareLF() {
-		return false, fail(400, "bare LF in the request head; lines end with CRLF")
-	}
-	line := p.head.FirstLine(b)
+	first := p.head.FirstLine(b)
+	line := first
 	if line < 0 { // not ended yet: as long as it is, less a CR whose LF may follow
 		line = len(b) - boolInt(b[len(b)-1] == '\r')
 	}
 	if line > p.Limits.MaxRequestLine {
 		return false, fail(414, "request line longer than the limit")
+	}
+	if first >= 0 && !p.lineChecked && (end < 0 || end > p.Limits.MaxHead || p.head.BareLF()) {
+		// A bad request line is answered as soon as it ends, as nginx
+		// does, not at the header timeout: an HTTP/0.9 request ("GET /"
+		// and nothing more) never sends the blank line. Checked here only
+		// when the head cannot be parsed yet, so that errors come in the
+		// order their bytes do however the input is split; a whole, good
+		// head has its line parsed once, in parseHead.
+		if b[first] == '\n' {
+			return false, errBareLF
+		}
+		if err := p.parseRequestLine(b[:first]); err != nil {
+			return false, err
+		}
+		p.lineChecked = true
+	}
+	if p.head.BareLF() {
+		return false, errBareLF
 	}
 	if end < 0 {
 		if len(b) > p.Limits.MaxHead {
@@ -309,6 +328,9 @@ func (p *Parser) parseRequestLine(line []byte) error {
 	r.Method = line[:sp1]
 	rest := line[sp1+1:]
 	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 < 0 && len(rest) > 0 {
+		return fail(400, "request line without an HTTP version (HTTP/0.9 is not served; end it with HTTP/1.1)")
+	}
 	if sp2 <= 0 {
 		return fail(400, "malformed request line")
 	}

@@ -112,6 +112,11 @@ func TestParseRefuses(t *testing.T) {
 		{"backslash", "GET /..\\etc\\passwd HTTP/1.0\r\n\r\n", 400},
 		{"encoded NUL", "GET /page.html%00.txt HTTP/1.0\r\n\r\n", 400},
 		{"bad escape", "GET /%zz HTTP/1.0\r\n\r\n", 400},
+		// Refused once the request line ends, with no blank line to come.
+		{"HTTP/0.9", "GET /testing.txt\r\n", 400},
+		{"HTTP/2.0, head unfinished", "GET / HTTP/2.0\r\n", 505},
+		{"bad version, head unfinished", "GET / HTTX/1.1\r\nHost: x\r\n", 400},
+		{"dot-dot, head unfinished", "GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n", 400},
 	}
 	for _, c := range cases {
 		for _, piece := range []int{1, len(c.input)} {

@@ -475,6 +475,10 @@ var refused = []struct {
 	{"chunk size garbage", "POST /form HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400},
 	{"no Host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400},
 	{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+	// No blank line follows these: answered when the line ends, not at
+	// the header timeout (which would be 408).
+	{"HTTP/0.9 request", "GET /\r\n", 400},
+	{"HTTP/3.0, head unfinished", "GET / HTTP/3.0\r\nHost: t\r\n", 505},
 	{"TLS hello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400},
 }
 
