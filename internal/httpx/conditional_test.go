@@ -86,8 +86,14 @@ func TestParseRange(t *testing.T) {
 		{"BYTES = 0-1", nil, false},
 		{"bytes=100-", nil, true}, // none satisfiable: 416
 		{"bytes=-0", nil, true},
-		{"bytes=5-1", nil, false}, // invalid: ignored
-		{"bytes=a-b", nil, false},
+		{"bytes=5-1", nil, true}, // last before first: skipped, so none left: 416
+		{"bytes=5-1,0-1", []ByteRange{{0, 2}}, true},
+		{"bytes=a-b", nil, true}, // cannot be read: 416, as nginx and net/http answer
+		{"bytes=1-2-3", nil, true},
+		{"bytes=-", nil, true},
+		{"bytes=0-1,x", nil, true},
+		{"bytes=99999999999999999999-", nil, true},
+		{"bytes=,0-1,,2-3", []ByteRange{{0, 2}, {2, 2}}, true}, // empty list elements are allowed
 		{"items=0-1", nil, false},
 		{"bytes=", nil, false},
 		{"bytes=0-1,2-3,4-5,6-7,8-9,10-11,12-13,14-15,16-17,18-19,20-21,22-23,24-25,26-27,28-29,30-31,32-33", nil, false},

@@ -18,8 +18,12 @@ const maxRanges = 16
 
 // ParseRange reads a Range value (RFC 9110 §14.2) for a resource of size
 // bytes. It returns the satisfiable ranges; ok is false when the header
-// is to be ignored (another unit, bad syntax, too many ranges), and an
-// empty list with ok means none is satisfiable: 416.
+// is to be ignored (another unit, no range, too many ranges), and an
+// empty list with ok means none is satisfiable: 416. As nginx and Go's
+// net/http do, a range that cannot be read (not digits, a number past
+// int64) makes the whole header unsatisfiable, and one whose last byte
+// comes before its first is skipped, as one past the end is: RFC 9110
+// lets a server ignore or reject either.
 func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 	v = trimOWS(v)
 	if !hasPrefixFold(v, "bytes=") {
@@ -39,14 +43,14 @@ func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 		}
 		first, last, found := bytes.Cut(spec, []byte("-"))
 		if !found {
-			return nil, false
+			return nil, true
 		}
 		var r ByteRange
 		switch {
 		case len(first) == 0: // -suffix: the last bytes
 			n, ok := parseDecimal(last)
 			if !ok {
-				return nil, false
+				return nil, true
 			}
 			if n == 0 || size == 0 {
 				continue // unsatisfiable
@@ -56,16 +60,16 @@ func ParseRange(v []byte, size int64) (ranges []ByteRange, ok bool) {
 		default:
 			a, ok := parseDecimal(first)
 			if !ok {
-				return nil, false
+				return nil, true
 			}
 			b := size - 1
 			if len(last) > 0 {
-				if b, ok = parseDecimal(last); !ok || b < a {
-					return nil, false
+				if b, ok = parseDecimal(last); !ok {
+					return nil, true
 				}
 				b = min(b, size-1)
 			}
-			if a >= size {
+			if a >= size || b < a {
 				continue // unsatisfiable
 			}
 			r = ByteRange{Start: a, N: b - a + 1}
