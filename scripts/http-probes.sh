@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # serve's answers beside nginx's: the same raw requests (validators,
 # conditional requests, ranges, HEAD, Host, transfer codings, methods,
-# OPTIONS) to nginx and to `loadlab serve`, both serving the lab's site
+# OPTIONS, request lines) to nginx and to `loadlab serve`, both serving the lab's site
 # from internal/site/www, and a markdown table of what each answered:
 # the status and the headers that carry the semantics.
 #
@@ -41,8 +41,11 @@ try:
         data += chunk
 except OSError:
     pass
+if data and not data.startswith(b"HTTP/"):
+    print("(an HTTP/0.9 answer: the body alone)", end="")
+    sys.exit()
 lines = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
-status = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "(no answer)"
+status = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "(no answer in 2 s)"
 keep = ("etag", "content-range", "allow", "accept-ranges", "content-length", "last-modified")
 heads = []
 for h in lines[1:]:
@@ -78,6 +81,13 @@ probes=(
   "DELETE a file|DELETE $file HTTP/1.1\r\n$g\r\n\r\n"
   "OPTIONS *|OPTIONS * HTTP/1.1\r\n$g\r\n\r\n"
   "OPTIONS a file|OPTIONS $file HTTP/1.1\r\n$g\r\n\r\n"
+  "HTTP/0.9: GET $file and no version|GET $file\r\n"
+  "HTTP/3.0, the head not yet ended|GET $file HTTP/3.0\r\nHost: t\r\n"
+  "HTTP/1.10|GET $file HTTP/1.10\r\n$g\r\n\r\n"
+  "lowercase method|get $file HTTP/1.1\r\n$g\r\n\r\n"
+  "two spaces after the method|GET  $file HTTP/1.1\r\n$g\r\n\r\n"
+  "Range: bytes=5-2 (last before first)|GET $file HTTP/1.1\r\n$g\r\nRange: bytes=5-2\r\n\r\n"
+  "a directory without its slash|GET /images HTTP/1.1\r\n$g\r\n\r\n"
 )
 
 echo "| request | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | loadlab serve --model $model |"
