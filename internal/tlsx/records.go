@@ -62,7 +62,14 @@ var (
 	errAlert      = errors.New("tls: the peer sent an alert")
 	errUnexpected = errors.New("tls: unexpected message from the peer")
 	errSmallBuf   = errors.New("tls: read buffer smaller than a record")
+	errIdle       = errors.New("tls: too many records without data (KeyUpdates or empty ones) in a row")
 )
+
+// maxIdleRecords bounds the records in a row that carry no data: a KeyUpdate
+// costs a key derivation (two with ours), and nothing sends more than a
+// few between data. crypto/tls draws the same line, at 16, on serve's
+// connections.
+const maxIdleRecords = 16
 
 // direction is one way's keys: the traffic secret (for KeyUpdate), the
 // AEAD and its IV, and the next record's sequence number.
@@ -184,6 +191,11 @@ type Records struct {
 	eof     bool  // close_notify came
 	err     error // the connection failed
 	closed  bool  // close_notify sent
+	// updateOwed: the peer asked for our KeyUpdate while an earlier
+	// record of ours still waited for the socket; ours goes before our
+	// next data.
+	updateOwed bool
+	idle       int // records in a row that carried no data
 }
 
 // sendBufs hold the ciphertext of a write until the socket has taken it:
@@ -263,6 +275,11 @@ func (r *Records) decrypt(fd int, buf []byte) (n int, rest []byte, err error) {
 			return n, nil, err
 		}
 		o = end
+		if typ == typeData && len(content) > 0 {
+			r.idle = 0
+		} else if r.idle++; r.idle > maxIdleRecords {
+			return n, nil, errIdle
+		}
 		switch typ {
 		case typeData:
 			n += copy(buf[n:], content)
@@ -309,17 +326,31 @@ func (r *Records) handshakeMessages(fd int, b []byte) error {
 				return err
 			}
 			if msg[4] == 1 { // update_requested: ours moves too, after saying so
-				r.queue(typeHandshake, []byte{msgKeyUpdate, 0, 0, 1, 0})
-				if err := r.out.update(); err != nil {
-					return err
-				}
-				r.flush(fd)
+				// While something of ours waits for a peer that does not
+				// read, its requests are answered by one KeyUpdate before
+				// our next data, as RFC 8446 §4.6.3 has a silent side do:
+				// one queued per request would grow without bound.
+				r.updateOwed = true
 			}
 		default:
 			return errUnexpected
 		}
 	}
+	if r.updateOwed && r.sending == nil {
+		if err := r.queueKeyUpdate(); err != nil {
+			return err
+		}
+		r.flush(fd)
+	}
 	return nil
+}
+
+// queueKeyUpdate queues the KeyUpdate the peer asked for and moves our
+// key on: what follows goes under the next one.
+func (r *Records) queueKeyUpdate() error {
+	r.updateOwed = false
+	r.queue(typeHandshake, []byte{msgKeyUpdate, 0, 0, 1, 0})
+	return r.out.update()
 }
 
 // queue adds a record of ours to what is to be sent, after whatever is
@@ -363,6 +394,12 @@ func (r *Records) Write(fd int, p []byte) (int, error) {
 		return 0, r.err
 	}
 	if r.sending == nil && len(p) > 0 {
+		if r.updateOwed {
+			if err := r.queueKeyUpdate(); err != nil {
+				r.err = err
+				return 0, err
+			}
+		}
 		batch := p[:min(len(p), writeBatch)]
 		for len(batch) > 0 {
 			rec := batch[:min(len(batch), maxPlaintext)]
