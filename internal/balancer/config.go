@@ -6,9 +6,8 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"loadlab/internal/yamlfile"
 )
 
 // LoadConfig reads a balancer configuration from a YAML file:
@@ -48,20 +47,34 @@ const MaxConfigSize = 4 << 20
 // ParseConfig reads YAML configuration; name is used in errors.
 func ParseConfig(data []byte, name string) (Config, error) {
 	var cfg Config
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Config{}, fmt.Errorf("config %s: %s", name, oneLine(err))
-	}
-	if err := decodeNode(&doc, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+	if err := yamlfile.Decode(data, &cfg, "docs/CONFIG.md"); err != nil {
 		return Config{}, fmt.Errorf("config %s: %v", name, err)
 	}
 	return cfg, nil
 }
 
-// oneLine folds yaml's multi-line error ("unmarshal errors:\n  line 1: …")
-// into one line, as every error loadlab prints is.
-func oneLine(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.Replace(msg, "unmarshal errors:\n", "", 1)
-	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", ";")), " ")
+// YAML is the configuration as a file that loads back to it.
+func (c *Config) YAML() string { return yamlfile.Encode(*c) }
+
+// Keys are every key a configuration file takes, as paths
+// ("check.interval", "backends[].addr"), for docs/CONFIG.md's test.
+func Keys() []string { return yamlfile.Keys(reflect.TypeOf(Config{})) }
+
+// ParseScalar reads a backend as the flag writes it, "addr[,weight=N]",
+// which a file may give instead of a map.
+func (b *BackendConfig) ParseScalar(s string) error {
+	addr, weight, err := ParseBackend(s)
+	if err != nil {
+		return err
+	}
+	*b = BackendConfig{Addr: addr, Weight: weight}
+	return nil
+}
+
+// FormatScalar writes a backend as the flag takes it.
+func (b BackendConfig) FormatScalar() string {
+	if b.Weight > 1 {
+		return fmt.Sprintf("%s,weight=%d", b.Addr, b.Weight)
+	}
+	return b.Addr
 }

@@ -1,4 +1,12 @@
-package balancer
+// Package yamlfile reads and writes loadlab's configuration files, the
+// balancer's and the lab's, by walking a struct's fields by their yaml
+// tags. yaml's own decoder speaks of Go types ("cannot unmarshal !!int
+// `2` into time.Duration", "field x not found in type lab.Config"); this
+// one speaks of the file: the line, the key as the user wrote its path,
+// what was wanted and what was found, and the keys that would have been
+// right. It writes durations as durations ("2s"), so that what it writes
+// loads again.
+package yamlfile
 
 import (
 	"fmt"
@@ -11,22 +19,64 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The configuration's YAML, read and written by walking Config's fields
-// by their yaml tags. yaml's own decoder speaks of Go types
-// ("cannot unmarshal !!int `2` into time.Duration"); this one speaks of
-// the file: the line, the key as the user wrote its path, what was
-// wanted and what was found. It also takes a backend as the flag writes
-// it ("127.0.0.1:9002,weight=3") or as a map, and writes durations as
-// durations ("2s"), so that what --print-config prints loads again.
+// ScalarParser is a struct type the file may also give as one string,
+// as a flag writes it (a backend as "127.0.0.1:9002,weight=3").
+type ScalarParser interface {
+	ParseScalar(s string) error
+}
 
-var (
-	durationType = reflect.TypeOf(time.Duration(0))
-	backendType  = reflect.TypeOf(BackendConfig{})
-)
+// ScalarFormatter is a struct type written as one string.
+type ScalarFormatter interface {
+	FormatScalar() string
+}
 
-// decodeNode fills v from n; path is the key's place ("check.interval")
-// for errors.
-func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// Decode fills the struct v points to from data. docs says where a user
+// finds every key ("docs/CONFIG.md"), for the hint after an unknown one.
+// Its errors are one line.
+func Decode(data []byte, v any, docs string) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s", oneLine(err))
+	}
+	d := decoder{docs: docs, budget: 10*count(&doc) + 1000}
+	return d.node(&doc, reflect.ValueOf(v).Elem(), "")
+}
+
+// count is how many nodes n holds as written, its aliases not followed.
+func count(n *yaml.Node) int {
+	c := 1
+	for _, m := range n.Content {
+		c += count(m)
+	}
+	return c
+}
+
+// oneLine folds yaml's multi-line error ("unmarshal errors:\n  line 1: …")
+// into one line, as every error loadlab prints is.
+func oneLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.Replace(msg, "unmarshal errors:\n", "", 1)
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", ";")), " ")
+}
+
+// decoder walks a document. budget bounds the nodes it visits: an alias
+// is read again wherever it is used, so a file of nested aliases (a list
+// of a thousand processes, each with the same thousand args) could grow
+// a thousandfold at each level; yaml's own decoder refuses "excessive
+// aliasing" for the same reason.
+type decoder struct {
+	docs   string
+	budget int
+}
+
+// node fills v from n; path is the key's place ("check.interval") for
+// errors.
+func (d *decoder) node(n *yaml.Node, v reflect.Value, path string) error {
+	if d.budget--; d.budget < 0 {
+		return fmt.Errorf("line %d: %s: its aliases make the file more than ten times as long as written; write the values out", n.Line, orFile(path))
+	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil
@@ -39,20 +89,18 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Tag == "!!null" {
 		return nil // "key:" with nothing: the default
 	}
-	switch {
-	case v.Type() == durationType:
-		d, err := time.ParseDuration(n.Value)
+	if v.Type() == durationType {
+		dur, err := time.ParseDuration(n.Value)
 		if n.Kind != yaml.ScalarNode || err != nil {
 			return wrongType(n, path, "a duration such as 2s or 500ms")
 		}
-		v.SetInt(int64(d))
+		v.SetInt(int64(dur))
 		return nil
-	case v.Type() == backendType && n.Kind == yaml.ScalarNode:
-		addr, weight, err := ParseBackend(n.Value)
-		if err != nil {
+	}
+	if p, ok := v.Addr().Interface().(ScalarParser); ok && n.Kind == yaml.ScalarNode {
+		if err := p.ParseScalar(n.Value); err != nil {
 			return fmt.Errorf("line %d: %s: %v", n.Line, path, err)
 		}
-		v.Set(reflect.ValueOf(BackendConfig{Addr: addr, Weight: weight}))
 		return nil
 	}
 	switch v.Kind() {
@@ -69,9 +117,9 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 			seen[key.Value] = true
 			f, ok := fieldByKey(v, key.Value)
 			if !ok {
-				return fmt.Errorf("line %d: unknown key %s (%s)", key.Line, join(path, key.Value), keysHint(path, v.Type()))
+				return fmt.Errorf("line %d: unknown key %s (%s)", key.Line, join(path, key.Value), d.keysHint(path, v.Type()))
 			}
-			if err := decodeNode(val, f, join(path, key.Value)); err != nil {
+			if err := d.node(val, f, join(path, key.Value)); err != nil {
 				return err
 			}
 		}
@@ -81,7 +129,7 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 		}
 		out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			if err := decodeNode(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := d.node(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
@@ -124,10 +172,14 @@ func wrongType(n *yaml.Node, path, want string) error {
 	case yaml.SequenceNode:
 		got = "a list"
 	}
+	return fmt.Errorf("line %d: %s: want %s, got %s", n.Line, orFile(path), want, got)
+}
+
+func orFile(path string) string {
 	if path == "" {
-		path = "the file"
+		return "the file"
 	}
-	return fmt.Errorf("line %d: %s: want %s, got %s", n.Line, path, want, got)
+	return path
 }
 
 // fieldByKey is the field of struct v whose yaml tag is key.
@@ -161,12 +213,12 @@ func yamlKeys(t reflect.Type) []string {
 	return keys
 }
 
-func keysHint(path string, t reflect.Type) string {
+func (d *decoder) keysHint(path string, t reflect.Type) string {
 	where := "here"
 	if path != "" {
 		where = "under " + path
 	}
-	return "keys " + where + ": " + strings.Join(yamlKeys(t), ", ") + "; docs/CONFIG.md has them all"
+	return "keys " + where + ": " + strings.Join(yamlKeys(t), ", ") + "; " + d.docs + " has them all"
 }
 
 func join(path, key string) string {
@@ -176,18 +228,26 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// encodeNode is v as YAML: keys in the struct's order, durations as
-// durations, backends as the flag writes them, empty values left out.
+// Encode is the struct v as YAML that Decode reads back to it: keys in
+// the struct's order, durations as durations, ScalarFormatters as their
+// string, empty values left out.
+func Encode(v any) string {
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(encodeNode(reflect.ValueOf(v))); err != nil {
+		return "# " + err.Error() + "\n"
+	}
+	enc.Close()
+	return b.String()
+}
+
 func encodeNode(v reflect.Value) *yaml.Node {
-	switch {
-	case v.Type() == durationType:
+	if v.Type() == durationType {
 		return scalar(time.Duration(v.Int()).String())
-	case v.Type() == backendType:
-		b := v.Interface().(BackendConfig)
-		if b.Weight > 1 {
-			return scalar(fmt.Sprintf("%s,weight=%d", b.Addr, b.Weight))
-		}
-		return scalar(b.Addr)
+	}
+	if f, ok := v.Interface().(ScalarFormatter); ok {
+		return scalar(f.FormatScalar())
 	}
 	switch v.Kind() {
 	case reflect.Struct:
@@ -208,6 +268,9 @@ func encodeNode(v reflect.Value) *yaml.Node {
 		for i := range v.Len() {
 			s.Content = append(s.Content, encodeNode(v.Index(i)))
 		}
+		if k := v.Type().Elem().Kind(); k != reflect.Struct && k != reflect.Slice {
+			s.Style = yaml.FlowStyle // numbers and words on one line: levels: [1, 5, 10]
+		}
 		return s
 	case reflect.String:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.String()}
@@ -217,21 +280,10 @@ func encodeNode(v reflect.Value) *yaml.Node {
 
 func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
 
-// YAML is the configuration as a file that loads back to it.
-func (c *Config) YAML() string {
-	var b strings.Builder
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(encodeNode(reflect.ValueOf(*c))); err != nil {
-		return "# " + err.Error() + "\n"
-	}
-	enc.Close()
-	return b.String()
-}
-
-// Keys are every key a configuration file takes, as paths
-// ("check.interval", "backends[].addr"), for docs/CONFIG.md's test.
-func Keys() []string {
+// Keys are every key a file for struct type t takes, as paths
+// ("check.interval", "backends[].addr"), for the tests that hold the
+// docs to them.
+func Keys(t reflect.Type) []string {
 	var keys []string
 	var walk func(t reflect.Type, path string)
 	walk = func(t reflect.Type, path string) {
@@ -252,6 +304,6 @@ func Keys() []string {
 			}
 		}
 	}
-	walk(reflect.TypeOf(Config{}), "")
+	walk(t, "")
 	return slices.Compact(keys)
 }
