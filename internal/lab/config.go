@@ -10,12 +10,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"loadlab/internal/yamlfile"
 )
 
 // DefaultYAML is the lab's own experiment, run by `loadlab lab`.
@@ -111,12 +112,8 @@ type Process struct {
 // Parse reads and checks an experiment.
 func Parse(data []byte, name string) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		// yaml's errors span lines ("unmarshal errors:\n  line 3: …"): fold them.
-		msg := strings.Replace(strings.TrimPrefix(err.Error(), "yaml: "), "unmarshal errors:\n", "", 1)
-		return nil, fmt.Errorf("config %s: %s", name, strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", ";")), " "))
+	if err := yamlfile.Decode(data, &c, "docs/CONFIG.md"); err != nil {
+		return nil, fmt.Errorf("config %s: %v", name, err)
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %v", name, err)
@@ -267,8 +264,10 @@ func (c *Config) Quick() {
 	}
 }
 
-// YAML is the experiment as it ran, for the report.
-func (c *Config) YAML() string {
-	b, _ := yaml.Marshal(c)
-	return string(b)
-}
+// YAML is the experiment as it ran, for the report and --print-config:
+// a file that loads back to it.
+func (c *Config) YAML() string { return yamlfile.Encode(*c) }
+
+// Keys are every key an experiment file takes, as paths
+// ("systems[].processes[].args"), for docs/CONFIG.md's test.
+func Keys() []string { return yamlfile.Keys(reflect.TypeOf(Config{})) }

@@ -1,0 +1,43 @@
+package lab
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// Every key an experiment file takes has its row in docs/CONFIG.md's
+// section on the lab: a field added to Config without one fails here.
+func TestConfigMDListsEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n# loadlab lab: the experiment\n")
+	if !ok {
+		t.Fatal("docs/CONFIG.md has no section on the lab's experiment file")
+	}
+	for _, key := range Keys() {
+		if !strings.Contains(section, "\n| `"+key+"` |") {
+			t.Errorf("docs/CONFIG.md has no row for %s", key)
+		}
+	}
+}
+
+// A mistake in an experiment file is one line that speaks of the file:
+// its line, the key as written, what was wanted and what was found.
+func TestConfigErrorsSpeakOfTheFile(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"requests: lots\n", "config my.yaml: line 1: requests: want a whole number, got lots"},
+		{"requests: 10\nlevels: 5\n", "config my.yaml: line 2: levels: want a list, got 5"},
+		{"requests: 10\nlevels: [1]\ntimeout: 2\n", "config my.yaml: line 3: timeout: want a duration such as 2s or 500ms, got 2"},
+		{"requests: 10\nlevels: [1]\nsystems:\n  - {name: a, url: 'http://127.0.0.1:1/', procesess: []}\n",
+			"config my.yaml: line 4: unknown key systems[0].procesess (keys under systems[0]: name, title, lab_table, peer, keep_alive, rate, path, processes, target, url, tls, plain, levels, runs_per_round; docs/CONFIG.md has them all)"},
+		{"requests: 10\nrequests: 20\n", "config my.yaml: line 2: requests is given twice"},
+	} {
+		_, err := Parse([]byte(tc.in), "my.yaml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", tc.in, err, tc.want)
+		}
+	}
+}
