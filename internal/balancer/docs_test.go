@@ -1,24 +1,15 @@
 package balancer
 
 import (
-	"os"
+	"loadlab/internal/testutil"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
 // Every key a configuration file takes has its row in docs/CONFIG.md: a
 // field added to Config without one fails here.
 func TestConfigMDListsEveryKey(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/CONFIG.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range Keys() {
-		if !strings.Contains(string(doc), "\n| `"+key+"` |") {
-			t.Errorf("docs/CONFIG.md has no row for %s", key)
-		}
-	}
+	testutil.KeysHaveRows(t, "../../docs/CONFIG.md", "# loadlab balance: the configuration", Keys())
 }
 
 // Every example loads and is valid, so that none can rot.

@@ -1,27 +1,14 @@
 package lab
 
 import (
-	"os"
-	"strings"
+	"loadlab/internal/testutil"
 	"testing"
 )
 
 // Every key an experiment file takes has its row in docs/CONFIG.md's
 // section on the lab: a field added to Config without one fails here.
 func TestConfigMDListsEveryKey(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/CONFIG.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(doc), "\n# loadlab lab: the experiment\n")
-	if !ok {
-		t.Fatal("docs/CONFIG.md has no section on the lab's experiment file")
-	}
-	for _, key := range Keys() {
-		if !strings.Contains(section, "\n| `"+key+"` |") {
-			t.Errorf("docs/CONFIG.md has no row for %s", key)
-		}
-	}
+	testutil.KeysHaveRows(t, "../../docs/CONFIG.md", "# loadlab lab: the experiment", Keys())
 }
 
 // A mistake in an experiment file is one line that speaks of the file:
