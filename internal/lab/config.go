@@ -135,6 +135,26 @@ func Load(path string) (*Config, error) {
 
 var placeholder = regexp.MustCompile(`\{([a-z0-9_-]+)\}`)
 
+// fileName is what a system's name may be: it is part of file names in
+// the report ("runs/NAME-c10.txt"), so no slash and no leading dot.
+var fileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// checkPath refuses a path that cannot go into a request line as it is:
+// one not starting with /, or with a character RFC 3986 keeps out of
+// URLs (a space, a quote, <, >, a backtick, braces, a bar, a backslash,
+// a caret, a control byte), which must be %-escaped.
+func checkPath(what, p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%s %q must start with /", what, p)
+	}
+	for _, c := range []byte(p) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
+			return fmt.Errorf("%s %q: %q cannot be in a URL as it is; write it %%-escaped (a space is %%20)", what, p, c)
+		}
+	}
+	return nil
+}
+
 func (c *Config) check() error {
 	if c.Requests < 1 {
 		return errors.New("requests must be at least 1")
@@ -153,8 +173,8 @@ func (c *Config) check() error {
 	if c.Path == "" {
 		c.Path = "/"
 	}
-	if !strings.HasPrefix(c.Path, "/") {
-		return fmt.Errorf("path %q must start with /", c.Path)
+	if err := checkPath("path", c.Path); err != nil {
+		return err
 	}
 	if c.Repetitions == 0 {
 		c.Repetitions = DefaultRepetitions
@@ -182,7 +202,15 @@ func (c *Config) check() error {
 		if s.Name == "" || names[s.Name] {
 			return fmt.Errorf("system %q: every system needs a name of its own", s.Name)
 		}
+		if !fileName.MatchString(s.Name) {
+			return fmt.Errorf("system %q: a name is letters, digits, '.', '-' and '_', starting with a letter or digit: it names the system's files in the report's runs/", s.Name)
+		}
 		names[s.Name] = true
+		if s.Path != "" {
+			if err := checkPath("system "+s.Name+": path", s.Path); err != nil {
+				return err
+			}
+		}
 		for _, l := range s.Levels {
 			if !slices.Contains(c.Levels, l) {
 				return fmt.Errorf("system %s: level %d is not one of the experiment's levels %v", s.Name, l, c.Levels)
@@ -232,9 +260,7 @@ func (c *Config) check() error {
 		if s.Rate < 0 {
 			return fmt.Errorf("system %s: rate must not be negative", s.Name)
 		}
-		if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
-			return fmt.Errorf("system %s: path %q must start with /", s.Name, s.Path)
-		}
+
 		if !procs[s.Target] {
 			return fmt.Errorf("system %s: target %q names no process", s.Name, s.Target)
 		}

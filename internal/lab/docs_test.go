@@ -21,6 +21,16 @@ func TestConfigErrorsSpeakOfTheFile(t *testing.T) {
 		{"requests: 10\nlevels: [1]\nsystems:\n  - {name: a, url: 'http://127.0.0.1:1/', procesess: []}\n",
 			"config my.yaml: line 4: unknown key systems[0].procesess (keys under systems[0]: name, title, lab_table, peer, keep_alive, rate, path, processes, target, url, tls, plain, levels, runs_per_round; docs/CONFIG.md has them all)"},
 		{"requests: 10\nrequests: 20\n", "config my.yaml: line 2: requests is given twice"},
+		// A name is part of the report's file names: a slash in it lost the
+		// whole run at its end ("open runs/a/b-c1.txt: no such file").
+		{"requests: 10\nlevels: [1]\nsystems:\n  - {name: a/b, url: 'http://127.0.0.1:1/'}\n",
+			`config my.yaml: system "a/b": a name is letters, digits, '.', '-' and '_', starting with a letter or digit: it names the system's files in the report's runs/`},
+		{"requests: 10\nlevels: [1]\nsystems:\n  - {name: ../x, url: 'http://127.0.0.1:1/'}\n",
+			`config my.yaml: system "../x": a name is letters, digits, '.', '-' and '_', starting with a letter or digit: it names the system's files in the report's runs/`},
+		{"requests: 10\nlevels: [1]\npath: /a b\nsystems:\n  - {name: a, url: 'http://127.0.0.1:1/'}\n",
+			`config my.yaml: path "/a b": ' ' cannot be in a URL as it is; write it %-escaped (a space is %20)`},
+		{"requests: 10\nlevels: [1]\nsystems:\n  - {name: a, path: '/x<y', url: 'http://127.0.0.1:1/'}\n",
+			`config my.yaml: system a: path "/x<y": '<' cannot be in a URL as it is; write it %-escaped (a space is %20)`},
 	} {
 		_, err := Parse([]byte(tc.in), "my.yaml")
 		if err == nil || err.Error() != tc.want {
