@@ -69,7 +69,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 			if s.LabTable != table {
 				continue
 			}
-			p("## %s\n\n%s\n\n", labTitles[table], s.Title)
+			p("## %s\n\n%s\n\n", labTitles[table], text(s.Title))
 			p("Each row is one real run: the repetition with the median requests per second, so its figures agree with each other")
 			if res.Repetitions%2 == 0 {
 				p(" (of an even number of repetitions, the slower of the two in the middle: the median below is their mean)")
@@ -88,18 +88,18 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		if s.Peer {
 			kind = " (peer)"
 		}
-		p("### %s%s\n\n%s\n\n", s.Name, kind, s.Title)
+		p("### %s%s\n\n%s\n\n", s.Name, kind, text(s.Title))
 		if s.Skipped != "" {
-			p("Skipped: %s.\n\n", s.Skipped)
+			p("Skipped: %s.\n\n", text(s.Skipped))
 			continue
 		}
 		if s.Lost != "" {
-			p("**Measured no further:** %s.\n\n", s.Lost)
+			p("**Measured no further:** %s.\n\n", text(s.Lost))
 		}
 		if s.URL != "" && s.CPUOf != "" {
-			p("Already running at %s; its server CPU is that of what was found listening on its port: %s.\n\n", s.URL, s.CPUOf)
+			p("Already running at %s; its server CPU is that of what was found listening on its port: %s.\n\n", text(s.URL), text(s.CPUOf))
 		} else if s.URL != "" {
-			p("Already running at %s; no server CPU: no other process of this machine that loadlab may read was found listening on its port.\n\n", s.URL)
+			p("Already running at %s; no server CPU: no other process of this machine that loadlab may read was found listening on its port.\n\n", text(s.URL))
 		}
 		if non2xx, answers := s.non2xx(); non2xx > 0 {
 			p("**Not 2xx:** %d of its %d answers had a status other than 2xx (an error page, a redirect): its figures are of those answers, not of the page asked for. Check its path or url; `runs/` has each run's report.\n\n", non2xx, answers)
@@ -112,7 +112,7 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		if len(s.Backends) > 0 {
 			p("Which backend served how many (from the balancer's admin API, over all levels):\n\n| backend | served |\n|---|---|\n")
 			for _, b := range s.Backends {
-				p("| %s | %d |\n", b.Name, b.Requests)
+				p("| %s | %d |\n", text(b.Name), b.Requests)
 			}
 			p("\n")
 		}
@@ -155,8 +155,49 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 		p("\n\n")
 	}
 	p("The median repetition of every cell has its ab-style text in [runs/](runs/); every figure of every repetition is in [results.json](results.json), and the median runs in [results.csv](results.csv).\n\n")
-	p("## The configuration\n\n<details><summary>Repeat this run with <code>loadlab lab --config</code> on this file</summary>\n\n```yaml\n%s```\n\n</details>\n", res.ConfigYAML)
+	fence := codeFence(res.ConfigYAML)
+	p("## The configuration\n\n<details><summary>Repeat this run with <code>loadlab lab --config</code> on this file</summary>\n\n%syaml\n%s%s\n\n</details>\n", fence, res.ConfigYAML, fence)
 	return nil
+}
+
+// text makes a string the report did not write itself (a title from the
+// configuration, the last lines a process printed, what listens on a
+// port) inert in markdown: index.html is rendered from the markdown with
+// its raw HTML kept (the report's own <details>), so a title holding
+// <script>, or [a link](javascript:…), would be live on the page. HTML
+// cannot start without <, links not without [, a table cell not end
+// without |; a newline would end the paragraph.
+func text(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch c {
+		case '<':
+			b.WriteString("&lt;")
+		case '\\', '[', ']', '|', '`':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		case '\n', '\r':
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// codeFence is a fence for a code block holding body: longer than any run
+// of backticks in it, so that nothing in it can close the block.
+func codeFence(body string) string {
+	longest, run := 0, 0
+	for _, c := range body {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return strings.Repeat("`", max(3, longest+1))
 }
 
 // seedLevels are the seed's seven concurrency levels.
@@ -331,7 +372,7 @@ func writeSpreadTable(w io.Writer, s *System) {
 // change in requests per second against the baseline run, called faster
 // or slower only when the two spreads do not overlap.
 func writeComparison(w io.Writer, res *Results) {
-	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", res.BaselineName, res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "## Change against %s\n\nBaseline run on %s. Medians, with the spread (min–max) where a run has repetitions; a change is called faster or slower only when the spreads do not overlap.\n\n", text(res.BaselineName), res.Baseline.Started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintln(w, "Server ÷ client CPU is the server's CPU per request over the generator's in the same repetitions: the figure to hold between runs when the host's speed may have moved between them (req/s and microseconds move with it).")
 	fmt.Fprintln(w)
 	if drift, ok := GeneratorDrift(res.Baseline, res); ok {

@@ -304,3 +304,34 @@ func TestPlainNumber(t *testing.T) {
 		}
 	}
 }
+
+// Strings the report did not write itself (a title from the
+// configuration, the last lines a process printed, what listens on a
+// port, a backend's name, the configuration) are shown as text in
+// index.html, never as markup: it keeps the markdown's raw HTML for its
+// own <details>.
+func TestReportShowsOthersStringsAsText(t *testing.T) {
+	dir := t.TempDir()
+	res := results(4218)
+	a := res.Systems[0]
+	a.Title = `<img src=x onerror="alert(1)"> [click](javascript:alert(2)) | a\b`
+	a.Lost = "its last lines:\n<script>alert(3)</script>"
+	a.URL, a.CPUOf = "http://127.0.0.1:1/<b>", "pid 7 (<svg onload=1>)"
+	a.Backends[0].Name = "<i>b1</i>"
+	res.ConfigYAML = "systems:\n  - title: |\n      ```\n      <script>alert(4)</script>\n"
+	res.Baseline, res.BaselineName = results(2109), "<u>old</u>.json"
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "index.html"))
+	for _, markup := range []string{"<img src=x", "<script>", "<svg onload", "<i>b1", "<b>", "<u>old", `href="javascript:`} {
+		if strings.Contains(string(page), markup) {
+			t.Errorf("index.html holds %q as markup", markup)
+		}
+	}
+	for _, shown := range []string{"&lt;img src=x", "[click](javascript:alert(2))", "&lt;script&gt;alert(3)", "&lt;script&gt;alert(4)", "a\\b"} {
+		if !strings.Contains(string(page), shown) {
+			t.Errorf("index.html does not show %q", shown)
+		}
+	}
+}
