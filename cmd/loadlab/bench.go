@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strconv"
@@ -193,11 +194,8 @@ func (f *benchFlags) work(url string) (bench.Work, []int, error) {
 		if body.file == "" {
 			continue
 		}
-		if w.Body, err = os.ReadFile(body.file); err != nil {
-			return w, nil, fmt.Errorf("cannot read %s: %v", body.file, errors.Unwrap(err))
-		}
-		if w.Body == nil {
-			w.Body = []byte{}
+		if w.Body, err = readBody(body.file); err != nil {
+			return w, nil, err
 		}
 		if w.Method == "" {
 			w.Method = body.method
@@ -209,6 +207,34 @@ func (f *benchFlags) work(url string) (bench.Work, []int, error) {
 		return w, nil, bad("--format %q: use text, json, csv or markdown", f.format)
 	}
 	return w, levels, nil
+}
+
+// maxBodyFile bounds what -p and -u read: the body is held in memory and
+// sent with every request, and a device such as /dev/zero never ends.
+const maxBodyFile = 64 << 20
+
+// readBody reads the file of -p or -u, a pipe (/dev/stdin) too, whole.
+func readBody(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", name, errors.Unwrap(err))
+	}
+	defer f.Close()
+	body, err := io.ReadAll(io.LimitReader(f, maxBodyFile+1))
+	switch {
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot read %s: %v", name, err)
+	case len(body) > maxBodyFile:
+		return nil, fmt.Errorf("%s is larger than %d MiB: bench holds the body in memory and sends it with every request; give a smaller file", name, maxBodyFile>>20)
+	}
+	if body == nil {
+		body = []byte{} // an empty file still makes a POST with Content-Length: 0
+	}
+	return body, nil
 }
 
 func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {

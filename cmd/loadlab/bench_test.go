@@ -113,6 +113,12 @@ func TestBenchCommandLine(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want 22 and one line plus the help hint", args, exit(err), out)
 		}
 	}
+	// A body file that never ends (a device) is refused at its bound, in
+	// one line, where reading it whole ran the machine out of memory.
+	if out, err := exec.Command(binary, "bench", "-n", "1", "-p", "/dev/zero", url).CombinedOutput(); exit(err) == 0 ||
+		string(out) != "loadlab: /dev/zero is larger than 64 MiB: bench holds the body in memory and sends it with every request; give a smaller file\n" {
+		t.Errorf("-p /dev/zero: exit %d, %q", exit(err), out)
+	}
 	ln := strings.Replace(url, addr, "127.0.0.1:1", 1)
 	// As ab: its message, no report, and the errno as the status.
 	if out, err := exec.Command(binary, "bench", "-n", "5", ln).CombinedOutput(); exit(err) != 111 || !strings.HasSuffix(string(out), "(be patient)...apr_socket_recv: Connection refused (111)\n") {
