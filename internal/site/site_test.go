@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"loadlab/internal/httpx"
 )
@@ -150,6 +152,31 @@ func TestDiskSite(t *testing.T) {
 	if resp, _ := ask(t, s, "GET /payload-1m.bin HTTP/1.0\r\n\r\n"); resp.Stream == nil || resp.ContentLength != 1<<20 {
 		t.Errorf("a 1 MiB file on disk should be streamed, got %v length %d", resp.Stream, resp.ContentLength)
 	}
+}
+
+// A named pipe in the root is not served (404, as nginx answers), and
+// asking for it does not wait for a writer: on an event loop that wait
+// held every client.
+func TestDiskSiteRefusesWhatIsNotAFile(t *testing.T) {
+	root, _ := diskRoot(t)
+	if err := syscall.Mkfifo(filepath.Join(root, "pipe"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		check(t, s, "GET /pipe HTTP/1.0\r\n\r\n", want{404, "", "", ""})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GET /pipe waited for a writer to the pipe")
+	}
+	check(t, s, "GET /testing.txt HTTP/1.0\r\n\r\n", want{200, "", "Ini adalah file testing.txt", ""})
 }
 
 func TestIfModifiedSince(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"loadlab/internal/httpx"
@@ -277,18 +278,27 @@ func readRange(f *os.File, r httpx.ByteRange) ([]byte, error) {
 	return b, err
 }
 
+// open opens a regular file or a directory of the root. It opens
+// without blocking and refuses anything else, as nginx does ("is not a
+// regular file": 404): opening a named pipe waits for a writer, and on
+// an event loop that wait would hold every other client too.
 func (d *diskFiles) open(name string) (*os.File, fs.FileInfo, error) {
-	f, err := d.root.Open(name)
+	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() && !info.IsDir() {
+		err = errNotRegular
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
 	return f, info, nil
 }
+
+var errNotRegular = errors.New("not a regular file")
 
 func (d *diskFiles) isFile(name string) bool {
 	info, err := d.root.Stat(name)
