@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -21,7 +22,7 @@ func startSystem(t *testing.T, name string) []*running {
 		if s.Name != name {
 			continue
 		}
-		ports, err := portsFor(s, true, map[int]string{})
+		ports, err := portsFor(context.Background(), s, true, map[int]string{}, t.Logf)
 		if err != nil {
 			t.Fatal(err)
 		}

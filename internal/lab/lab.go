@@ -446,7 +446,7 @@ func (r *runner) bringUp(ctx context.Context, s System) (*live, error) {
 				return ls, nil
 			}
 		}
-		ports, err := portsFor(s, r.opts.PortsAuto, r.ports)
+		ports, err := portsFor(ctx, s, r.opts.PortsAuto, r.ports, r.logf)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -292,8 +293,9 @@ func (rp *running) stop() {
 
 // portsFor gives each process of s its port: the configured one, checked
 // free, or with auto a free one; either way one that no other process of
-// the run was given (used names the process each port went to).
-func portsFor(s System, auto bool, used map[int]string) (map[string]int, error) {
+// the run was given (used names the process each port went to). logf
+// says when it waits for a port.
+func portsFor(ctx context.Context, s System, auto bool, used map[int]string, logf func(string, ...any)) (map[string]int, error) {
 	ports := map[string]int{}
 	for _, p := range s.Processes {
 		owner := fmt.Sprintf("system %s, process %s", s.Name, p.Name)
@@ -309,22 +311,54 @@ func portsFor(s System, auto bool, used map[int]string) (map[string]int, error) 
 			return nil, fmt.Errorf("port %d (%s) is given to %s too: every system is up for the whole run, so each process needs a port of its own; change one, or run with --ports auto", p.Port, owner, other)
 		}
 		used[p.Port] = owner
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			if errors.Is(err, syscall.EADDRINUSE) {
-				if c, derr := net.DialTimeout("tcp", addr, time.Second); derr == nil {
-					c.Close()
-					return nil, fmt.Errorf("port %d (system %s, process %s) is in use: another server is on it; stop it or run with --ports auto", p.Port, s.Name, p.Name)
-				}
-				return nil, fmt.Errorf("port %d (system %s, process %s) is held by closed connections of an earlier run (TIME_WAIT); wait a minute or run with --ports auto", p.Port, s.Name, p.Name)
-			}
-			return nil, fmt.Errorf("port %d (system %s, process %s): %v", p.Port, s.Name, p.Name, err)
+		if err := claimPort(ctx, p.Port, owner, logf); err != nil {
+			return nil, err
 		}
 		ports[p.Name] = p.Port
-		ln.Close()
 	}
 	return ports, nil
+}
+
+// timeWaitPatience bounds the wait for a port that closed connections
+// hold: Linux keeps a connection in TIME_WAIT for 60 s.
+var timeWaitPatience = 65 * time.Second
+
+// claimPort checks that port is free to listen on. A port that no server
+// is on but that closed connections hold is waited for: a client socket
+// that had it as its own port and closed first stays in TIME_WAIT for a
+// minute, and a listener cannot take the port from it even with
+// SO_REUSEADDR. The lab's own runs leave thousands such (a keep-alive
+// cell's client closes its connections), so a second `loadlab lab` right
+// after a first found the seed's port 44444, inside the kernel's range of
+// client ports, taken about a third of the time.
+func claimPort(ctx context.Context, port int, owner string, logf func(string, ...any)) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(timeWaitPatience)
+	for waited := false; ; waited = true {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("port %d (%s): %v", port, owner, err)
+		}
+		if c, derr := net.DialTimeout("tcp", addr, time.Second); derr == nil {
+			c.Close()
+			return fmt.Errorf("port %d (%s) is in use: another server is on it; stop it or run with --ports auto", port, owner)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port %d (%s) is still held by closed connections (TIME_WAIT) after %s; run with --ports auto", port, owner, timeWaitPatience)
+		}
+		if !waited {
+			logf("port %d (%s) is held by closed connections of an earlier run (TIME_WAIT): waiting for them to end, at most a minute\n", port, owner)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // freePort finds a port that is free now, below the kernel's range of
