@@ -260,7 +260,6 @@ func (c *Config) check() error {
 		if s.Rate < 0 {
 			return fmt.Errorf("system %s: rate must not be negative", s.Name)
 		}
-
 		if !procs[s.Target] {
 			return fmt.Errorf("system %s: target %q names no process", s.Name, s.Target)
 		}
