@@ -195,6 +195,10 @@ type BackendStatus struct {
 	Downtime    float64       `json:"downtime_s"`          // in all, down, checking or in maintenance
 	Changed     time.Time     `json:"state_changed"`
 	Checks      []CheckResult `json:"checks,omitempty"` // the last ones, newest first
+	// ChecksFailed counts failed checks while the backend was up, and
+	// ChecksDown its falls to down: HAProxy's chkfail and chkdown.
+	ChecksFailed int64 `json:"checks_failed"`
+	ChecksDown   int64 `json:"checks_down"`
 }
 
 // Responses counts answers by class.
@@ -229,6 +233,7 @@ func (b *Balancer) status(be *Backend) BackendStatus {
 		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
 		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99, Certificate: be.cert.Load(),
 		MaxActive: be.maxActive.Load(), Checks: be.Checks(),
+		ChecksFailed: be.checksFailed.Load(), ChecksDown: be.checksDown.Load(),
 	}
 	s.SessionRate, s.RequestRate = b.rates.backendRates(be)
 	if b.Config().Mode == "http" {
@@ -336,6 +341,8 @@ var (
 	descBytesIn  = prometheus.NewDesc("loadlab_backend_bytes_in_total", "Bytes from clients to the backend.", []string{"backend"}, nil)
 	descBytesOut = prometheus.NewDesc("loadlab_backend_bytes_out_total", "Bytes from the backend to clients.", []string{"backend"}, nil)
 	descErrors   = prometheus.NewDesc("loadlab_backend_errors_total", "Failed connects and broken exchanges.", []string{"backend"}, nil)
+	descChkFail  = prometheus.NewDesc("loadlab_backend_check_failures_total", "Failed health checks while the backend was up (HAProxy's chkfail).", []string{"backend"}, nil)
+	descChkDown  = prometheus.NewDesc("loadlab_backend_check_up_down_total", "Times health checks took the backend down (HAProxy's chkdown).", []string{"backend"}, nil)
 	descLatency  = prometheus.NewDesc("loadlab_backend_latency_seconds", "Connect time (tcp mode) or time to the response head (http mode).", []string{"backend"}, nil)
 	descDropped  = prometheus.NewDesc("loadlab_access_log_dropped_total", "Access log lines dropped because the writer fell behind.", nil, nil)
 	descPanics   = prometheus.NewDesc("loadlab_panics_total", "Panics recovered while serving; each closed one connection.", nil, nil)
@@ -357,7 +364,7 @@ var (
 var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descChkFail, descChkDown, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
 		descCodes, descMaxActive, descFeActive, descFeMax, descFeSessions, descFeRequests, descFeCodes, descFeQueue} {
 		ch <- d
 	}
@@ -375,7 +382,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, c := range []struct {
 			d *prometheus.Desc
 			v int64
-		}{{descTotal, s.Total}, {descRequests, s.Requests}, {descBytesIn, s.BytesIn}, {descBytesOut, s.BytesOut}, {descErrors, s.Errors}} {
+		}{{descTotal, s.Total}, {descRequests, s.Requests}, {descBytesIn, s.BytesIn}, {descBytesOut, s.BytesOut}, {descErrors, s.Errors},
+			{descChkFail, s.ChecksFailed}, {descChkDown, s.ChecksDown}} {
 			ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v), s.Name)
 		}
 	}

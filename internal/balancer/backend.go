@@ -93,6 +93,9 @@ type Backend struct {
 	lastCheck atomic.Pointer[CheckResult]
 	checks    [checkHistory]CheckResult // the last ones, a ring; under stateMu
 	nChecks   int
+	// checksFailed counts failed checks while the backend was up, and
+	// checksDown its falls to down: HAProxy's chkfail and chkdown.
+	checksFailed, checksDown atomic.Int64
 
 	// rise and fall streaks belong to the health checker, which runs one
 	// check of a backend at a time (checking says one is running, checkDue
@@ -107,11 +110,17 @@ type Backend struct {
 	latency *hdrhistogram.Histogram // microseconds: connect (tcp) or response head (http)
 }
 
-// CheckResult is what the last health check found.
+// CheckResult is what a health check found.
 type CheckResult struct {
-	At     time.Time `json:"at"`
-	OK     bool      `json:"ok"`
-	Detail string    `json:"detail"`
+	At time.Time `json:"at"`
+	OK bool      `json:"ok"`
+	// Status is HAProxy's check_status: L4OK, L6OK or L7OK when the
+	// check passed at the connect, TLS or HTTP; L4CON, L4TOUT, L6RSP,
+	// L6TOUT, L7RSP, L7TOUT or L7STS for how it failed.
+	Status     string  `json:"status"`
+	Code       int     `json:"code,omitempty"` // the HTTP status an http check got
+	DurationMS float64 `json:"duration_ms"`
+	Detail     string  `json:"detail"`
 }
 
 // NewBackend makes a ready backend for addr with a weight of at least 1.

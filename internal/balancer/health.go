@@ -113,7 +113,10 @@ func (c *checker) loop() {
 				inFlight.Go(func() {
 					defer be.checking.Store(false)
 					for {
-						c.record(be, probe(be, cfg, c.b.Config().SendProxy, c.b.backendTLS.Load()), cfg)
+						start := time.Now()
+						res := probe(be, cfg, c.b.Config().SendProxy, c.b.backendTLS.Load())
+						res.At, res.DurationMS = time.Now(), float64(time.Since(start).Microseconds())/1000
+						c.record(be, res, cfg)
 						if !be.checkDue.Swap(false) {
 							return
 						}
@@ -130,19 +133,15 @@ func (c *checker) loop() {
 }
 
 // record applies one result with HAProxy's rise and fall.
-func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
-	if errors.Is(err, errLocalCheck) {
-		return // this machine's shortage says nothing of the backend
-	}
-	res := &CheckResult{At: time.Now(), OK: err == nil, Detail: "ok"}
-	if err != nil {
-		res.Detail = err.Error()
+func (c *checker) record(be *Backend, res *CheckResult, cfg CheckConfig) {
+	if res.Status == "" {
+		return // not made for want of this machine's resources: it says nothing of the backend
 	}
 	be.noteCheck(res)
 	if be.freshStreak.Swap(false) {
 		be.okStreak, be.failStreak = 0, 0
 	}
-	if err == nil {
+	if res.OK {
 		be.okStreak++
 		be.failStreak = 0
 		be.suspectUntil.Store(0) // a passing check clears a failed connect
@@ -151,16 +150,16 @@ func (c *checker) record(be *Backend, err error, cfg CheckConfig) {
 		}
 		return
 	}
+	if st := be.State(); st == Ready || st == Drain {
+		be.checksFailed.Add(1) // HAProxy's chkfail: failed checks of a backend that was up
+	}
 	be.failStreak++
 	be.okStreak = 0
 	if be.failStreak >= cfg.Fall && be.changeState(Ready, Down) {
+		be.checksDown.Add(1) // HAProxy's chkdown
 		c.b.log.event("backend down", be, res.Detail)
 	}
 }
-
-// errLocalCheck is a check that could not be made for want of this
-// machine's descriptors or ports.
-var errLocalCheck = errors.New("check not made: out of local resources")
 
 // maxStatusLine is the most a check reads of a response.
 const maxStatusLine = 1 << 10
@@ -175,55 +174,84 @@ const maxStatusLine = 1 << 10
 // that requires the header then takes the check as it takes traffic.
 // Over TLS (t not nil) the check makes the handshake traffic makes, after
 // the header: a backend whose certificate fails verification is down.
-func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) error {
+//
+// The result's Status is HAProxy's check_status: the layer the check got
+// to (4 the connect, 6 TLS, 7 HTTP) and how it ended there (OK, CON a
+// refused or broken connection, TOUT a timeout, RSP an answer that is no
+// answer, STS a status that is not 2xx or 3xx); "" when the check could
+// not be made for want of this machine's descriptors or ports.
+func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) *CheckResult {
 	sa := be.sockaddr.Load()
 	if sa == nil {
-		return errUnresolved
+		return checkFailed("L4CON", errUnresolved)
 	}
 	conn, err := net.DialTimeout("tcp", sa.TCPAddr().String(), cfg.Timeout)
 	if err != nil {
 		if localFailure(err) {
-			return errLocalCheck
+			return &CheckResult{} // not made: this machine is out of descriptors or ports
 		}
-		return errors.New(shortErr(err))
+		return checkFailed(layer4(err), errors.New(shortErr(err)))
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(cfg.Timeout))
 	if sendProxy != "" {
 		if _, err := conn.Write(proxyproto.Append(nil, sendProxy, nil, nil)); err != nil {
-			return errors.New(shortErr(err))
+			return checkFailed(layer4(err), errors.New(shortErr(err)))
 		}
 	}
+	layer := "L4"
 	if t != nil {
 		tc := tls.Client(conn, t.config(be))
 		if err := tc.Handshake(); err != nil {
-			return errors.New("handshake: " + err.Error())
+			return checkFailed(timedOut(err, "L6TOUT", "L6RSP"), errors.New("handshake: "+err.Error()))
 		}
 		be.noteCertificate(tc)
 		defer tc.Close() // close_notify first
-		conn = tc
+		conn, layer = tc, "L6"
 	}
 	if cfg.Kind != "http" {
-		return nil
+		return &CheckResult{OK: true, Status: layer + "OK", Detail: "ok"}
 	}
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, be.Addr()); err != nil {
-		return errors.New(shortErr(err))
+		return checkFailed(timedOut(err, "L7TOUT", "L7RSP"), errors.New(shortErr(err)))
 	}
 	// Only the status line is read, and no more than maxStatusLine of it:
 	// a backend that sends an endless line costs one small buffer.
 	line, err := bufio.NewReaderSize(io.LimitReader(conn, maxStatusLine), maxStatusLine).ReadString('\n')
 	switch {
 	case err == io.EOF && len(line) == maxStatusLine:
-		return fmt.Errorf("status line longer than %d bytes", maxStatusLine)
+		return checkFailed("L7RSP", fmt.Errorf("status line longer than %d bytes", maxStatusLine))
 	case err != nil:
-		return errors.New("no response: " + shortErr(err))
+		return checkFailed(timedOut(err, "L7TOUT", "L7RSP"), errors.New("no response: "+shortErr(err)))
 	}
 	f := strings.Fields(line)
 	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return fmt.Errorf("not HTTP: %.40q", line)
+		return checkFailed("L7RSP", fmt.Errorf("not HTTP: %.40q", line))
 	}
-	if code, err := strconv.Atoi(f[1]); err != nil || code < 200 || code > 399 {
-		return fmt.Errorf("status %s", f[1])
+	code, err := strconv.Atoi(f[1])
+	if err != nil || len(f[1]) != 3 {
+		return checkFailed("L7RSP", fmt.Errorf("status %.10q", f[1]))
 	}
-	return nil
+	if code < 200 || code > 399 {
+		res := checkFailed("L7STS", fmt.Errorf("status %d", code))
+		res.Code = code
+		return res
+	}
+	return &CheckResult{OK: true, Status: "L7OK", Code: code, Detail: "ok"}
+}
+
+func checkFailed(status string, err error) *CheckResult {
+	return &CheckResult{Status: status, Detail: err.Error()}
+}
+
+// layer4 names a failed connect or first write: a timeout, or a refused
+// or broken connection.
+func layer4(err error) string { return timedOut(err, "L4TOUT", "L4CON") }
+
+func timedOut(err error, timeout, other string) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return timeout
+	}
+	return other
 }

@@ -97,8 +97,8 @@ button{font-size:.85em}small{color:#555}.nowrap{white-space:nowrap}
 {{with .Responses}}<td>{{.C1xx}}</td><td>{{.C2xx}}</td><td>{{.C3xx}}</td><td>{{.C4xx}}</td><td>{{.C5xx}}</td><td>{{.Other}}</td>{{end}}
 <td>{{.Errors}}</td><td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td>
 <td>{{duration .Uptime}}</td><td>{{duration .Downtime}}</td>
-<td class="l nowrap">{{range .Checks}}<span class="{{if .OK}}ok{{else}}failed{{end}}" title="{{.Detail}}, {{ago .At}}">●</span>{{end}}
-{{with .LastCheck}}{{if .OK}}ok{{else}}<span class="failed">{{.Detail}}</span>{{end}} <small>{{ago .At}}</small>{{else}}-{{end}}</td>
+<td class="l nowrap">{{range .Checks}}<span class="{{if .OK}}ok{{else}}failed{{end}}" title="{{.Status}}: {{.Detail}}, {{ago .At}}">●</span>{{end}}
+{{with .LastCheck}}{{if .OK}}{{.Status}}{{with .Code}} {{.}}{{end}}{{else}}<span class="failed">{{.Status}}: {{.Detail}}</span>{{end}} <small>{{ago .At}}, {{printf "%.1f" .DurationMS}} ms</small>{{else}}-{{end}}</td>
 {{if $.Actions}}<td class="l nowrap">{{range $.States}}<button data-state="{{.}}">{{.}}</button> {{end}}</td>{{end}}</tr>
 {{end}}</table>
 <p><small>{{.SessionWord}}: {{.SessionMeaning}} <i>total</i>: {{.TotalMeaning}} <i>Request rate</i>: {{.RequestMeaning}}
@@ -251,8 +251,12 @@ func (a *Admin) csvStats(w http.ResponseWriter, _ *http.Request) {
 			"lastchg": int64(time.Since(s.Changed).Seconds()), "downtime": int64(s.Downtime), "pid": 1, "iid": 2, "sid": i + 1,
 			"lbtot": s.Total, "type": 2, "rate": s.SessionRate.Cur, "rate_max": s.SessionRate.Max, "req_rate": s.RequestRate.Cur,
 			"req_rate_max": s.RequestRate.Max, "req_tot": s.Requests}
+		r["chkfail"], r["chkdown"] = s.ChecksFailed, s.ChecksDown
 		if c := s.LastCheck; c != nil {
-			r["check_status"] = map[bool]string{true: "OK", false: "FAILED"}[c.OK]
+			r["check_status"], r["check_duration"] = c.Status, int64(c.DurationMS)
+			if c.Code != 0 {
+				r["check_code"] = c.Code
+			}
 		}
 		codes(r, s.Responses)
 		row(r)

@@ -426,10 +426,14 @@ func TestBalanceBackendTLS(t *testing.T) {
 				t.Errorf("served by %v, want five each", seen)
 			}
 			for _, be := range b.Pool().All() {
+				var lc *CheckResult
 				testutil.Eventually(t, 5*time.Second, be.Name+"'s check over TLS", func() bool {
-					lc := be.LastCheck()
+					lc = be.LastCheck()
 					return lc != nil && lc.OK
 				})
+				if lc.Status != "L7OK" || lc.Code != 200 {
+					t.Errorf("%s: last check %+v, want L7OK 200 as HAProxy names an http check passed over TLS", be.Name, lc)
+				}
 			}
 			for _, s := range b.Status() {
 				if s.Certificate == nil || s.Certificate.Fingerprint != tlsx.Describe(leaf).Fingerprint {
@@ -449,7 +453,7 @@ func TestBalanceBackendTLS(t *testing.T) {
 			var errs int64
 			for _, be := range wrong.Pool().All() {
 				waitState(t, be, Down, 5*time.Second)
-				if lc := be.LastCheck(); lc == nil || !strings.Contains(lc.Detail, "certificate") {
+				if lc := be.LastCheck(); lc == nil || !strings.Contains(lc.Detail, "certificate") || lc.Status != "L6RSP" {
 					t.Errorf("%s: last check %+v, want a certificate failure", be.Name, lc)
 				}
 				errs += be.Errors.Load()
