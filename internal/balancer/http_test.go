@@ -646,8 +646,14 @@ func TestHTTPBrokenResponses(t *testing.T) {
 	}
 	// A trailer section without end is cut once past 16 KiB, as HAProxy
 	// refuses one past its buffer, not streamed for as long as it lasts.
-	got = exchangeRaw(t, b, "GET /trailerflood HTTP/1.1\r\nHost: x\r\n\r\n")
-	if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || len(got) > 64<<10 || strings.HasSuffix(got, "\r\n\r\n") {
+	// Which of the two a client sees depends on how much of the flood the
+	// balancer's first read of the response holds: a 502 when that read
+	// already passes the bound (nothing went to the client yet), else the
+	// head and the client's copy cut.
+	got = exchangeRaw(t, b, "GET /trailerflood HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	cut := strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") && len(got) <= 64<<10 && !strings.HasSuffix(got, "\r\n\r\n")
+	refused := strings.HasPrefix(got, "HTTP/1.1 502 ") && strings.HasSuffix(got, "malformed response body: trailer section over 16 KiB\n")
+	if !cut && !refused {
 		t.Errorf("trailer flood: %d bytes, %.80q … %q", len(got), got, got[max(0, len(got)-40):])
 	}
 }

@@ -379,6 +379,17 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	bc.forward(rest, head)
 }
 
+// malformedBody says what is wrong with a response's body framing, by
+// the reason the chunked scanner gives ("trailer section over 16 KiB"),
+// not by the status a request's would get.
+func malformedBody(err error) error {
+	var he *httpx.Error
+	if errors.As(err, &he) {
+		return errors.New("malformed response body: " + he.Reason)
+	}
+	return fmt.Errorf("malformed response body: %w", err)
+}
+
 // forward sends the client head (if any) and the part of p that belongs
 // to the body, and completes the exchange at the body's end.
 func (bc *backendConn) forward(p, head []byte) {
@@ -390,7 +401,7 @@ func (bc *backendConn) forward(p, head []byte) {
 	}
 	n, done, err := bc.body.Read(p, data)
 	if err != nil && head != nil { // nothing has gone to the client yet
-		c.backendFailed(httpx.ErrMalformedResponse)
+		c.backendFailed(malformedBody(err))
 		return
 	}
 	if err != nil { // the body is broken: so is what the client got of it
