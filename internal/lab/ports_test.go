@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,13 +26,8 @@ func holdPort(t *testing.T) (port int, release func()) {
 		t.Fatal(err)
 	}
 	sa, _ := unix.Getsockname(fd)
-	once := false
-	release = func() {
-		if !once {
-			once = true
-			unix.Close(fd)
-		}
-	}
+	var once sync.Once
+	release = func() { once.Do(func() { unix.Close(fd) }) }
 	t.Cleanup(release)
 	return sa.(*unix.SockaddrInet4).Port, release
 }
