@@ -199,10 +199,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr(), tlsNote(certs.Info())))
 	if certs != nil {
-		go reloadOnHangUp(ctx, certs, srv, say)
+		// Wanted before the ready line, not in the goroutine: a SIGHUP
+		// right after it (a prefork parent passing one on to a child that
+		// just said it is ready) would otherwise meet signal.Ignore's
+		// setting and be lost, and that child kept the old certificate.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go reloadOnHangUp(ctx, hup, certs, srv, say)
 	}
+	fmt.Fprintln(os.Stderr, server.ReadyLine(cfg.Model, srv.Addr(), tlsNote(certs.Info())))
 	select {
 	case <-stopSignal:
 	case <-srv.Done():
@@ -260,15 +266,13 @@ func tlsNote(certs []tlsx.CertInfo) string {
 	return "TLS, sha256 " + certs[0].Fingerprint
 }
 
-// reloadOnHangUp re-reads the certificate files on every SIGHUP, as nginx
-// does its configuration; a prefork parent passes the signal on to its
-// children, which serve. A file that does not load keeps the old
+// reloadOnHangUp re-reads the certificate files on every SIGHUP that
+// hup brings, as nginx does its configuration; a prefork parent passes
+// the signal on to its children, which serve. A file that does not load keeps the old
 // certificate and says so in one line.
-func reloadOnHangUp(ctx context.Context, certs *tlsx.Store, srv server.Server, say io.Writer) {
+func reloadOnHangUp(ctx context.Context, hup <-chan os.Signal, certs *tlsx.Store, srv server.Server, say io.Writer) {
 	// SIGHUP stays wanted after the reloads end (not signal.Stop): a
 	// hang-up while serve stops must not kill it.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	for {
 		select {
 		case <-ctx.Done():
