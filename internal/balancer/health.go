@@ -115,7 +115,8 @@ func (c *checker) loop() {
 					for {
 						start := time.Now()
 						res := probe(be, cfg, c.b.Config().SendProxy, c.b.backendTLS.Load())
-						res.At, res.DurationMS = time.Now(), float64(time.Since(start).Microseconds())/1000
+						res.At = time.Now()
+						res.DurationMS = float64(res.At.Sub(start).Microseconds()) / 1000
 						c.record(be, res, cfg)
 						if !be.checkDue.Swap(false) {
 							return
