@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # serve's answers beside nginx's: the same raw requests (validators,
 # conditional requests, ranges, HEAD, Host, transfer codings, methods,
-# OPTIONS, request lines) to nginx and to `loadlab serve`, both serving the lab's site
+# OPTIONS, request lines, paths, bounds) to nginx and to `loadlab serve`, both serving the lab's site
 # from internal/site/www, and a markdown table of what each answered:
 # the status and the headers that carry the semantics.
 #
@@ -88,6 +88,15 @@ probes=(
   "two spaces after the method|GET  $file HTTP/1.1\r\n$g\r\n\r\n"
   "Range: bytes=5-2 (last before first)|GET $file HTTP/1.1\r\n$g\r\nRange: bytes=5-2\r\n\r\n"
   "a directory without its slash|GET /images HTTP/1.1\r\n$g\r\n\r\n"
+  "two slashes|GET /$file HTTP/1.1\r\n$g\r\n\r\n"
+  "dot-dot inside the root|GET /images/..$file HTTP/1.1\r\n$g\r\n\r\n"
+  "dot-dot above the root|GET /..$file HTTP/1.1\r\n$g\r\n\r\n"
+  "an encoded slash|GET /images%2f..%2F$file HTTP/1.1\r\n$g\r\n\r\n"
+  "an encoded NUL|GET $file%00 HTTP/1.1\r\n$g\r\n\r\n"
+  "a 9,000-byte path|GET /$(printf 'a%.0s' {1..9000}) HTTP/1.1\r\n$g\r\n\r\n"
+  "a 9,000-byte header line|GET $file HTTP/1.1\r\n$g\r\nX-A: $(printf 'a%.0s' {1..9000})\r\n\r\n"
+  "DEL in a header value|GET $file HTTP/1.1\r\n$g\r\nX-A: a\x7fb\r\n\r\n"
+  "HTTP/2's preface|PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 )
 
 echo "| request | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | loadlab serve --model $model |"

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"path"
 	"strings"
 	"testing"
 )
@@ -51,4 +52,43 @@ func parseAllQuiet(input []byte, piece int) ([]string, *Error) {
 		got = append(got, "incomplete:"+string(buf))
 	}
 	return got, nil
+}
+
+// FuzzCleanPath holds cleanPath to path.Clean: the same path, a trailing
+// slash where the request named a directory, and a refusal exactly when
+// a ".." would climb above the root.
+func FuzzCleanPath(f *testing.F) {
+	for _, s := range []string{"/", "//a//b/", "/a/./b/../c", "/..", "/a/..", "/a/.", "/.a/..b/...", "/a/../../b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		p = "/" + p
+		got, ok := cleanPath([]byte(p))
+		depth, climbs := 0, false
+		segs := strings.Split(p[1:], "/")
+		for _, s := range segs {
+			switch s {
+			case "", ".":
+			case "..":
+				if depth--; depth < 0 {
+					climbs = true
+				}
+			default:
+				depth++
+			}
+		}
+		if ok == climbs {
+			t.Fatalf("cleanPath(%q): ok %v, but climbs above the root: %v", p, ok, climbs)
+		}
+		if !ok {
+			return
+		}
+		want := path.Clean(p)
+		if last := segs[len(segs)-1]; (last == "" || last == "." || last == "..") && want != "/" {
+			want += "/"
+		}
+		if string(got) != want {
+			t.Fatalf("cleanPath(%q) = %q, want %q", p, got, want)
+		}
+	})
 }

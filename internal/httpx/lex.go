@@ -106,18 +106,46 @@ func parseDecimal(v []byte) (int64, bool) {
 	return n, true
 }
 
-// hasDotDotSegment reports whether a slash-separated path has a ".." element.
-func hasDotDotSegment(p []byte) bool {
-	start := 0
-	for i := 0; i <= len(p); i++ {
-		if i == len(p) || p[i] == '/' {
-			if i-start == 2 && p[start] == '.' && p[start+1] == '.' {
-				return true
-			}
-			start = i + 1
-		}
+// cleanPath normalizes a decoded path that starts with a slash, in place,
+// as nginx does before it maps a request to a file or a location: runs of
+// slashes become one, "." segments go, and ".." takes the segment before
+// it away; a trailing slash, or one a last "." or ".." implies, stays.
+// ok is false when a ".." would climb above the root (nginx's 400).
+// Most paths have nothing to clean and are returned as they are.
+func cleanPath(p []byte) (clean []byte, ok bool) {
+	if !bytes.Contains(p, []byte("//")) && !bytes.Contains(p, []byte("/.")) {
+		return p, true
 	}
-	return false
+	w := 0 // p[:w] is the path cleaned so far, no trailing slash
+	for i := 0; i < len(p); {
+		j := i
+		for j < len(p) && p[j] == '/' {
+			j++
+		}
+		k := j
+		for k < len(p) && p[k] != '/' {
+			k++
+		}
+		seg, last := p[j:k], k == len(p)
+		switch string(seg) {
+		case "", ".":
+		case "..":
+			if w == 0 {
+				return nil, false
+			}
+			w = bytes.LastIndexByte(p[:w], '/')
+		default:
+			p[w] = '/'
+			w += 1 + copy(p[w+1:], seg)
+			last = false
+		}
+		if last { // "/a/", "/a/." and "/a/b/.." name a directory
+			p[w] = '/'
+			w++
+		}
+		i = k
+	}
+	return p[:w], true
 }
 
 // validHost reports whether v is a Host value RFC 9112 §3.2 allows: empty,

@@ -355,9 +355,11 @@ func (p *Parser) parseRequestLine(line []byte) error {
 	return p.parseTarget()
 }
 
-// parseTarget splits the target into path and query and decodes the path's
-// percent-escapes once. It refuses what could name a file outside a
-// document root: ".." segments, encoded slashes, backslashes and NUL bytes.
+// parseTarget splits the target into path and query, decodes the path's
+// percent-escapes once and normalizes it as nginx does (merge_slashes,
+// "." and ".." resolved; an encoded slash is a slash). It refuses what
+// could name a file outside a document root: ".." above the root,
+// backslashes and NUL bytes.
 func (p *Parser) parseTarget() error {
 	r := &p.req
 	t := r.Target
@@ -396,9 +398,6 @@ func (p *Parser) parseTarget() error {
 			}
 			c = unhex(t[i+1])<<4 | unhex(t[i+2])
 			i += 2
-			if c == '/' {
-				return fail(400, "encoded slash in the path")
-			}
 		}
 		if c == 0 || c == '\\' {
 			return fail(400, "NUL or backslash in the path")
@@ -406,10 +405,11 @@ func (p *Parser) parseTarget() error {
 		out = append(out, c)
 	}
 	p.pathBuf = out
-	if hasDotDotSegment(out) {
-		return fail(400, "dot-dot segment in the path")
+	clean, ok := cleanPath(out)
+	if !ok {
+		return fail(400, "the path climbs above the root with ..")
 	}
-	r.Path = out
+	r.Path = clean
 	return nil
 }
 
