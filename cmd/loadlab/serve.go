@@ -49,7 +49,8 @@ default site: page.html, sending.html, testing.txt, payload-*.bin).
 Models:
   async    one event loop over epoll; --loops N for more (0 = one per core)
   thread   a goroutine per connection; --os-threads pins each to an OS thread
-  pool     --workers goroutines fed by a --queue of accepted connections
+  pool     a goroutine per connection, --workers requests handled at once,
+           a --queue of requests waiting for one (a waiting client holds none)
   prefork  --procs child processes sharing the port with SO_REUSEPORT
 
 HTTPS: --tls-cert FILE --tls-key FILE (TLS 1.2 and 1.3, ALPN http/1.1), or
@@ -78,8 +79,8 @@ once.`,
 	fl.StringVar(&c.Name, "name", "", "name sent as X-Served-By on every response")
 	fl.IntVar(&c.Loops, "loops", 1, "async: event loops (0 = one per core)")
 	fl.BoolVar(&c.OSThreads, "os-threads", false, "thread: pin each connection's goroutine to its own OS thread")
-	fl.IntVar(&c.Workers, "workers", 256, "pool: worker goroutines")
-	fl.IntVar(&c.Queue, "queue", 1024, "pool: accepted connections that may wait for a worker; beyond it 503")
+	fl.IntVar(&c.Workers, "workers", 256, "pool: requests handled at once")
+	fl.IntVar(&c.Queue, "queue", 1024, "pool: requests that may wait for a worker; beyond it 503")
 	fl.IntVar(&c.Procs, "procs", 2, "prefork: child processes")
 	fl.StringVar(&f.childModel, "child-model", "async", "prefork: model each child runs (async, thread or pool)")
 	fl.DurationVar(&c.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time allowed to send a request head")

@@ -21,21 +21,27 @@ import (
 )
 
 // blockingServer is the home of the two models that serve a connection with
-// blocking reads and writes on its own goroutine: thread (a goroutine per
-// connection) and pool (a fixed set of goroutines fed by a bounded queue).
-// They differ only in how an accepted connection reaches serveConn.
+// blocking reads and writes on its own goroutine: thread and pool. They
+// differ only in who may handle a request: in the thread model every
+// connection's goroutine at once; in the pool model at most Workers at a
+// time, the others waiting in a queue of at most Queue (503 beyond it).
+//
+// A pool's connection holds a worker only while its request is handled,
+// never while it waits for its client: a worker that kept a connection
+// through its reads and writes, as Apache's prefork and worker MPMs keep
+// theirs, is taken by as many idle keep-alive connections, slow bodies or
+// slow readers as there are workers (four idle clients stalled a pool of
+// four for its 60 s idle timeout). Waiting connections stay in Go's
+// poller, as the event MPM's and Tomcat's NIO connector's stay in theirs.
 type blockingServer struct {
 	core     *core
 	ln       net.Listener
 	conns    connSet
-	stopping atomic.Bool // Shutdown has begun
-	draining atomic.Bool // the listener is closed: answers say close
-	queue    chan job    // pool only
-	workers  sync.WaitGroup
-	// handshakes are the pool's TLS handshakes under way, each on a
-	// goroutine of its own until its connection is queued.
-	handshakes sync.WaitGroup
-	done       chan struct{}
+	stopping atomic.Bool   // Shutdown has begun
+	draining atomic.Bool   // the listener is closed: answers say close
+	workers  chan struct{} // pool only: a token per request being handled
+	queued   atomic.Int64  // pool only: requests waiting for a worker
+	done     chan struct{}
 }
 
 func startBlocking(c *core) (Server, error) {
@@ -55,14 +61,7 @@ func startBlocking(c *core) (Server, error) {
 	}
 	s := &blockingServer{core: c, ln: ln, conns: connSet{m: map[*trackedConn]struct{}{}}, done: make(chan struct{})}
 	if c.cfg.Model == "pool" {
-		s.queue = make(chan job, c.cfg.Queue)
-		for range c.cfg.Workers {
-			s.workers.Go(func() {
-				for j := range s.queue {
-					s.work(j)
-				}
-			})
-		}
+		s.workers = make(chan struct{}, c.cfg.Workers)
 	}
 	go s.acceptLoop()
 	return s, nil
@@ -93,33 +92,12 @@ func AcceptLoop(ln net.Listener, handle func(net.Conn)) {
 }
 
 func (s *blockingServer) acceptLoop() {
-	defer func() {
-		if s.queue != nil {
-			s.handshakes.Wait() // none may queue after the close
-			close(s.queue)
-		}
-	}()
 	AcceptLoop(s.ln, func(nc net.Conn) {
 		if max := s.core.cfg.MaxConns; max > 0 && s.conns.count() >= max {
 			go s.core.reject(nc, s.core.serviceUnavailable("too many open connections"))
 			return
 		}
-		tc := s.conns.add(nc)
-		switch {
-		case s.queue == nil:
-			go s.serve(tc)
-		case s.core.cfg.TLS == nil:
-			s.enqueue(job{tc: tc, conn: nc, remote: nc.RemoteAddr()})
-		default:
-			// The handshake is made before the queue, on a goroutine of
-			// its own: a client that stalls in it holds no worker, as
-			// nginx's handshakes hold no request slot.
-			s.handshakes.Go(func() {
-				if j, ok := s.open(tc); ok {
-					s.enqueue(j)
-				}
-			})
-		}
+		go s.serve(s.conns.add(nc))
 	})
 }
 
@@ -132,14 +110,38 @@ type job struct {
 	proxied bool         // the PROXY header is read already
 }
 
-// enqueue hands a job to the pool, or answers 503 when the queue is full.
-func (s *blockingServer) enqueue(j job) {
-	select {
-	case s.queue <- j:
-	default:
-		s.conns.remove(j.tc)
-		go s.core.reject(j.conn, s.core.serviceUnavailable("all workers are busy and the queue is full"))
+// takeWorker waits for a pool's worker to handle a request, in the queue;
+// it reports false, at once, when the queue is full. Outside the pool
+// model every request has its own.
+func (s *blockingServer) takeWorker() bool {
+	if s.workers == nil {
+		return true
 	}
+	select {
+	case s.workers <- struct{}{}:
+		return true
+	default:
+	}
+	if s.queued.Add(1) > int64(s.core.cfg.Queue) {
+		s.queued.Add(-1)
+		return false
+	}
+	s.workers <- struct{}{}
+	s.queued.Add(-1)
+	return true
+}
+
+// handle answers req into sess with a worker; ok is false when none
+// could be had (the pool's queue is full). The worker is free again
+// before the answer is written: a slow reader holds none.
+func (s *blockingServer) handle(sess *session, req *httpx.Request) (rep reply, ok bool) {
+	if !s.takeWorker() {
+		return reply{}, false
+	}
+	if s.workers != nil {
+		defer func() { <-s.workers }() // even when the handler panics
+	}
+	return sess.respond(req, s.draining.Load()), true
 }
 
 // open makes the job of an accepted connection: the TLS handshake, when
@@ -181,7 +183,7 @@ func (c *core) reject(conn net.Conn, answer []byte) {
 	io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
 }
 
-// serve is the thread model's goroutine for one connection.
+// serve is the goroutine of one connection.
 func (s *blockingServer) serve(tc *trackedConn) {
 	if s.core.cfg.OSThreads {
 		// Never unlocked: the thread ends with the goroutine, so each
@@ -239,7 +241,12 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 			return
 		}
 		if req != nil {
-			rep := sess.respond(req, s.draining.Load())
+			rep, ok := s.handle(sess, req)
+			if !ok {
+				sess.out = append(sess.out, s.core.serviceUnavailable("all workers are busy and the queue is full")...)
+				s.writeOut(nc, sess)
+				return
+			}
 			if !s.send(nc, sess, rep, start < end) || !rep.keepAlive {
 				return
 			}
@@ -384,7 +391,6 @@ func (s *blockingServer) Shutdown(ctx context.Context) error {
 	}
 	s.draining.Store(true)
 	err := s.conns.drain(ctx)
-	s.workers.Wait()
 	close(s.done)
 	return err
 }

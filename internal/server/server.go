@@ -39,8 +39,8 @@ type Config struct {
 
 	Loops     int  // async: event loops; 0 means one per core
 	OSThreads bool // thread: pin each connection's goroutine to an OS thread
-	Workers   int  // pool: goroutines serving connections
-	Queue     int  // pool: accepted connections waiting for a worker
+	Workers   int  // pool: requests handled at once
+	Queue     int  // pool: requests waiting for a worker
 	Procs     int  // prefork: child processes
 	// Child starts one prefork child listening on addr with SO_REUSEPORT.
 	// Its stdin is a pipe from the parent, closed during a stop once every

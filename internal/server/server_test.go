@@ -619,27 +619,75 @@ func TestMaxConns(t *testing.T) {
 	})
 }
 
+// gateHandler holds every request for /hold until open is closed, and
+// says on held when one is holding.
+type gateHandler struct {
+	Handler
+	held chan struct{}
+	open chan struct{}
+}
+
+func (g gateHandler) Serve(req *httpx.Request, resp *httpx.Response) {
+	if string(req.Path) == "/hold" {
+		g.held <- struct{}{}
+		<-g.open
+		req.Path = []byte("/santai")
+	}
+	g.Handler.Serve(req, resp)
+}
+
 func TestPoolQueueFull(t *testing.T) {
-	srv := start(t, "pool", "", func(c *Config) { c.Workers, c.Queue = 1, 1 })
-	busy := dial(t, srv) // holds the only worker
-	busy.send(t, get("/"))
-	busy.read(t, "GET")
-	// The blocking models accept a connection once its first bytes come
-	// (TCP_DEFER_ACCEPT): each of these begins its request.
-	queued := dial(t, srv) // waits in the queue
-	queued.send(t, "GET /santai HTTP/1.1\r\n")
-	testutil.Eventually(t, 5*time.Second, "a connection in the pool's queue", func() bool { return len(srv.(*blockingServer).queue) == 1 })
+	h, err := site.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := gateHandler{h, make(chan struct{}, 1), make(chan struct{})}
+	srv := startWith(t, "pool", "", gate, func(c *Config) { c.Workers, c.Queue = 1, 1 })
+	busy := dial(t, srv) // its request holds the only worker
+	busy.send(t, get("/hold"))
+	<-gate.held
+	queued := dial(t, srv) // its request waits in the queue
+	queued.send(t, get("/santai"))
+	testutil.Eventually(t, 5*time.Second, "a request in the pool's queue", func() bool { return srv.(*blockingServer).queued.Load() == 1 })
 	over := dial(t, srv)
-	over.send(t, "GET / HTTP/1.1\r\n")
+	over.send(t, get("/"))
 	resp, body := over.read(t, "GET")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "queue") {
 		t.Errorf("over a full queue: %d %q", resp.StatusCode, body)
 	}
-	busy.Close() // the worker frees and takes the queued connection
-	queued.send(t, "Host: t\r\n\r\n")
-	if _, body := queued.read(t, "GET"); body != "santai saja" {
-		t.Errorf("queued connection: %q", body)
+	close(gate.open) // the worker frees and takes the queued request
+	for _, c := range []*client{busy, queued} {
+		if _, body := c.read(t, "GET"); body != "santai saja" {
+			t.Errorf("a request that waited for the worker: %q", body)
+		}
 	}
+}
+
+// Clients that wait, or make the server wait, hold nothing another
+// client needs: on the pool model with two workers, idle keep-alive
+// connections, a head and a body coming slowly, and a client that asks
+// for downloads and never reads, more of each than there are workers,
+// and a new client is still answered. (Until 2026-12-04 a pool's worker
+// kept its connection through every wait: two idle keep-alive clients
+// stalled the pool for the idle timeout.)
+func TestWaitingClientsHoldNoWorker(t *testing.T) {
+	eachModel(t, func(t *testing.T, model string) {
+		srv := start(t, model, "", func(c *Config) { c.Workers, c.Queue = 2, 2 })
+		for range 3 {
+			idle := dial(t, srv)
+			idle.send(t, get("/"))
+			idle.read(t, "GET")
+			dial(t, srv).send(t, "GET /santai HTTP/1.1\r\nHost:")
+			dial(t, srv).send(t, "POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nname=")
+			dial(t, srv).send(t, strings.Repeat(get("/payload-100k.bin"), 50))
+		}
+		fresh := dial(t, srv)
+		fresh.SetDeadline(time.Now().Add(10 * time.Second)) // well within the 60 s idle timeout
+		fresh.send(t, get("/santai"))
+		if _, body := fresh.read(t, "GET"); body != "santai saja" {
+			t.Errorf("a new client beside the waiting ones: %q", body)
+		}
+	})
 }
 
 func TestGracefulShutdown(t *testing.T) {
