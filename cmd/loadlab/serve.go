@@ -78,7 +78,7 @@ once.`,
 	fl.StringVar(&f.root, "root", "", "document root directory (default: the embedded lab site)")
 	fl.StringVar(&c.Name, "name", "", "name sent as X-Served-By on every response")
 	fl.IntVar(&c.Loops, "loops", 1, "async: event loops (0 = one per core)")
-	fl.BoolVar(&c.OSThreads, "os-threads", false, "thread: pin each connection's goroutine to its own OS thread")
+	fl.BoolVar(&c.OSThreads, "os-threads", false, fmt.Sprintf("thread: pin each connection's goroutine to its own OS thread (at most %d connections: Go stops a program past 10000 threads)", server.MaxPinnedConns))
 	fl.IntVar(&c.Workers, "workers", 256, "pool: requests handled at once")
 	fl.IntVar(&c.Queue, "queue", 1024, "pool: requests that may wait for a worker; beyond it 503")
 	fl.IntVar(&c.Procs, "procs", 2, "prefork: child processes")

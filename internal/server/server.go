@@ -80,7 +80,20 @@ const (
 	DefaultWriteTimeout  = 30 * time.Second
 )
 
+// MaxPinnedConns bounds the open connections of the thread model with
+// OSThreads, each holding an OS thread: Go ends a program that passes
+// 10,000 threads (debug.SetMaxThreads) with a fatal error that nothing
+// recovers, so 10,000 clients would take the server down. Past the bound
+// a connection is answered 503, as over MaxConns, where a C server whose
+// pthread_create fails refuses it.
+const MaxPinnedConns = 9000
+
+var maxPinnedConns = MaxPinnedConns // lowered by tests
+
 func (c *Config) fillDefaults() {
+	if c.OSThreads && (c.MaxConns <= 0 || c.MaxConns > maxPinnedConns) {
+		c.MaxConns = maxPinnedConns
+	}
 	if c.HeaderTimeout <= 0 {
 		c.HeaderTimeout = DefaultHeaderTimeout
 	}

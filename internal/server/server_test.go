@@ -908,3 +908,25 @@ func TestListenerClosedHoldsTheCloses(t *testing.T) {
 		})
 	}
 }
+
+// With --os-threads every connection holds an OS thread, and Go stops a
+// program past 10,000 threads: connections past MaxPinnedConns are
+// answered 503 instead (here the bound is lowered to two).
+func TestPinnedThreadsAreBounded(t *testing.T) {
+	defer func(n int) { maxPinnedConns = n }(maxPinnedConns)
+	maxPinnedConns = 2
+	srv := start(t, "thread", "", func(c *Config) { c.OSThreads = true })
+	for range 2 {
+		if resp := dial(t, srv).exchange(t, get("/santai"), "GET"); resp.StatusCode != 200 {
+			t.Fatalf("a connection within the bound: %d", resp.StatusCode)
+		}
+	}
+	resp, body := func() (*http.Response, string) {
+		c := dial(t, srv)
+		c.send(t, get("/santai"))
+		return c.read(t, "GET")
+	}()
+	if resp.StatusCode != 503 || !strings.Contains(body, "too many open connections") {
+		t.Errorf("a connection past the bound: %d %q", resp.StatusCode, body)
+	}
+}
