@@ -45,6 +45,7 @@ const (
 	forwarding                    // its request is with a backend, or its response on the way
 	closing                       // writing its last bytes, then shutting down
 	lingering                     // shut down for writing; reading what the client still sends, then closing
+	tunneling                     // a 101 made it a tunnel to its backend (httptunnel.go)
 )
 
 // lingerFor bounds the read-and-discard after the last response, which
@@ -81,6 +82,7 @@ type exchange struct {
 	method, target string // for the access log, only when there is one
 	received       int    // the request's bytes as the client sent them
 	isHead         bool
+	upgrade        bool // it asks to switch protocols: a 101 makes the connection a tunnel
 	noHost         bool // the client sent no Host (HTTP/1.0): each backend's address is given instead
 	idempotent     bool
 	keepAlive      bool // the client's wish; the answer may still close
@@ -181,7 +183,7 @@ func (c *httpClient) read() {
 		return
 	case n == 0:
 		c.eof = true
-		if c.state == reading || c.state == lingering {
+		if c.state == reading || c.state == lingering || c.state == tunneling {
 			c.close() // a half-sent request is abandoned with its client
 			return
 		}
@@ -189,7 +191,11 @@ func (c *httpClient) read() {
 		return
 	}
 	c.active = c.h.l.Now()
-	if c.state == lingering {
+	switch c.state {
+	case lingering:
+		return
+	case tunneling:
+		c.toBackend(buf[:n])
 		return
 	}
 	if len(c.in) == 0 {
@@ -247,6 +253,7 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
 	*ex = exchange{
 		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.proto, c.h.b.via), received: n, isHead: req.IsHead(), noHost: req.Host == nil,
+		upgrade:    httpx.UpgradeWanted(req) != nil,
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
 		attempts: ex.attempts,
 	}
@@ -427,7 +434,8 @@ func (c *httpClient) watch() {
 		return
 	}
 	var want uint32
-	if !c.eof && (c.state != forwarding || len(c.in) < maxPipelined) && c.state != closing {
+	if !c.eof && (c.state != forwarding || len(c.in) < maxPipelined) && c.state != closing &&
+		(c.state != tunneling || c.ex.bc != nil && len(c.ex.bc.out) == 0) {
 		want |= unix.EPOLLIN
 	}
 	if len(c.out) > 0 {
@@ -442,6 +450,9 @@ func (c *httpClient) close() {
 		return
 	}
 	h := c.h
+	if c.state == tunneling && c.ex.bc != nil {
+		c.finishTunnel()
+	}
 	if bc := c.ex.bc; bc != nil {
 		if !c.ex.answered {
 			h.logRequest(c, bc.be, 499, 0) // the client went away before its answer, as nginx logs it

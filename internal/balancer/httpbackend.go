@@ -236,6 +236,10 @@ func (bc *backendConn) connected() {
 // write sends the request bytes; false when the connection failed.
 func (bc *backendConn) write() bool {
 	rest, err := evloop.WriteSome(bc.fd, bc.out)
+	if err != nil && bc.client.state == tunneling {
+		bc.client.close()
+		return false
+	}
 	if err != nil {
 		bc.client.backendFailed(fmt.Errorf("%w: %w", errNoResponse, &net.OpError{Op: "write", Net: "tcp", Err: err}))
 		return false
@@ -245,6 +249,9 @@ func (bc *backendConn) write() bool {
 	}
 	bc.out = rest
 	bc.watch()
+	if c := bc.client; c.state == tunneling && len(rest) == 0 {
+		c.watch() // the client may send more
+	}
 	return true
 }
 
@@ -262,6 +269,8 @@ func (bc *backendConn) read() {
 		return
 	case err != nil || n == 0:
 		switch {
+		case c.state == tunneling:
+			c.backendEnded()
 		case err == nil && c.ex.answered && bc.body.Closed():
 			bc.reusable = false
 			bc.complete()
@@ -278,6 +287,10 @@ func (bc *backendConn) read() {
 		return
 	}
 	bc.gotByte, bc.active = true, bc.h.l.Now()
+	if c.state == tunneling {
+		bc.toClient(buf[:n])
+		return
+	}
 	if !c.ex.answered {
 		bc.readHead(buf[:n])
 		return
@@ -303,8 +316,12 @@ func (bc *backendConn) readHead(p []byte) {
 			break
 		}
 		rh, err := httpx.ParseResponseHeadStrict(data[:end])
-		if err != nil || rh.Status == 101 {
+		if err != nil || rh.Status == 101 && !c.ex.upgrade {
 			c.backendFailed(httpx.ErrMalformedResponse)
+			return
+		}
+		if rh.Status == 101 {
+			bc.startTunnel(&rh, data[end:])
 			return
 		}
 		if rh.Status >= 200 {

@@ -64,6 +64,10 @@ func (h *httpLoop) Sweep() time.Time {
 			if dl.Passed(c.since, lingerFor) {
 				c.close()
 			}
+		case tunneling:
+			if dl.Passed(c.lastByte(), cfg.ClientIdle) {
+				c.close()
+			}
 		}
 	}
 	for be, list := range h.idle {

@@ -38,11 +38,31 @@ func proxyWrites(name []byte) bool {
 		bytes.EqualFold(name, []byte("expect")) // the proxy has the whole body already
 }
 
+// UpgradeWanted is the protocol an HTTP/1.1 request asks to switch its
+// connection to (its Upgrade, with "upgrade" in its Connection), as a
+// WebSocket handshake does; nil for none. HTTP/1.0's Upgrade is ignored
+// (RFC 9110 §7.8), and so is h2c: it needs HTTP2-Settings, a field its
+// Connection lists and a proxy therefore drops (RFC 9110 §7.6.1), and RFC
+// 9113 deprecates it. (HAProxy 2.6 passes h2c on, HTTP2-Settings and all.)
+func UpgradeWanted(req *Request) []byte {
+	up := req.Header("Upgrade")
+	if req.Minor == 0 || len(up) == 0 || IsConnectionToken(up, []byte("h2c")) {
+		return nil
+	}
+	for _, f := range req.Headers {
+		if bytes.EqualFold(f.Name, []byte("connection")) && IsConnectionToken(f.Value, []byte("upgrade")) {
+			return up
+		}
+	}
+	return nil
+}
+
 // AppendProxyRequest writes req as a proxy sends it on: HTTP/1.1, the
 // client's end-to-end headers, forwarding headers added for client (its
 // address), proto (http, or https when the proxy ended the client's TLS)
 // and self (the proxy's name in Via), the body by Content-Length, the
-// connection kept alive.
+// connection kept alive, or, when the client asks for an upgrade, the
+// Upgrade passed on with "Connection: upgrade".
 func AppendProxyRequest(b []byte, req *Request, client, proto, self string) []byte {
 	var connection [][]byte
 	var xff, fwd, via []byte // each field's lines as one list, as RFC 9110 §5.3 allows
@@ -85,7 +105,11 @@ func AppendProxyRequest(b []byte, req *Request, client, proto, self string) []by
 		b = strconv.AppendInt(b, int64(len(req.Body)), 10)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "Connection: keep-alive\r\n\r\n"...)
+	if up := UpgradeWanted(req); up != nil {
+		b = append(append(append(b, "Upgrade: "...), up...), "\r\nConnection: upgrade\r\n\r\n"...)
+	} else {
+		b = append(b, "Connection: keep-alive\r\n\r\n"...)
+	}
 	return append(b, req.Body...)
 }
 
@@ -168,6 +192,22 @@ func AppendProxyResponseHead(b []byte, rh *ResponseHead, f Framing, decode, isHe
 // the final answer decides.
 func AppendProxyInterimHead(b []byte, rh *ResponseHead, self string) []byte {
 	return append(appendProxyStatusAndFields(b, rh, self), "\r\n"...)
+}
+
+// AppendProxyUpgradeHead writes a 101 (Switching Protocols) head as a
+// proxy passes it to its client: the status line and end-to-end headers,
+// self added to Via, and the backend's Upgrade with "Connection:
+// upgrade"; the connection is a tunnel from then on.
+func AppendProxyUpgradeHead(b []byte, rh *ResponseHead, self string) []byte {
+	b = appendProxyStatusAndFields(b, rh, self)
+	_, fields, _ := bytes.Cut(rh.Head, []byte("\n"))
+	EachField(fields, func(name, value []byte) error {
+		if bytes.EqualFold(name, []byte("upgrade")) {
+			b = append(append(append(b, "Upgrade: "...), value...), "\r\n"...)
+		}
+		return nil
+	})
+	return append(b, "Connection: upgrade\r\n\r\n"...)
 }
 
 // appendProxyStatusAndFields writes the status line and the end-to-end

@@ -26,6 +26,14 @@ func TestAppendProxyRequest(t *testing.T) {
 			"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "10.0.0.1", "http",
 			"POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
 				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.1 lb\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc"},
+		{"an upgrade passed on with its Upgrade, the connection upgraded",
+			"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n", "10.0.0.1", "http",
+			"GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
+				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.1 lb\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
+		{"h2c not asked for: its HTTP2-Settings, listed in Connection, is dropped",
+			"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: x\r\n\r\n", "10.0.0.1", "http",
+			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
+				"Forwarded: for=10.0.0.1;proto=http\r\nVia: 1.1 lb\r\nConnection: keep-alive\r\n\r\n"},
 		{"TLS ended by the proxy: proto https, the client's own claim replaced",
 			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\n\r\n", "10.0.0.1", "https",
 			"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n" +
@@ -78,6 +86,17 @@ func TestAppendProxyInterimHead(t *testing.T) {
 	}
 	want := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 lb\r\n\r\n"
 	if got := string(AppendProxyInterimHead(nil, &rh, "lb")); got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestAppendProxyUpgradeHead(t *testing.T) {
+	rh, err := ParseResponseHead([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-B\r\nX-B: 1\r\nSec-WebSocket-Accept: a\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: a\r\nVia: 1.1 lb\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+	if got := string(AppendProxyUpgradeHead(nil, &rh, "lb")); got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
