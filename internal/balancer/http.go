@@ -236,6 +236,11 @@ func (c *httpClient) parse() {
 		c.watch()
 		return
 	}
+	if !httpx.HostsAgree(req) {
+		c.ex = exchange{start: c.h.l.Now()}
+		c.replyError(400, "400 Bad Request: the request target names another host than Host\n", true)
+		return
+	}
 	if httpx.PassedThrough(req, c.h.b.via) {
 		c.ex = exchange{start: c.h.l.Now()}
 		c.replyError(508, "508 Loop Detected: this request has passed through this balancer already (its Via); a backend points back at the balancer\n", true)

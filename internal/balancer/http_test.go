@@ -306,6 +306,9 @@ func TestHTTPRefusesSmuggling(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n",
 		"GET / HTTP/1.1\nHost: x\n\n",
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;\x00\r\nGET /smuggled\r\n0\r\n\r\n",
+		// Two hosts: the target's, which the backend goes by (RFC 9112
+		// §3.2.2), and Host, which the balancer's logs and rules go by.
+		"GET http://internal.example/admin HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		c, _ := net.Dial("tcp", b.Addr().String())
 		c.SetDeadline(time.Now().Add(3 * time.Second))

@@ -57,6 +57,37 @@ func UpgradeWanted(req *Request) []byte {
 	return nil
 }
 
+// HostsAgree reports whether a request in absolute form names the same
+// host as its Host header: letters in either case, and a port the scheme
+// implies (80, 443) written or not. A proxy that passed on a request whose
+// two disagree would leave the server behind it to choose (RFC 9112
+// §3.2.2 tells an origin server to take the target's) while the proxy,
+// its logs and its rules went by Host: HAProxy answers 400, and so does
+// the balancer. A request in origin form has only Host, and agrees.
+func HostsAgree(req *Request) bool {
+	t := req.Target
+	scheme, defaultPort := "http://", ":80"
+	if hasPrefixFold(t, "https://") {
+		scheme, defaultPort = "https://", ":443"
+	} else if !hasPrefixFold(t, "http://") {
+		return true
+	}
+	authority := t[len(scheme):]
+	if end := bytes.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	if at := bytes.LastIndexByte(authority, '@'); at >= 0 {
+		return false // userinfo has no place in a request target (RFC 9110 §4.2.4)
+	}
+	trim := func(h []byte) []byte {
+		if len(h) > len(defaultPort) && bytes.EqualFold(h[len(h)-len(defaultPort):], []byte(defaultPort)) {
+			return h[:len(h)-len(defaultPort)]
+		}
+		return h
+	}
+	return req.Host != nil && bytes.EqualFold(trim(authority), trim(req.Host))
+}
+
 // AppendProxyRequest writes req as a proxy sends it on: HTTP/1.1, the
 // client's end-to-end headers, forwarding headers added for client (its
 // address), proto (http, or https when the proxy ended the client's TLS)

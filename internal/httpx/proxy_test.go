@@ -101,6 +101,34 @@ func TestAppendProxyUpgradeHead(t *testing.T) {
 	}
 }
 
+func TestHostsAgree(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		agree bool
+	}{
+		{"GET /p HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"GET http://x/p HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"GET HTTP://X:80/p HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"GET https://x/p HTTP/1.1\r\nHost: X:443\r\n\r\n", true},
+		{"GET http://x?q HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"GET http://x:8080/ HTTP/1.1\r\nHost: x:8080\r\n\r\n", true},
+		{"GET http://other/p HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"GET http://x:8080/p HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"GET https://x:80/p HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"GET http://other/p HTTP/1.0\r\nHost: x\r\n\r\n", false},
+		{"GET http://other/p HTTP/1.0\r\n\r\n", false}, // no Host to agree with: the proxy would write its backend's
+		{"GET http://u@x/p HTTP/1.1\r\nHost: x\r\n\r\n", false},
+	} {
+		req, _, err := NewParser(DefaultLimits()).Parse([]byte(tc.in))
+		if err != nil || req == nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if got := HostsAgree(req); got != tc.agree {
+			t.Errorf("%q: agree %v, want %v", tc.in, got, tc.agree)
+		}
+	}
+}
+
 func TestInsertHost(t *testing.T) {
 	req, _, _ := NewParser(DefaultLimits()).Parse([]byte("HEAD /page.html HTTP/1.0\r\n\r\n"))
 	out := string(InsertHost(nil, AppendProxyRequest(nil, req, "10.0.0.1", "http", "lb"), "127.0.0.1:9002"))
