@@ -242,6 +242,9 @@ func runBench(cmd *cobra.Command, f *benchFlags, args []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "This is loadlab bench, Version %s (ApacheBench 2.3 compatible)\n", loadlab.Version)
 		return nil
 	}
+	if cmd.Flags().Changed("requests") && f.requests == 0 { // not the default: ab refuses it too
+		return usageError{errors.New("-n 0: want a positive number of requests"), abUsageExit}
+	}
 	w, levels, err := f.work(args[0])
 	if err != nil {
 		return err

@@ -107,7 +107,7 @@ func TestBenchCommandLine(t *testing.T) {
 		}
 		return 0
 	}
-	for _, args := range [][]string{{"-n", "x", url}, {"-c", "0", url}, {"-c", "20", "-n", "10", url}, {}, {"-n", "5", "ftp://x/"}, {"--format", "xml", url}} {
+	for _, args := range [][]string{{"-n", "x", url}, {"-n", "0", url}, {"-c", "0", url}, {"-c", "20", "-n", "10", url}, {}, {"-n", "5", "ftp://x/"}, {"--format", "xml", url}} {
 		out, err := exec.Command(binary, append([]string{"bench"}, args...)...).CombinedOutput()
 		if exit(err) != 22 || strings.Count(strings.TrimSpace(string(out)), "\n") != 1 {
 			t.Errorf("%v: exit %d, output %q; want 22 and one line plus the help hint", args, exit(err), out)
