@@ -69,7 +69,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N] or srv://name (repeatable)")
 	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
-	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address) or sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni)")
+	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address), sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni), or in http mode uri (the path, as HAProxy's balance uri) or header:NAME (as its balance hdr; without the header, the client's address)")
 	fl.StringVar(&c.Check.Kind, "health-check", "tcp", "health check: tcp, http or none")
 	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
 	fl.DurationVar(&c.Check.Interval, "check-interval", 2*time.Second, "time between checks")

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab/internal/evloop"
+	"loadlab/internal/httpx"
 	"loadlab/internal/tlsx"
 )
 
@@ -37,7 +38,7 @@ type Config struct {
 	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
 	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
-	HashBy         string        `yaml:"hash_by"`    // sourcehash's key: source (the client's address) or sni
+	HashBy         string        `yaml:"hash_by"`    // sourcehash's key: source (the client's address), sni, uri or header:NAME
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
 
 	// TLS ends the clients' TLS with these certificates, picked by SNI;
@@ -133,13 +134,18 @@ func (c *Config) Validate() error {
 	if _, err := NewPicker(c.Algo); err != nil {
 		return err
 	}
+	header, byHeader := strings.CutPrefix(c.HashBy, "header:")
 	switch {
 	case c.HashBy == "" || c.HashBy == "source":
-	case c.HashBy != "sni":
-		return fmt.Errorf("hash_by %q: use source or sni", c.HashBy)
+	case c.HashBy != "sni" && c.HashBy != "uri" && !byHeader:
+		return fmt.Errorf("hash_by %q: use source, sni, uri or header:NAME", c.HashBy)
 	case c.Algo != "sourcehash":
-		return fmt.Errorf("hash_by sni is a key of algo sourcehash, not of %s", c.Algo)
-	case c.Mode == "http" && len(c.TLS) == 0:
+		return fmt.Errorf("hash_by %s is a key of algo sourcehash, not of %s", c.HashBy, c.Algo)
+	case byHeader && !httpx.IsToken(header):
+		return fmt.Errorf("hash_by %q: want a header's name after header:, such as header:Host", c.HashBy)
+	case c.HashBy != "sni" && c.Mode != "http":
+		return fmt.Errorf("hash_by %s reads requests: it needs mode http", c.HashBy)
+	case c.HashBy == "sni" && c.Mode == "http" && len(c.TLS) == 0:
 		return errors.New("hash_by sni in http mode needs the balancer to end TLS (tls certificates); in tcp mode it reads the hello of TLS passed through")
 	}
 	if len(c.Backends) == 0 {
@@ -465,10 +471,15 @@ func (b *Balancer) Queued() int { return b.loops.Queued() }
 // Done is closed once the balancer has stopped.
 func (b *Balancer) Done() <-chan struct{} { return b.done }
 
-// pick chooses a backend for a client, leaving out those already tried.
+// pick chooses a backend for a client, leaving out those already tried:
+// by the key hash_by names when the client has one (its TLS hello's
+// server name, its request's path or header), else by the algorithm.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
 	if name := serverName(client); name != "" && b.Config().HashBy == "sni" {
 		return SourceHash{}.pickKey(b.pool.candidates(tried), []byte(name))
+	}
+	if rc, ok := client.(*requestClient); ok {
+		return SourceHash{}.pickKey(b.pool.candidates(tried), []byte(rc.key))
 	}
 	var ip netip.Addr
 	if a := clientAddr(client); a != nil {

@@ -232,6 +232,11 @@ func TestValidationRefusesNonsense(t *testing.T) {
 		"negative idle":      {Backends: []BackendConfig{{Addr: ok}}, ClientIdle: -time.Second},
 		"too many backends":  {Backends: make([]BackendConfig, MaxBackends+1)},
 		"negative check out": {Backends: []BackendConfig{{Addr: ok}}, Check: CheckConfig{Timeout: -1}},
+		"hash_by cookie":     {Backends: []BackendConfig{{Addr: ok}}, Algo: "sourcehash", HashBy: "cookie"},
+		"hash_by uri, tcp":   {Backends: []BackendConfig{{Addr: ok}}, Algo: "sourcehash", HashBy: "uri"},
+		"hash_by header:":    {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Algo: "sourcehash", HashBy: "header:"},
+		"hash_by header:a b": {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Algo: "sourcehash", HashBy: "header:a b"},
+		"hash_by uri, rr":    {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", HashBy: "uri"},
 	}
 	for name, cfg := range configs {
 		err := cfg.Validate()

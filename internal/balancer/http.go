@@ -82,8 +82,9 @@ type exchange struct {
 	method, target string // for the access log, only when there is one
 	received       int    // the request's bytes as the client sent them
 	isHead         bool
-	upgrade        bool // it asks to switch protocols: a 101 makes the connection a tunnel
-	noHost         bool // the client sent no Host (HTTP/1.0): each backend's address is given instead
+	upgrade        bool   // it asks to switch protocols: a 101 makes the connection a tunnel
+	hashKey        string // hash_by uri or header:NAME: what the request gives the hash; "" for none
+	noHost         bool   // the client sent no Host (HTTP/1.0): each backend's address is given instead
 	idempotent     bool
 	keepAlive      bool // the client's wish; the answer may still close
 	minor          int
@@ -263,6 +264,7 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 		attempts: ex.attempts,
 	}
 	ex.reset()
+	ex.hashKey = requestHashKey(req, c.h.b.Config().HashBy)
 	if c.h.b.log.ch != nil {
 		ex.method, ex.target = string(req.Method), string(req.Target)
 	}
@@ -272,7 +274,11 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 // left it answers 503 (none was available) or 502 (all failed).
 func (c *httpClient) dispatch() {
 	h, ex := c.h, &c.ex
-	for be := ex.next(h.b, c.from); be != nil; be = ex.next(h.b, c.from) {
+	from := c.from
+	if ex.hashKey != "" {
+		from = &requestClient{TCPAddr: clientAddr(c.from), key: ex.hashKey}
+	}
+	for be := ex.next(h.b, from); be != nil; be = ex.next(h.b, from) {
 		// The request counts as active on be from now, not from its
 		// answer: leastconn and p2c must see a slow backend's requests
 		// pile up.
@@ -293,6 +299,20 @@ func (c *httpClient) dispatch() {
 		return
 	}
 	c.replyError(502, "502 Bad Gateway: "+strings.Join(ex.skipped, "; ")+"\n", false)
+}
+
+// requestHashKey is what hash_by takes from req: its path (uri, as
+// HAProxy's balance uri hashes the part before the query), or a header's
+// value (header:NAME, as its balance hdr). "" when hash_by takes nothing
+// from requests, or the header is absent: the client's address decides.
+func requestHashKey(req *httpx.Request, hashBy string) string {
+	if hashBy == "uri" {
+		return string(req.Path)
+	}
+	if name, ok := strings.CutPrefix(hashBy, "header:"); ok {
+		return string(req.Header(name)) // the parser trimmed it
+	}
+	return ""
 }
 
 func (h *httpLoop) logRequest(c *httpClient, be *Backend, status int, sent int64) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -658,5 +659,53 @@ func TestHTTPBrokenResponses(t *testing.T) {
 	refused := strings.HasPrefix(got, "HTTP/1.1 502 ") && strings.HasSuffix(got, "malformed response body: trailer section over 16 KiB\n")
 	if !cut && !refused {
 		t.Errorf("trailer flood: %d bytes, %.80q … %q", len(got), got, got[max(0, len(got)-40):])
+	}
+}
+
+// hash_by uri and header:NAME key sourcehash by the request: each request
+// reaches the backend rendezvous hashing of its path, or of the header's
+// value, chooses, whichever connection and client port it came on; a
+// request without the header is placed by the client's address.
+func TestHTTPHashByRequest(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	servedBy := map[string]string{} // backend name (its address) → what it says in X-Served-By
+	for i, bs := range bss {
+		servedBy[bs.addr] = fmt.Sprintf("b%d", i+1)
+	}
+	ask := func(b *Balancer, path, header string) string {
+		c := dialBalancer(t, b)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path, header)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %q: %v %v", path, header, resp, err)
+		}
+		return resp.Header.Get("X-Served-By")
+	}
+	byURI := startBalancer(t, Config{Mode: "http", Algo: "sourcehash", HashBy: "uri", Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+	for i := range 12 {
+		path := fmt.Sprintf("/santai?page=%d", i) // the query is not part of the key
+		if i%2 == 1 {
+			path = fmt.Sprintf("/testing.txt?v=%d", i)
+		}
+		key, _, _ := strings.Cut(path, "?")
+		want := servedBy[SourceHash{}.pickKey(byURI.Pool().All(), []byte(key)).Name]
+		for range 3 {
+			if got := ask(byURI, path, ""); got != want {
+				t.Errorf("hash_by uri, %s: served by %s, want %s", path, got, want)
+			}
+		}
+	}
+	byHeader := startBalancer(t, Config{Mode: "http", Algo: "sourcehash", HashBy: "header:X-User", Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+	for _, user := range []string{"alice", "bob", "carol", "dave", "erin", "frank"} {
+		want := servedBy[SourceHash{}.pickKey(byHeader.Pool().All(), []byte(user)).Name]
+		for range 3 {
+			if got := ask(byHeader, "/santai", "x-user: "+user+"\r\n"); got != want {
+				t.Errorf("hash_by header:X-User, %s: served by %s, want %s", user, got, want)
+			}
+		}
+	}
+	want := servedBy[SourceHash{}.Pick(byHeader.Pool().All(), netip.MustParseAddr("127.0.0.1")).Name]
+	if got := ask(byHeader, "/santai", ""); got != want {
+		t.Errorf("hash_by header:X-User, no header: served by %s, want %s (the client's address)", got, want)
 	}
 }

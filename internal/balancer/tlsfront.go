@@ -246,6 +246,13 @@ type helloClient struct {
 	serverName string
 }
 
+// requestClient is the address of an http mode client with the key its
+// request gives the hash (hash_by uri or header:NAME).
+type requestClient struct {
+	*net.TCPAddr
+	key string
+}
+
 // clientAddr is the client's TCP address, accepted by a loop or by the
 // TLS front.
 func clientAddr(from net.Addr) *net.TCPAddr {
@@ -255,6 +262,8 @@ func clientAddr(from net.Addr) *net.TCPAddr {
 	case *tlsClient:
 		return a.TCPAddr
 	case *helloClient:
+		return a.TCPAddr
+	case *requestClient:
 		return a.TCPAddr
 	}
 	return nil

@@ -25,6 +25,17 @@ var tokenChars = func() (t [256]bool) {
 
 func isTokenChar(c byte) bool { return tokenChars[c] }
 
+// IsToken reports whether s is a token (RFC 9110 §5.6.2): a field name,
+// a method.
+func IsToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func isHex(c byte) bool { return isDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F') }
