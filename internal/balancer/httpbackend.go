@@ -365,12 +365,7 @@ func (bc *backendConn) passInterim(rh *httpx.ResponseHead) bool {
 func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	c := bc.client
 	ex := &c.ex
-	be := bc.be
-	be.observe(bc.h.l.Now().Sub(bc.began))
-	be.Requests.Add(1)
-	be.codes.count(rh.Status)
-	be.BytesIn.Add(int64(len(ex.req)))
-	ex.status, ex.answered = rh.Status, true
+	bc.answered(rh)
 	bc.reusable = rh.KeepAlive
 	f := httpx.ResponseFraming(rh, ex.isHead)
 	bc.body.Start(f, rh.ContentLength)
@@ -394,6 +389,17 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 		return
 	}
 	bc.forward(rest, head)
+}
+
+// answered counts the final answer rh of the backend's exchange: its
+// time to the head, its class, the request's bytes.
+func (bc *backendConn) answered(rh *httpx.ResponseHead) {
+	ex, be := &bc.client.ex, bc.be
+	be.observe(bc.h.l.Now().Sub(bc.began))
+	be.Requests.Add(1)
+	be.codes.count(rh.Status)
+	be.BytesIn.Add(int64(len(ex.req)))
+	ex.status, ex.answered = rh.Status, true
 }
 
 // malformedBody says what is wrong with a response's body framing, by

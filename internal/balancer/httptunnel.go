@@ -19,13 +19,8 @@ import (
 func (bc *backendConn) startTunnel(rh *httpx.ResponseHead, rest []byte) {
 	c := bc.client
 	ex := &c.ex
-	be := bc.be
-	be.observe(bc.h.l.Now().Sub(bc.began))
-	be.Requests.Add(1)
-	be.codes.count(rh.Status)
-	be.BytesIn.Add(int64(len(ex.req)))
-	ex.status, ex.answered, ex.closeAfter = rh.Status, true, true
-	bc.reusable = false
+	bc.answered(rh)
+	ex.closeAfter, bc.reusable = true, false
 	c.state = tunneling
 	head := append(httpx.AppendProxyUpgradeHead(c.scratch(), rh, "loadlab"), rest...)
 	c.outBuf = head

@@ -104,9 +104,14 @@ func tunnelThrough(t *testing.T, b *Balancer, c net.Conn, heads func() []string)
 	}
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	go c.Write(big)
-	// Nothing is read for a moment, so that every buffer on the way fills:
-	// the tunnel must hold back, and lose nothing.
-	time.Sleep(200 * time.Millisecond)
+	// Nothing is read until the client's socket holds a good part of the
+	// echo, so that the buffers on the way fill: the tunnel must hold
+	// back, and lose nothing.
+	sock := c
+	if tc, ok := c.(*tls.Conn); ok {
+		sock = tc.NetConn()
+	}
+	testutil.Eventually(t, 10*time.Second, "the client's receive buffer filling up", func() bool { return unread(sock) >= 32<<10 })
 	echoed := make([]byte, len(big))
 	if _, err := io.ReadFull(r, echoed); err != nil || !bytes.Equal(echoed, big) {
 		t.Fatalf("a megabyte through the tunnel and back: equal %v, %v", bytes.Equal(echoed, big), err)
