@@ -185,7 +185,7 @@ func (c *httpClient) read() {
 	case n == 0:
 		c.eof = true
 		if c.state == reading || c.state == lingering || c.state == tunneling {
-			c.close() // a half-sent request is abandoned with its client
+			c.close() // a half-sent request is abandoned with its client; a tunnel ends with its FIN
 			return
 		}
 		c.watch() // its response is still owed
