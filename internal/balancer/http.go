@@ -184,8 +184,12 @@ func (c *httpClient) read() {
 		return
 	case n == 0:
 		c.eof = true
-		if c.state == reading || c.state == lingering || c.state == tunneling {
-			c.close() // a half-sent request is abandoned with its client; a tunnel ends with its FIN
+		if c.state == tunneling {
+			c.clientEnded()
+			return
+		}
+		if c.state == reading || c.state == lingering {
+			c.close() // a half-sent request is abandoned with its client
 			return
 		}
 		c.watch() // its response is still owed

@@ -250,7 +250,11 @@ func (bc *backendConn) write() bool {
 	bc.out = rest
 	bc.watch()
 	if c := bc.client; c.state == tunneling && len(rest) == 0 {
-		c.watch() // the client may send more
+		if c.eof {
+			unix.Shutdown(bc.fd, unix.SHUT_WR) // the client's FIN, behind what it sent
+		} else {
+			c.watch() // the client may send more
+		}
 	}
 	return true
 }

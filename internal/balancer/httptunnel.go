@@ -3,14 +3,17 @@ package balancer
 import (
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"loadlab/internal/httpx"
 )
 
 // http mode's tunnels: a request that asks to upgrade its connection (a
 // WebSocket handshake) goes to its backend with its Upgrade, and when the
 // backend answers 101 the client and that backend connection carry bytes
-// both ways, unparsed, until either side closes or neither sends for
-// --client-idle, as HAProxy tunnels them. The request counts as active
+// both ways, unparsed, as HAProxy tunnels them: a client's FIN is passed
+// on as a half-close, and the tunnel ends when the backend closes, when
+// the client goes, or when neither sends for --client-idle. The request counts as active
 // on its backend all that time, and is logged with 101 when it ends.
 
 // startTunnel passes the backend's 101 to the client, with what came
@@ -37,6 +40,9 @@ func (bc *backendConn) startTunnel(rh *httpx.ResponseHead, rest []byte) {
 	}
 	bc.watch()
 	c.watch()
+	if c.eof { // the client's FIN came before the 101
+		c.clientEnded()
+	}
 }
 
 // toBackend passes what the client sent on to the tunnel's backend; the
@@ -47,6 +53,18 @@ func (c *httpClient) toBackend(p []byte) {
 	if bc.write() {
 		c.watch()
 	}
+}
+
+// clientEnded passes the client's FIN on to the backend, once what the
+// client sent before it is written (bc.write does it then), and the
+// tunnel goes on the other way until the backend closes, as HAProxy
+// passes a half-close on.
+func (c *httpClient) clientEnded() {
+	c.eof = true
+	if bc := c.ex.bc; len(bc.out) == 0 {
+		unix.Shutdown(bc.fd, unix.SHUT_WR)
+	}
+	c.watch()
 }
 
 // toClient passes what the backend sent on to the tunnel's client; the

@@ -188,3 +188,29 @@ func TestHTTPTunnelIdleIsClosed(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, "the tunnel's request no longer active", func() bool { return b.Pool().All()[0].Active.Load() == 0 })
 }
+
+// A client that half-closes its tunnel still gets every byte the backend
+// sends after it: the FIN goes on to the backend, which ends the tunnel
+// by closing, as HAProxy passes a half-close on.
+func TestHTTPTunnelPassesHalfClose(t *testing.T) {
+	addr, _ := startUpgrader(t)
+	b := httpBalancer(t, addr)
+	c := dialBalancer(t, b)
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\n")
+	r := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("the answer to the upgrade: %v %v", resp, err)
+	}
+	// 300 KB, written while the echo is read: the buffers on the way need
+	// not hold it all.
+	last := bytes.Repeat([]byte("the last words "), 20000)
+	go func() {
+		c.Write(last)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "hello from the backend\n"+string(last) {
+		t.Fatalf("after the client's FIN: %d bytes, %v; want the backend's greeting and the %d bytes echoed", len(got), err, len(last))
+	}
+	testutil.Eventually(t, 5*time.Second, "the tunnel's request no longer active", func() bool { return b.Pool().All()[0].Active.Load() == 0 })
+}
