@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/budget"
 	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
 	"loadlab/internal/tlsx"
@@ -198,8 +199,13 @@ type Balancer struct {
 
 	backendTLS atomic.Pointer[backendTLS] // nil for plain TCP to the backends
 
-	fe    frontend // what the clients see, for the stats page
-	rates *rates
+	fe frontend // what the clients see, for the stats page
+	// inputs bounds the requests http mode holds whole while they come,
+	// past inputFree each: 64 MiB, or four of the largest max_body
+	// allows. 300 clients each sending 1 MiB and holding back its last
+	// byte took the balancer to 608 MB; past the budget a request is 503.
+	inputs *budget.Pool
+	rates  *rates
 
 	slots    chan struct{} // max-conns tokens; nil without a limit
 	loops    *evloop.Group // the event loops of either mode
@@ -306,7 +312,15 @@ func srvEntries(cs []BackendConfig) []string {
 	return srvs
 }
 
+var minInputBudget int64 = 64 << 20 // lowered by tests
+
 func (b *Balancer) apply(cfg Config) {
+	size := max(minInputBudget, 4*(cfg.MaxBody+int64(httpx.DefaultLimits().MaxHead)+inputFree))
+	if b.inputs == nil {
+		b.inputs = budget.New(size, inputFree)
+	} else {
+		b.inputs.Resize(size)
+	}
 	p, _ := NewPicker(cfg.Algo)
 	b.picker.Store(&pickerBox{p})
 	b.cfg.Store(&cfg)

@@ -64,6 +64,7 @@ type httpClient struct {
 	state  clientState
 	parser *httpx.Parser
 	in     []byte // input not yet parsed
+	held   int64  // of the balancer's input budget, for in
 	out    []byte // bytes the client could not take yet
 	outBuf []byte // out's memory
 	eof    bool   // the client sent FIN
@@ -206,6 +207,11 @@ func (c *httpClient) read() {
 	if len(c.in) == 0 {
 		c.since = c.h.l.Now() // a request head starts
 	}
+	if c.state == reading && !c.h.b.inputs.Hold(&c.held, max(len(c.in)+n, c.parser.Expected())) {
+		c.ex = exchange{start: c.h.l.Now()}
+		c.replyError(503, "503 Service Unavailable: too many large requests coming in at once; try again\n", true)
+		return
+	}
 	c.in = append(c.in, buf[:n]...)
 	if c.state == reading {
 		c.parse()
@@ -217,6 +223,10 @@ func (c *httpClient) read() {
 // maxPipelined is how much input is kept from a client whose response is
 // still on the way; past it the client is not read until it is answered.
 const maxPipelined = 64 << 10
+
+// inputFree is what a client may hold of a request not yet whole without
+// drawing on the balancer's input budget (Balancer.inputs).
+const inputFree = 64 << 10
 
 // parse looks for a whole request in the client's input and sends it on.
 func (c *httpClient) parse() {
@@ -253,6 +263,10 @@ func (c *httpClient) parse() {
 	}
 	c.begin(req, n)
 	c.in = c.in[:copy(c.in, c.in[n:])]
+	if cap(c.in) > inputFree && len(c.in) <= inputFree { // a large request is taken: let its buffer go
+		c.in = append([]byte(nil), c.in...)
+	}
+	c.h.b.inputs.Hold(&c.held, len(c.in)) // less than before: never refused
 	c.state = forwarding
 	c.dispatch()
 }
@@ -494,6 +508,7 @@ func (c *httpClient) close() {
 	}
 	c.private = c.private[:0]
 	delete(h.clients, c)
+	h.b.inputs.Release(&c.held)
 	c.release()
 	h.l.Disown(c.fd)
 	h.l.Ended()

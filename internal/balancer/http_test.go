@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -708,4 +710,63 @@ func TestHTTPHashByRequest(t *testing.T) {
 	if got := ask(byHeader, "/santai", ""); got != want {
 		t.Errorf("hash_by header:X-User, no header: served by %s, want %s (the client's address)", got, want)
 	}
+}
+
+// Requests held whole while they come share one budget: clients that
+// each send most of a large body and hold back the rest are refused (503,
+// or the close that follows it) once their sum passes it, and what they
+// held is given back when they go. (Before 2026-12-04, 300 such clients
+// took the balancer to 608 MB, and more would take it down.)
+func TestHTTPLargeRequestsShareABudget(t *testing.T) {
+	defer func(n int64) { minInputBudget = n }(minInputBudget)
+	minInputBudget = 0 // four of the largest requests: 1.3 MiB here; twelve clients hold 2 MiB past their free 64 KiB
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, MaxBody: 256 << 10})
+	head := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 256<<10)
+	part := strings.Repeat("a", 240<<10)
+	var held []net.Conn
+	for range 12 {
+		c := dialBalancer(t, b)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c, head+part)
+		held = append(held, c)
+	}
+	refused, answered := 0, map[net.Conn]bool{}
+	readers := map[net.Conn]*bufio.Reader{}
+	testutil.Eventually(t, 15*time.Second, "a client refused", func() bool {
+		for _, c := range held {
+			if answered[c] {
+				continue
+			}
+			if readers[c] == nil {
+				readers[c] = bufio.NewReader(c)
+			}
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := readers[c].Peek(1); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // still held, waiting for the rest of its body
+			}
+			answered[c] = true
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(readers[c], nil)
+			switch {
+			case err != nil || resp.StatusCode == 503: // the close after the 503 may reset it first
+				refused++
+			default:
+				t.Errorf("a request still coming was answered %d", resp.StatusCode)
+			}
+		}
+		return refused > 0
+	})
+	if refused == len(held) {
+		t.Errorf("all %d clients refused: the budget holds four whole requests", refused)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	testutil.Eventually(t, 5*time.Second, "the budget given back", func() bool {
+		c := dialBalancer(t, b)
+		io.WriteString(c, head+strings.Repeat("a", 256<<10))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		return err == nil && resp.StatusCode == 200
+	})
 }

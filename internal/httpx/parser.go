@@ -125,6 +125,18 @@ func (p *Parser) NeedsContinue() bool {
 	return true
 }
 
+// Expected is how many bytes of input the request under way takes, head
+// and body, once its head is parsed and its body has a Content-Length;
+// 0 while that is not known. A server that holds requests whole reserves
+// it up front (internal/budget), so that a request it has begun to take
+// is not refused halfway for want of memory.
+func (p *Parser) Expected() int {
+	if p.headEnd == 0 || p.req.Chunked || p.req.ContentLength <= 0 {
+		return 0
+	}
+	return p.headEnd + int(p.req.ContentLength)
+}
+
 // InHead reports whether part of a request head has arrived but not all of
 // it; a server uses it to choose between its header and idle timeouts.
 func (p *Parser) InHead(buffered int) bool { return p.headEnd == 0 && buffered > 0 }

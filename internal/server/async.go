@@ -103,6 +103,7 @@ type asyncConn struct {
 	epoll evloop.Interest
 
 	in      []byte // input not parsed yet
+	held    int64  // of the server's input budget, for in
 	sent    int    // of sess.out, already written
 	body    []byte // a large in-memory body, written after sess.out
 	stream  io.ReadCloser
@@ -191,9 +192,23 @@ func (c *asyncConn) read() bool {
 		c.refuse(&httpx.Error{Status: 413, Reason: "request larger than the limit"})
 		return true
 	}
+	if !c.h.s.core.inputs.Hold(&c.held, max(len(c.in)+n, c.sess.parser.Expected())) {
+		c.refuse(errInputBudget)
+		return true
+	}
 	c.in = append(c.in, buf[:n]...)
 	c.in = c.in[:copy(c.in, c.in[c.process(c.in):])]
+	c.keepInput()
 	return true
+}
+
+// keepInput lets a large input buffer go once the requests it held are
+// served, and holds of the budget only what is left.
+func (c *asyncConn) keepInput() {
+	if cap(c.in) > inputFree && len(c.in) <= inputFree {
+		c.in = append([]byte(nil), c.in...)
+	}
+	c.h.s.core.inputs.Hold(&c.held, len(c.in)) // less than before: never refused
 }
 
 // process serves the whole requests at the start of data until the output
@@ -277,6 +292,7 @@ func (c *asyncConn) advance() {
 			return
 		case c.stalled:
 			c.in = c.in[:copy(c.in, c.in[c.process(c.in):])]
+			c.keepInput()
 			continue
 		case c.eof:
 			c.close() // a request cut short by the FIN cannot be finished
@@ -417,6 +433,7 @@ func (c *asyncConn) close() {
 	h.l.Disown(c.fd)
 	h.l.Ended()
 	h.s.open.Add(-1)
+	h.s.core.inputs.Release(&c.held)
 	c.fd = -1
 	c.body = nil
 	c.sess.out = c.sess.out[:0]

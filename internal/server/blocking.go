@@ -227,7 +227,8 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 		sess.in = make([]byte, 4096)
 	}
 	buf := sess.in[:cap(sess.in)]
-	defer func() { sess.in = buf }()
+	var held int64 // of the server's input budget, for buf
+	defer func() { sess.in = buf; s.core.inputs.Release(&held) }()
 	start, end := 0, 0 // unconsumed input is buf[start:end]
 	for {
 		req, n, err := sess.next(buf[start:end])
@@ -256,8 +257,15 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 			sess.answered(time.Now())
 			continue
 		}
-		// More input is needed: first send what is ready.
+		// More input is needed: first send what is ready. A body of
+		// known length is reserved whole now, so that once begun it is not
+		// refused halfway; the buffer grows into the reservation.
 		if len(sess.out) > 0 && !s.writeOut(nc, sess) {
+			return
+		}
+		if !s.core.inputs.Hold(&held, max(len(buf), start+sess.parser.Expected())) {
+			sess.refuse(errInputBudget)
+			s.writeOut(nc, sess)
 			return
 		}
 		if sess.parser.NeedsContinue() {
@@ -269,6 +277,10 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 		fresh := false
 		if start == end {
 			start, end = 0, 0
+			if len(buf) > inputFree { // a large request is served: let its buffer go
+				buf = make([]byte, 4096)
+				s.core.inputs.Hold(&held, len(buf))
+			}
 			// A connection that has had no request yet is not idle: its
 			// request may be on the way (async's freshGrace).
 			tc.idle.Store(sess.served > 0)
@@ -290,7 +302,16 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 				s.writeOut(nc, sess)
 				return
 			} else {
-				buf = append(buf, make([]byte, len(buf))...)
+				size := 2 * len(buf)
+				if exp := sess.parser.Expected(); exp > len(buf) {
+					size = exp // the body's length is known, and reserved: no more
+				}
+				if !s.core.inputs.Hold(&held, size) {
+					sess.refuse(errInputBudget)
+					s.writeOut(nc, sess)
+					return
+				}
+				buf = append(buf, make([]byte, size-len(buf))...)
 			}
 		}
 		nc.SetReadDeadline(deadline)

@@ -930,3 +930,58 @@ func TestPinnedThreadsAreBounded(t *testing.T) {
 		t.Errorf("a connection past the bound: %d %q", resp.StatusCode, body)
 	}
 }
+
+// Requests held whole while they come share one budget: clients that
+// each send most of a large body and hold back the rest are refused (503,
+// or the close that follows it) once their sum passes it, and what they
+// held is given back when they go: a full request is answered after.
+// (Before 2026-12-04, 300 such clients took an async server to 575 MB
+// and a thread one to 981 MB, and more would take any model down.)
+func TestLargeRequestsShareABudget(t *testing.T) {
+	defer func(n int64) { minInputBudget = n }(minInputBudget)
+	minInputBudget = 0 // the budget is four of the largest requests: 1.3 MiB here, and twelve clients hold 2 MiB past their free 64 KiB
+	for _, model := range []string{"async", "thread", "pool"} {
+		t.Run(model, func(t *testing.T) {
+			srv := start(t, model, "", func(c *Config) { c.Limits = httpx.DefaultLimits(); c.Limits.MaxBody = 256 << 10 })
+			head := fmt.Sprintf("POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", 256<<10)
+			part := strings.Repeat("a", 240<<10)
+			var held []*client
+			for range 12 {
+				c := dial(t, srv)
+				c.send(t, head+part)
+				held = append(held, c)
+			}
+			refused, answered := 0, map[*client]bool{}
+			testutil.Eventually(t, 15*time.Second, "a client refused", func() bool {
+				for _, c := range held {
+					if answered[c] {
+						continue
+					}
+					c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+					if _, err := c.r.Peek(1); err != nil && isTimeout(err) {
+						continue // still held, waiting for the rest of its body
+					}
+					answered[c] = true
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					resp, err := http.ReadResponse(c.r, nil)
+					switch {
+					case err != nil || resp.StatusCode == 503: // the close after the 503 may reset it first
+						refused++
+					default:
+						t.Errorf("a request still coming was answered %d", resp.StatusCode)
+					}
+				}
+				return refused > 0
+			})
+			for _, c := range held {
+				c.Close()
+			}
+			testutil.Eventually(t, 5*time.Second, "the budget given back", func() bool {
+				c := dial(t, srv)
+				c.send(t, head+strings.Repeat("a", 256<<10))
+				resp, err := http.ReadResponse(c.r, nil)
+				return err == nil && resp.StatusCode == 200
+			})
+		})
+	}
+}
