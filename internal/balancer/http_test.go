@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -724,44 +722,23 @@ func TestHTTPLargeRequestsShareABudget(t *testing.T) {
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, MaxBody: 256 << 10})
 	head := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 256<<10)
 	part := strings.Repeat("a", 240<<10)
-	var held []net.Conn
+	var held []*testutil.Held
 	for range 12 {
 		c := dialBalancer(t, b)
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		io.WriteString(c, head+part)
-		held = append(held, c)
+		held = append(held, &testutil.Held{Conn: c, R: bufio.NewReader(c)})
 	}
-	refused, answered := 0, map[net.Conn]bool{}
-	readers := map[net.Conn]*bufio.Reader{}
+	refused := 0
 	testutil.Eventually(t, 15*time.Second, "a client refused", func() bool {
-		for _, c := range held {
-			if answered[c] {
-				continue
-			}
-			if readers[c] == nil {
-				readers[c] = bufio.NewReader(c)
-			}
-			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-			if _, err := readers[c].Peek(1); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				continue // still held, waiting for the rest of its body
-			}
-			answered[c] = true
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(readers[c], nil)
-			switch {
-			case err != nil || resp.StatusCode == 503: // the close after the 503 may reset it first
-				refused++
-			default:
-				t.Errorf("a request still coming was answered %d", resp.StatusCode)
-			}
-		}
+		refused = testutil.RefusedSoFar(t, held)
 		return refused > 0
 	})
 	if refused == len(held) {
 		t.Errorf("all %d clients refused: the budget holds four whole requests", refused)
 	}
-	for _, c := range held {
-		c.Close()
+	for _, h := range held {
+		h.Conn.Close()
 	}
 	testutil.Eventually(t, 5*time.Second, "the budget given back", func() bool {
 		c := dialBalancer(t, b)

@@ -945,36 +945,15 @@ func TestLargeRequestsShareABudget(t *testing.T) {
 			srv := start(t, model, "", func(c *Config) { c.Limits = httpx.DefaultLimits(); c.Limits.MaxBody = 256 << 10 })
 			head := fmt.Sprintf("POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", 256<<10)
 			part := strings.Repeat("a", 240<<10)
-			var held []*client
+			var held []*testutil.Held
 			for range 12 {
 				c := dial(t, srv)
 				c.send(t, head+part)
-				held = append(held, c)
+				held = append(held, &testutil.Held{Conn: c.Conn, R: c.r})
 			}
-			refused, answered := 0, map[*client]bool{}
-			testutil.Eventually(t, 15*time.Second, "a client refused", func() bool {
-				for _, c := range held {
-					if answered[c] {
-						continue
-					}
-					c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-					if _, err := c.r.Peek(1); err != nil && isTimeout(err) {
-						continue // still held, waiting for the rest of its body
-					}
-					answered[c] = true
-					c.SetReadDeadline(time.Now().Add(5 * time.Second))
-					resp, err := http.ReadResponse(c.r, nil)
-					switch {
-					case err != nil || resp.StatusCode == 503: // the close after the 503 may reset it first
-						refused++
-					default:
-						t.Errorf("a request still coming was answered %d", resp.StatusCode)
-					}
-				}
-				return refused > 0
-			})
-			for _, c := range held {
-				c.Close()
+			testutil.Eventually(t, 15*time.Second, "a client refused", func() bool { return testutil.RefusedSoFar(t, held) > 0 })
+			for _, h := range held {
+				h.Conn.Close()
 			}
 			testutil.Eventually(t, 5*time.Second, "the budget given back", func() bool {
 				c := dial(t, srv)
