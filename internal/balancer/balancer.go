@@ -201,7 +201,7 @@ type Balancer struct {
 
 	fe frontend // what the clients see, for the stats page
 	// inputs bounds the requests http mode holds whole while they come,
-	// past inputFree each: 64 MiB, or four of the largest max_body
+	// past budget.Free each: 64 MiB, or four of the largest max_body
 	// allows. 300 clients each sending 1 MiB and holding back its last
 	// byte took the balancer to 608 MB; past the budget a request is 503.
 	inputs *budget.Pool
@@ -312,14 +312,12 @@ func srvEntries(cs []BackendConfig) []string {
 	return srvs
 }
 
-var minInputBudget int64 = 64 << 20 // lowered by tests
-
 func (b *Balancer) apply(cfg Config) {
-	size := max(minInputBudget, 4*(cfg.MaxBody+int64(httpx.DefaultLimits().MaxHead)+inputFree))
+	largest := cfg.MaxBody + int64(httpx.DefaultLimits().MaxHead) + budget.Free
 	if b.inputs == nil {
-		b.inputs = budget.New(size, inputFree)
+		b.inputs = budget.ForRequests(largest)
 	} else {
-		b.inputs.Resize(size)
+		b.inputs.Resize(budget.RequestsSize(largest))
 	}
 	p, _ := NewPicker(cfg.Algo)
 	b.picker.Store(&pickerBox{p})

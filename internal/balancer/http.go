@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"loadlab"
+	"loadlab/internal/budget"
 	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
 	"loadlab/internal/rawsys"
@@ -224,10 +225,6 @@ func (c *httpClient) read() {
 // still on the way; past it the client is not read until it is answered.
 const maxPipelined = 64 << 10
 
-// inputFree is what a client may hold of a request not yet whole without
-// drawing on the balancer's input budget (Balancer.inputs).
-const inputFree = 64 << 10
-
 // parse looks for a whole request in the client's input and sends it on.
 func (c *httpClient) parse() {
 	req, n, err := c.parser.Parse(c.in)
@@ -263,7 +260,7 @@ func (c *httpClient) parse() {
 	}
 	c.begin(req, n)
 	c.in = c.in[:copy(c.in, c.in[n:])]
-	if cap(c.in) > inputFree && len(c.in) <= inputFree { // a large request is taken: let its buffer go
+	if cap(c.in) > budget.Free && len(c.in) <= budget.Free { // a large request is taken: let its buffer go
 		c.in = append([]byte(nil), c.in...)
 	}
 	c.h.b.inputs.Hold(&c.held, len(c.in)) // less than before: never refused

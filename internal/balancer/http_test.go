@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/budget"
 	"loadlab/internal/testutil"
 )
 
@@ -716,8 +717,8 @@ func TestHTTPHashByRequest(t *testing.T) {
 // held is given back when they go. (Before 2026-12-04, 300 such clients
 // took the balancer to 608 MB, and more would take it down.)
 func TestHTTPLargeRequestsShareABudget(t *testing.T) {
-	defer func(n int64) { minInputBudget = n }(minInputBudget)
-	minInputBudget = 0 // four of the largest requests: 1.3 MiB here; twelve clients hold 2 MiB past their free 64 KiB
+	defer func(n int64) { budget.MinRequests = n }(budget.MinRequests)
+	budget.MinRequests = 0 // four of the largest requests: 1.3 MiB here; twelve clients hold 2 MiB past their free 64 KiB
 	e := startEcho(t)
 	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, MaxBody: 256 << 10})
 	head := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 256<<10)

@@ -8,6 +8,22 @@ package budget
 
 import "sync/atomic"
 
+// Free is what a connection may hold of requests not yet whole without
+// drawing on a budget for them: heads, small bodies, a pipelined batch.
+const Free = 64 << 10
+
+// MinRequests is the smallest budget for requests held whole; a variable
+// so that tests can lower it.
+var MinRequests int64 = 64 << 20
+
+// ForRequests is a pool for the requests a server holds whole while they
+// come, past Free each, when the largest it takes is largest bytes:
+// MinRequests, or four of the largest.
+func ForRequests(largest int64) *Pool { return New(RequestsSize(largest), Free) }
+
+// RequestsSize is ForRequests' size, for a Resize.
+func RequestsSize(largest int64) int64 { return max(MinRequests, 4*largest) }
+
 // Pool is the memory to share.
 type Pool struct {
 	free int64 // held free by every holder: not taken from the pool

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/budget"
 	"loadlab/internal/evloop"
 	"loadlab/internal/httpx"
 	"loadlab/internal/rawsys"
@@ -205,7 +206,7 @@ func (c *asyncConn) read() bool {
 // keepInput lets a large input buffer go once the requests it held are
 // served, and holds of the budget only what is left.
 func (c *asyncConn) keepInput() {
-	if cap(c.in) > inputFree && len(c.in) <= inputFree {
+	if cap(c.in) > budget.Free && len(c.in) <= budget.Free {
 		c.in = append([]byte(nil), c.in...)
 	}
 	c.h.s.core.inputs.Hold(&c.held, len(c.in)) // less than before: never refused

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"loadlab/internal/budget"
 	"loadlab/internal/httpx"
 )
 
@@ -277,7 +278,7 @@ func (s *blockingServer) serveConn(nc net.Conn, tc *trackedConn, remote net.Addr
 		fresh := false
 		if start == end {
 			start, end = 0, 0
-			if len(buf) > inputFree { // a large request is served: let its buffer go
+			if len(buf) > budget.Free { // a large request is served: let its buffer go
 				buf = make([]byte, 4096)
 				s.core.inputs.Hold(&held, len(buf))
 			}

@@ -135,7 +135,7 @@ func Start(cfg Config, h Handler) (Server, error) {
 	cfg.fillDefaults()
 	raiseOpenFileLimit()
 	core := &core{cfg: cfg, handler: h, head: httpx.HeadOptions{Server: loadlab.ServerHeader, ServedBy: cfg.Name}}
-	core.inputs = budget.New(core.inputBudget(), inputFree)
+	core.inputs = budget.ForRequests(int64(core.maxInput()))
 	switch cfg.Model {
 	case "async":
 		return startAsync(core)
@@ -154,24 +154,12 @@ type core struct {
 	head     httpx.HeadOptions
 	sessions sync.Pool // *session
 	panics   atomic.Int64
-	inputs   *budget.Pool // requests held whole while they come: see inputBudget
+	// inputs bounds the bytes of unfinished requests all connections hold
+	// (budget.ForRequests). 300 clients each sending a 1 MiB body and
+	// holding back its last byte took an async server to 575 MB and a
+	// thread one to 981 MB; past the budget a request is answered 503.
+	inputs *budget.Pool
 }
-
-// inputFree is what a connection may hold of requests not yet whole
-// without drawing on the server's budget: heads, small bodies, a
-// pipelined batch.
-const inputFree = 64 << 10
-
-// inputBudget bounds the bytes of unfinished requests all connections
-// hold past inputFree each: 64 MiB, or four requests of the largest size
-// the limits allow. 300 clients each sending a 1 MiB body and holding
-// back its last byte took an async server to 575 MB and a thread one to
-// 981 MB; past the budget a request is answered 503.
-func (c *core) inputBudget() int64 {
-	return max(minInputBudget, 4*int64(c.maxInput()))
-}
-
-var minInputBudget int64 = 64 << 20 // lowered by tests
 
 // errInputBudget answers a request that would take the server past its
 // budget for unfinished requests.

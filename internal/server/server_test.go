@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"loadlab/internal/budget"
 	"loadlab/internal/httpx"
 	"loadlab/internal/rawsys"
 	"loadlab/internal/site"
@@ -938,8 +939,8 @@ func TestPinnedThreadsAreBounded(t *testing.T) {
 // (Before 2026-12-04, 300 such clients took an async server to 575 MB
 // and a thread one to 981 MB, and more would take any model down.)
 func TestLargeRequestsShareABudget(t *testing.T) {
-	defer func(n int64) { minInputBudget = n }(minInputBudget)
-	minInputBudget = 0 // the budget is four of the largest requests: 1.3 MiB here, and twelve clients hold 2 MiB past their free 64 KiB
+	defer func(n int64) { budget.MinRequests = n }(budget.MinRequests)
+	budget.MinRequests = 0 // the budget is four of the largest requests: 1.3 MiB here, and twelve clients hold 2 MiB past their free 64 KiB
 	for _, model := range []string{"async", "thread", "pool"} {
 		t.Run(model, func(t *testing.T) {
 			srv := start(t, model, "", func(c *Config) { c.Limits = httpx.DefaultLimits(); c.Limits.MaxBody = 256 << 10 })
