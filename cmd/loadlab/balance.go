@@ -66,7 +66,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl := cmd.Flags()
 	c := &f.cfg
 	fl.StringVar(&c.Listen, "listen", ":44444", "address to listen on")
-	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N] or srv://name (repeatable)")
+	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N][,backup] or srv://name (repeatable); a backup takes traffic only while no other backend is available")
 	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
 	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address), sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni), or in http mode uri (the path, as HAProxy's balance uri) or header:NAME (as its balance hdr; without the header, the client's address)")
@@ -77,6 +77,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl.IntVar(&c.Check.Rise, "rise", 2, "passing checks in a row that bring a backend back")
 	fl.IntVar(&c.Check.Fall, "fall", 3, "failing checks in a row that take a backend out")
 	fl.IntVar(&c.Retries, "retries", balancer.DefaultRetries, "other backends tried after a failed connect")
+	fl.BoolVar(&c.AllBackups, "all-backups", false, "when only backup backends are left, all of them take traffic, not the first alone (HAProxy's option allbackups)")
 	fl.DurationVar(&c.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "time to connect to a backend")
 	fl.DurationVar(&c.ClientIdle, "client-idle", balancer.DefaultClientIdle, "idle time after which a client connection closes")
 	fl.DurationVar(&c.ServerIdle, "server-idle", balancer.DefaultServerIdle, "idle time after which a backend connection closes (http: time to answer)")
@@ -130,11 +131,11 @@ func (f *balanceFlags) load(flags *pflag.FlagSet) (balancer.Config, error) {
 	}
 	cfg := f.cfg
 	for _, spec := range f.backends {
-		addr, weight, err := balancer.ParseBackend(spec)
+		bc, err := balancer.ParseBackend(spec)
 		if err != nil {
 			return cfg, usagef("--backend: %v", err)
 		}
-		cfg.Backends = append(cfg.Backends, balancer.BackendConfig{Addr: addr, Weight: weight})
+		cfg.Backends = append(cfg.Backends, bc)
 	}
 	if len(f.tlsPairs) > 0 {
 		cfg.TLS = f.tlsPairs

@@ -175,6 +175,7 @@ type BackendStatus struct {
 	Addr      string       `json:"addr"`
 	State     string       `json:"state"`
 	Weight    int64        `json:"weight"`
+	Backup    bool         `json:"backup"` // a spare: new traffic only while no other backend is available
 	Active    int64        `json:"active"`
 	Total     int64        `json:"total"`
 	Requests  int64        `json:"requests"`
@@ -228,7 +229,7 @@ func (b *Balancer) Status() []BackendStatus {
 func (b *Balancer) status(be *Backend) BackendStatus {
 	p50, p99 := be.Latency()
 	s := BackendStatus{
-		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(),
+		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(), Backup: be.Backup(),
 		Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
 		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
 		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99, Certificate: be.cert.Load(),
@@ -267,6 +268,7 @@ func (a *Admin) certificates(w http.ResponseWriter, _ *http.Request) {
 type backendChange struct {
 	Addr   string `json:"addr"`
 	Weight int    `json:"weight"`
+	Backup *bool  `json:"backup"`
 	State  string `json:"state"`
 }
 
@@ -285,7 +287,7 @@ func (a *Admin) add(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &c) {
 		return
 	}
-	be, status, err := a.b.AddBackend(c.Addr, c.Weight)
+	be, status, err := a.b.AddBackend(BackendConfig{Addr: c.Addr, Weight: c.Weight, Backup: c.Backup != nil && *c.Backup})
 	if err != nil {
 		http.Error(w, strconv.Itoa(status)+" "+http.StatusText(status)+": "+err.Error(), status)
 		return
@@ -326,6 +328,9 @@ func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
 	if c.Weight > 0 {
 		be.weight.Store(int64(c.Weight))
 	}
+	if c.Backup != nil {
+		be.backup.Store(*c.Backup)
+	}
 	writeJSON(w, http.StatusOK, a.b.Status())
 }
 
@@ -335,6 +340,7 @@ type metrics struct{ b *Balancer }
 var (
 	descUp       = prometheus.NewDesc("loadlab_backend_up", "1 when the backend takes new traffic (ready), else 0.", []string{"backend", "state"}, nil)
 	descWeight   = prometheus.NewDesc("loadlab_backend_weight", "The backend's weight.", []string{"backend"}, nil)
+	descBackup   = prometheus.NewDesc("loadlab_backend_backup", "1 for a backup backend (traffic only while no other is available), else 0.", []string{"backend"}, nil)
 	descActive   = prometheus.NewDesc("loadlab_backend_active_connections", "Connections (tcp) or requests (http) open to the backend now.", []string{"backend"}, nil)
 	descTotal    = prometheus.NewDesc("loadlab_backend_connections_total", "Connections opened to the backend.", []string{"backend"}, nil)
 	descRequests = prometheus.NewDesc("loadlab_backend_requests_total", "Requests (http) or connections (tcp) served by the backend.", []string{"backend"}, nil)
@@ -364,7 +370,7 @@ var (
 var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descWeight, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descChkFail, descChkDown, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
+	for _, d := range []*prometheus.Desc{descUp, descWeight, descBackup, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descChkFail, descChkDown, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
 		descCodes, descMaxActive, descFeActive, descFeMax, descFeSessions, descFeRequests, descFeCodes, descFeQueue} {
 		ch <- d
 	}
@@ -372,12 +378,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range m.b.Status() {
-		up := 0.0
-		if s.State == "ready" {
-			up = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.Name, s.State)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, gauge(s.State == "ready"), s.Name, s.State)
 		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(s.Weight), s.Name)
+		ch <- prometheus.MustNewConstMetric(descBackup, prometheus.GaugeValue, gauge(s.Backup), s.Name)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.Active), s.Name)
 		for _, c := range []struct {
 			d *prometheus.Desc
@@ -419,4 +422,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCertEnd, prometheus.GaugeValue, float64(c.NotAfter.Unix()), c.File)
 		}
 	}
+}
+
+// gauge is a yes or no as Prometheus counts it: 1 or 0.
+func gauge(yes bool) float64 {
+	if yes {
+		return 1
+	}
+	return 0
 }

@@ -73,6 +73,9 @@ type Backend struct {
 	cert atomic.Pointer[tlsx.CertInfo]
 
 	weight atomic.Int64
+	// backup: a spare, given traffic only while no other backend is
+	// available (HAProxy's backup server).
+	backup atomic.Bool
 	state  atomic.Int32
 	// stateMu guards the time kept of the state's changes.
 	stateMu        sync.Mutex
@@ -214,6 +217,9 @@ func (b *Backend) Uptime() (up, down time.Duration, changed time.Time) {
 // Weight is the backend's share in weighted round robin.
 func (b *Backend) Weight() int64 { return b.weight.Load() }
 
+// Backup reports whether b is a spare: see Pool.candidates.
+func (b *Backend) Backup() bool { return b.backup.Load() }
+
 // available reports whether new traffic may go to b now.
 func (b *Backend) available(now time.Time) bool {
 	return b.State() == Ready && now.UnixNano() >= b.suspectUntil.Load()
@@ -267,37 +273,52 @@ func (b *Backend) LatencyHistogram() (count uint64, sum float64, buckets map[flo
 // LastCheck is the last health check's result, or nil before the first.
 func (b *Backend) LastCheck() *CheckResult { return b.lastCheck.Load() }
 
-// ParseBackend reads --backend's form: "host:port", "host:port,weight=N",
-// or "srv://_service._proto.name" for a DNS SRV record.
-func ParseBackend(spec string) (addr string, weight int, err error) {
+// ParseBackend reads --backend's form: "host:port" with options after
+// commas, "weight=N" and "backup" (HAProxy's server keywords), or
+// "srv://_service._proto.name" for a DNS SRV record.
+func ParseBackend(spec string) (BackendConfig, error) {
 	parts := strings.Split(spec, ",")
-	addr, weight = strings.TrimSpace(parts[0]), 1
+	c := BackendConfig{Addr: strings.TrimSpace(parts[0]), Weight: 1}
 	for _, p := range parts[1:] {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if k != "weight" {
-			return "", 0, fmt.Errorf("backend %q: unknown option %q (only weight=N)", spec, k)
-		}
-		if weight, err = strconv.Atoi(v); err != nil || weight < 1 || weight > 1000 {
-			return "", 0, fmt.Errorf("backend %q: weight must be a whole number from 1 to 1000", spec)
+		k, v, hasValue := strings.Cut(strings.TrimSpace(p), "=")
+		switch {
+		case k == "weight":
+			w, err := strconv.Atoi(v)
+			if err != nil || w < 1 || w > 1000 {
+				return BackendConfig{}, fmt.Errorf("backend %q: weight must be a whole number from 1 to 1000", spec)
+			}
+			c.Weight = w
+		case k == "backup" && !hasValue:
+			c.Backup = true
+		default:
+			return BackendConfig{}, fmt.Errorf("backend %q: unknown option %q (give weight=N or backup)", spec, p)
 		}
 	}
+	if err := checkAddr(c.Addr); err != nil {
+		return BackendConfig{}, err
+	}
+	return c, nil
+}
+
+// checkAddr says what is wrong with a backend's address, if anything.
+func checkAddr(addr string) error {
 	if strings.HasPrefix(addr, "srv://") {
 		if len(addr) == len("srv://") {
-			return "", 0, fmt.Errorf("backend %q: srv:// needs a name", spec)
+			return fmt.Errorf("backend %q: srv:// needs a name", addr)
 		}
-		return addr, weight, nil
+		return nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
-		return "", 0, fmt.Errorf("backend %.80q is not host:port (for example 127.0.0.1:9002)", spec)
+		return fmt.Errorf("backend %.80q is not host:port (for example 127.0.0.1:9002)", addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", 0, fmt.Errorf("backend %.80q: port must be a number from 1 to 65535", spec)
+		return fmt.Errorf("backend %.80q: port must be a number from 1 to 65535", addr)
 	}
 	if net.ParseIP(host) == nil && !isHostName(host) {
-		return "", 0, fmt.Errorf("backend %.80q: %.80q is neither an IP address nor a host name", spec, host)
+		return fmt.Errorf("backend %.80q: %.80q is neither an IP address nor a host name", addr, host)
 	}
-	return addr, weight, nil
+	return nil
 }
 
 // isHostName reports whether s is a DNS name as RFC 1123 allows: labels
@@ -436,6 +457,7 @@ func (p *Pool) replaceWhere(mine func(*Backend) bool, bs []*Backend) []*Backend 
 		}
 		if o := old[b.Name]; o != nil {
 			o.weight.Store(b.Weight())
+			o.backup.Store(b.Backup())
 			b = o
 		}
 		keep(b)
@@ -455,17 +477,32 @@ func (p *Pool) replaceWhere(mine func(*Backend) bool, bs []*Backend) []*Backend 
 }
 
 // candidates lists the backends new traffic may go to, leaving out those
-// in skip (already tried for this connection).
-func (p *Pool) candidates(skip []*Backend) []*Backend {
+// in skip (already tried for this connection). As HAProxy's backup
+// servers, the backups are in the list only while no other backend is
+// available, and then only the first of them in the configured order,
+// unless allBackups (HAProxy's option allbackups) lets them share.
+func (p *Pool) candidates(skip []*Backend, allBackups bool) []*Backend {
 	now := time.Now()
 	all := p.All()
 	out := make([]*Backend, 0, len(all))
+	var backups []*Backend
 	for _, b := range all {
-		if b.available(now) && !contains(skip, b) {
+		if !b.available(now) || contains(skip, b) {
+			continue
+		}
+		if b.Backup() {
+			backups = append(backups, b)
+		} else {
 			out = append(out, b)
 		}
 	}
-	return out
+	switch {
+	case len(out) > 0 || len(backups) == 0:
+		return out
+	case allBackups:
+		return backups
+	}
+	return backups[:1]
 }
 
 func contains(bs []*Backend, b *Backend) bool {

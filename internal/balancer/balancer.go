@@ -36,6 +36,7 @@ type Config struct {
 	HeadTimeout    time.Duration `yaml:"head_timeout"` // http mode: to receive a request head
 	MaxBody        int64         `yaml:"max_body"`     // http mode: largest request body, held whole before it goes on; larger is 413
 	Retries        int           `yaml:"retries"`      // other backends tried after a failed connect; -1 for none
+	AllBackups     bool          `yaml:"all_backups"`  // when only backups are left, all of them take traffic, not the first alone
 	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
 	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
@@ -58,6 +59,7 @@ type Config struct {
 type BackendConfig struct {
 	Addr   string `yaml:"addr"`
 	Weight int    `yaml:"weight"`
+	Backup bool   `yaml:"backup,omitempty"` // a spare: traffic only while no other backend is available
 }
 
 // Defaults, as an HAProxy user would set them.
@@ -154,7 +156,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, b := range c.Backends {
-		if _, _, err := ParseBackend(b.Addr); err != nil {
+		if err := checkAddr(b.Addr); err != nil {
 			return err
 		}
 		if seen[b.Addr] {
@@ -295,7 +297,9 @@ func backendsOf(cs []BackendConfig) []*Backend {
 	var bs []*Backend
 	for _, c := range cs {
 		if !strings.HasPrefix(c.Addr, "srv://") {
-			bs = append(bs, NewBackend(c.Addr, c.Weight))
+			be := NewBackend(c.Addr, c.Weight)
+			be.backup.Store(c.Backup)
+			bs = append(bs, be)
 		}
 	}
 	return bs
@@ -373,15 +377,15 @@ func (b *Balancer) Reload(cfg Config) error {
 // AddBackend adds a backend at addr, as the admin API asks, after the
 // checks a configuration gets; the status is the HTTP answer to give on
 // an error.
-func (b *Balancer) AddBackend(addr string, weight int) (*Backend, int, error) {
-	if weight < 0 || weight > 1000 {
-		return nil, 400, fmt.Errorf("weight %d: give a whole number from 1 to 1000", weight)
+func (b *Balancer) AddBackend(c BackendConfig) (*Backend, int, error) {
+	if c.Weight < 0 || c.Weight > 1000 {
+		return nil, 400, fmt.Errorf("weight %d: give a whole number from 1 to 1000", c.Weight)
 	}
+	addr := strings.TrimSpace(c.Addr)
 	if strings.HasPrefix(addr, "srv://") {
 		return nil, 400, errors.New("srv:// backends come from the configuration only (they follow DNS, not the API)")
 	}
-	addr, _, err := ParseBackend(addr)
-	if err != nil {
+	if err := checkAddr(addr); err != nil {
 		return nil, 400, err
 	}
 	if err := b.refuseSelf(addr); err != nil {
@@ -390,7 +394,8 @@ func (b *Balancer) AddBackend(addr string, weight int) (*Backend, int, error) {
 	if b.pool.Len() >= MaxBackends {
 		return nil, 409, fmt.Errorf("the pool has %d backends, the most it takes", MaxBackends)
 	}
-	be := NewBackend(addr, max(weight, 1))
+	be := NewBackend(addr, max(c.Weight, 1))
+	be.backup.Store(c.Backup)
 	if b.Config().Check.Kind != "none" {
 		be.SetState(Checking) // traffic once rise checks pass, as HAProxy brings a new server up
 	}
@@ -487,17 +492,19 @@ func (b *Balancer) Done() <-chan struct{} { return b.done }
 // by the key hash_by names when the client has one (its TLS hello's
 // server name, its request's path or header), else by the algorithm.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
-	if name := serverName(client); name != "" && b.Config().HashBy == "sni" {
-		return SourceHash{}.pickKey(b.pool.candidates(tried), []byte(name))
+	cfg := b.Config()
+	candidates := b.pool.candidates(tried, cfg.AllBackups)
+	if name := serverName(client); name != "" && cfg.HashBy == "sni" {
+		return SourceHash{}.pickKey(candidates, []byte(name))
 	}
 	if rc, ok := client.(*requestClient); ok {
-		return SourceHash{}.pickKey(b.pool.candidates(tried), []byte(rc.key))
+		return SourceHash{}.pickKey(candidates, []byte(rc.key))
 	}
 	var ip netip.Addr
 	if a := clientAddr(client); a != nil {
 		ip, _ = netip.AddrFromSlice(a.IP)
 	}
-	return b.picker.Load().Picker.Pick(b.pool.candidates(tried), ip)
+	return b.picker.Load().Picker.Pick(candidates, ip)
 }
 
 // Shutdown stops accepting, lets connections finish until ctx ends, then

@@ -801,3 +801,108 @@ func silentBackend(t *testing.T) string {
 	}
 	return addr
 }
+
+// Backups, seen by clients: none of their traffic while an active
+// backend is available; all of it, on the first backup alone (or on
+// every backup with all_backups), once none is, whether the actives are
+// out by state, by failed checks, or dead unnoticed (a failed connect
+// moves the client on, to a backup when no active is left).
+func TestBackupsTakeOverWhenNoActiveIs(t *testing.T) {
+	for _, mode := range []string{"tcp", "http"} {
+		t.Run(mode, func(t *testing.T) {
+			bss, cfgs := fourBackends(t)
+			cfgs[2].Backup, cfgs[3].Backup = true, true
+			b := startBalancer(t, Config{Mode: mode, Backends: cfgs, Check: CheckConfig{Kind: "none"}})
+			allBackups := func(on bool) {
+				t.Helper()
+				next := *b.Config()
+				next.AllBackups = on
+				if err := b.Reload(next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			servedBy := func(n int) map[string]int {
+				t.Helper()
+				got := map[string]int{}
+				for range n {
+					code, by, _, err := fetch(b.Addr().String(), "/")
+					if err != nil || code != 200 {
+						t.Fatalf("%d %v", code, err)
+					}
+					got[by]++
+				}
+				return got
+			}
+			want := func(what string, got map[string]int, names ...string) {
+				t.Helper()
+				for _, name := range names {
+					if got[name] == 0 {
+						t.Errorf("%s: %s served none: %v", what, name, got)
+					}
+				}
+				if len(got) != len(names) {
+					t.Errorf("%s: served by %v, want only %v", what, got, names)
+				}
+			}
+			want("all ready", servedBy(20), "b1", "b2")
+			active := []*Backend{b.Pool().Find(bss[0].addr), b.Pool().Find(bss[1].addr)}
+			active[0].SetState(Maint)
+			want("one active in maintenance", servedBy(10), "b2")
+			active[1].SetState(Drain)
+			want("both actives out", servedBy(10), "b3")
+			allBackups(true)
+			want("both actives out, all_backups", servedBy(20), "b3", "b4")
+			active[0].SetState(Ready)
+			want("an active back", servedBy(10), "b1")
+
+			// Dead without a check to notice: the connect fails, and the
+			// client goes on to what is left.
+			allBackups(false)
+			active[1].SetState(Ready)
+			bss[0].stop()
+			bss[1].stop()
+			want("actives dead, unchecked", servedBy(20), "b3")
+		})
+	}
+}
+
+// With health checks, backups stand in while the actives are down and
+// stand back once one has risen again.
+func TestBackupsFollowHealthChecks(t *testing.T) {
+	f := startFlaky(t)
+	spare := startServe(t, "spare")
+	b := startBalancer(t, Config{
+		Backends: []BackendConfig{{Addr: f.addr}, {Addr: spare.addr, Backup: true}},
+		Check:    CheckConfig{Kind: "tcp", Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2},
+	})
+	by := func() string {
+		t.Helper()
+		code, by, body, err := fetch(b.Addr().String(), "/")
+		if err != nil || code != 200 {
+			t.Fatalf("%d %v", code, err)
+		}
+		if by == "" {
+			by = body // the flaky backend names nobody; it answers "ok"
+		}
+		return by
+	}
+	for range 5 {
+		if got := by(); got != "ok" {
+			t.Fatalf("while the active is up, served by %s", got)
+		}
+	}
+	f.setUp(t, false)
+	waitState(t, b.Pool().Find(f.addr), Down, 5*time.Second)
+	for range 5 {
+		if got := by(); got != "spare" {
+			t.Fatalf("while the active is down, served by %s", got)
+		}
+	}
+	f.setUp(t, true)
+	waitState(t, b.Pool().Find(f.addr), Ready, 5*time.Second)
+	for range 5 {
+		if got := by(); got != "ok" {
+			t.Fatalf("once the active is back, served by %s", got)
+		}
+	}
+}

@@ -60,21 +60,25 @@ func (c *Config) YAML() string { return yamlfile.Encode(*c) }
 // ("check.interval", "backends[].addr"), for docs/CONFIG.md's test.
 func Keys() []string { return yamlfile.Keys(reflect.TypeOf(Config{})) }
 
-// ParseScalar reads a backend as the flag writes it, "addr[,weight=N]",
-// which a file may give instead of a map.
+// ParseScalar reads a backend as the flag writes it,
+// "addr[,weight=N][,backup]", which a file may give instead of a map.
 func (b *BackendConfig) ParseScalar(s string) error {
-	addr, weight, err := ParseBackend(s)
+	c, err := ParseBackend(s)
 	if err != nil {
 		return err
 	}
-	*b = BackendConfig{Addr: addr, Weight: weight}
+	*b = c
 	return nil
 }
 
 // FormatScalar writes a backend as the flag takes it.
 func (b BackendConfig) FormatScalar() string {
+	s := b.Addr
 	if b.Weight > 1 {
-		return fmt.Sprintf("%s,weight=%d", b.Addr, b.Weight)
+		s += fmt.Sprintf(",weight=%d", b.Weight)
 	}
-	return b.Addr
+	if b.Backup {
+		s += ",backup"
+	}
+	return s
 }

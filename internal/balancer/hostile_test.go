@@ -237,6 +237,7 @@ func TestValidationRefusesNonsense(t *testing.T) {
 		"hash_by header:":    {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Algo: "sourcehash", HashBy: "header:"},
 		"hash_by header:a b": {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Algo: "sourcehash", HashBy: "header:a b"},
 		"hash_by uri, rr":    {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", HashBy: "uri"},
+		"options in addr":    {Backends: []BackendConfig{{Addr: ok + ",backup"}}},
 	}
 	for name, cfg := range configs {
 		err := cfg.Validate()
@@ -258,6 +259,8 @@ func TestValidationRefusesNonsense(t *testing.T) {
 		"long name":        `{"addr":"` + strings.Repeat("a", 60<<10) + `:80"}`,
 		"weight -5":        `{"addr":"127.0.0.1:1","weight":-5}`,
 		"one server twice": `{"addr":"localhost` + port + `"}`,
+		"options in addr":  `{"addr":"127.0.0.1:1,backup"}`,
+		"backup not bool":  `{"addr":"127.0.0.1:1","backup":"yes"}`,
 	} {
 		code, msg := adminDo(t, a, "POST", "/api/backends", body)
 		if code < 400 || code > 409 || strings.Count(strings.TrimSpace(msg), "\n") > 0 {

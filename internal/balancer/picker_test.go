@@ -149,3 +149,38 @@ func TestFirstPicksTheFirst(t *testing.T) {
 		t.Errorf("first: %v", got)
 	}
 }
+
+// Backups are offered only when no other backend is: the first of them,
+// or all with allBackups; a backend already tried counts as not there.
+func TestCandidatesKeepBackupsInReserve(t *testing.T) {
+	bs := backends(4)
+	bs[2].backup.Store(true)
+	bs[3].backup.Store(true)
+	p := NewPool(bs)
+	names := func(c []*Backend) (out []string) {
+		for _, b := range c {
+			out = append(out, b.Name[len("127.0.0.1:"):])
+		}
+		return out
+	}
+	check := func(what string, got []*Backend, want ...string) {
+		t.Helper()
+		if fmt.Sprint(names(got)) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, want %v", what, names(got), want)
+		}
+	}
+	check("all up", p.candidates(nil, false), "9002", "9003")
+	check("all up, all_backups", p.candidates(nil, true), "9002", "9003")
+	check("one active tried", p.candidates(bs[:1], false), "9003")
+	check("both actives tried", p.candidates(bs[:2], false), "9004")
+	check("both actives tried, all_backups", p.candidates(bs[:2], true), "9004", "9005")
+	bs[0].SetState(Down)
+	bs[1].SetState(Drain)
+	check("actives out", p.candidates(nil, false), "9004")
+	bs[2].SetState(Maint)
+	check("actives and the first backup out", p.candidates(nil, false), "9005")
+	bs[3].SetState(Down)
+	check("everything out", p.candidates(nil, true))
+	bs[1].SetState(Ready)
+	check("an active back", p.candidates(nil, false), "9003")
+}

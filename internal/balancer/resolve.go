@@ -98,6 +98,7 @@ func (r *resolver) expandSRV(ctx context.Context) {
 			} else {
 				r.resolve(ctx, be) // a new target enters the pool with its address
 			}
+			be.backup.Store(bc.Backup)
 			want = append(want, be)
 		}
 		r.b.forget(r.b.pool.ReplaceFrom(bc.Addr, want))

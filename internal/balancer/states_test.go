@@ -165,3 +165,74 @@ func TestStatusCodeCounts(t *testing.T) {
 		}
 	}
 }
+
+// A backup is one in every view of the pool: the API takes and changes
+// it, and the JSON, the stats page, the CSV (HAProxy's act and bck) and
+// the metrics say which backends are spares.
+func TestBackupsInTheStats(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Backends: cfgs[:2], Check: CheckConfig{Kind: "none"}})
+	a := startAdmin(t, b, "")
+	if code, body := adminDo(t, a, "POST", "/api/backends", `{"addr":"`+bss[2].addr+`","backup":true}`); code != 201 || !strings.Contains(body, `"backup":true`) {
+		t.Fatalf("add a backup: %d %s", code, body)
+	}
+	if code, _ := adminDo(t, a, "POST", "/api/backends", `{"addr":"`+bss[3].addr+`"}`); code != 201 {
+		t.Fatalf("add an active: %d", code)
+	}
+	if code, body := adminDo(t, a, "PUT", "/api/backends/"+bss[1].addr, `{"backup":true}`); code != 200 || !b.Pool().Find(bss[1].addr).Backup() {
+		t.Fatalf("make b2 a backup: %d %s", code, body)
+	}
+	if code, _ := adminDo(t, a, "PUT", "/api/backends/"+bss[3].addr, `{"weight":2}`); code != 200 || b.Pool().Find(bss[3].addr).Backup() {
+		t.Fatalf("a change of weight made b4 a backup (%d)", code)
+	}
+	wantBackup := map[string]bool{bss[0].addr: false, bss[1].addr: true, bss[2].addr: true, bss[3].addr: false}
+
+	_, body := adminDo(t, a, "GET", "/api/backends", "")
+	var list []BackendStatus
+	if err := json.Unmarshal([]byte(body), &list); err != nil || len(list) != 4 {
+		t.Fatalf("list: %v %s", err, body)
+	}
+	for _, s := range list {
+		if s.Backup != wantBackup[s.Name] {
+			t.Errorf("JSON: %s backup %v", s.Name, s.Backup)
+		}
+	}
+
+	_, body = adminDo(t, a, "GET", "/;csv", "")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 7 {
+		t.Fatalf("CSV: %v %q", err, body)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[strings.TrimPrefix(name, "# ")] = i
+	}
+	for _, row := range rows[2:6] {
+		act, bck := "1", "0"
+		if wantBackup[row[col["svname"]]] {
+			act, bck = "0", "1"
+		}
+		if row[col["act"]] != act || row[col["bck"]] != bck {
+			t.Errorf("CSV: %s act %s bck %s, want %s %s", row[col["svname"]], row[col["act"]], row[col["bck"]], act, bck)
+		}
+	}
+	if total := rows[6]; total[col["svname"]] != "BACKEND" || total[col["act"]] != "2" || total[col["bck"]] != "2" {
+		t.Errorf("CSV BACKEND row: act %s bck %s, want 2 2", total[col["act"]], total[col["bck"]])
+	}
+
+	_, metrics := adminDo(t, a, "GET", "/metrics", "")
+	for name, backup := range wantBackup {
+		want := "0"
+		if backup {
+			want = "1"
+		}
+		if !strings.Contains(metrics, `loadlab_backend_backup{backend="`+name+`"} `+want+"\n") {
+			t.Errorf("metrics: loadlab_backend_backup of %s is not %s", name, want)
+		}
+	}
+
+	_, page := adminDo(t, a, "GET", "/", "")
+	if n := strings.Count(page, ">backup</small>"); n != 2 {
+		t.Errorf("the stats page marks %d backends backup, want 2", n)
+	}
+}

@@ -90,7 +90,7 @@ button{font-size:.85em}small{color:#555}.nowrap{white-space:nowrap}
 <tr><th>cur</th><th>max</th><th title="{{.TotalMeaning}}">total</th><th>cur</th><th>max</th><th>cur</th><th>max</th>
 {{if .HTTP}}<th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>other</th>{{end}}
 <th>p50</th><th>p99</th><th>in</th><th>out</th><th title="in all: ready or drain">up</th><th title="in all: down, checking or maintenance">down</th></tr>
-{{range .Backends}}<tr class="{{.State}}" data-backend="{{.Name}}"><td class="l">{{.Name}}</td>
+{{range .Backends}}<tr class="{{.State}}" data-backend="{{.Name}}"><td class="l">{{.Name}}{{if .Backup}} <small title="takes traffic only while no other backend is available">backup</small>{{end}}</td>
 <td class="l nowrap">{{.State}} <small>for {{since .Changed}}</small></td><td>{{.Weight}}</td>
 <td>{{.Active}}</td><td>{{.MaxActive}}</td><td>{{.Total}}</td><td>{{.SessionRate.Cur}}</td><td>{{.SessionRate.Max}}</td>
 <td>{{.RequestRate.Cur}}</td><td>{{.RequestRate.Max}}</td>
@@ -243,11 +243,11 @@ func (a *Admin) csvStats(w http.ResponseWriter, _ *http.Request) {
 		"req_rate_max": fe.RequestRate.Max, "req_tot": fe.Requests}
 	codes(f, fe.Responses)
 	row(f)
-	var sum struct{ cur, tot, bin, bout, econ, lbtot, weight, act int64 }
+	var sum struct{ cur, tot, bin, bout, econ, lbtot, weight, act, bck int64 }
 	for i, s := range backends {
 		status := map[string]string{"ready": "UP", "drain": "DRAIN", "maint": "MAINT", "down": "DOWN", "checking": "DOWN"}[s.State]
 		r := map[string]any{"pxname": "loadlab", "svname": s.Name, "scur": s.Active, "smax": s.MaxActive, "stot": s.Total,
-			"bin": s.BytesIn, "bout": s.BytesOut, "econ": s.Errors, "status": status, "weight": s.Weight, "act": 1, "bck": 0,
+			"bin": s.BytesIn, "bout": s.BytesOut, "econ": s.Errors, "status": status, "weight": s.Weight, "act": gauge(!s.Backup), "bck": gauge(s.Backup),
 			"lastchg": int64(time.Since(s.Changed).Seconds()), "downtime": int64(s.Downtime), "pid": 1, "iid": 2, "sid": i + 1,
 			"lbtot": s.Total, "type": 2, "rate": s.SessionRate.Cur, "rate_max": s.SessionRate.Max, "req_rate": s.RequestRate.Cur,
 			"req_rate_max": s.RequestRate.Max, "req_tot": s.Requests}
@@ -261,16 +261,20 @@ func (a *Admin) csvStats(w http.ResponseWriter, _ *http.Request) {
 		codes(r, s.Responses)
 		row(r)
 		sum.cur, sum.tot, sum.bin, sum.bout, sum.econ, sum.lbtot = sum.cur+s.Active, sum.tot+s.Total, sum.bin+s.BytesIn, sum.bout+s.BytesOut, sum.econ+s.Errors, sum.lbtot+s.Total
-		if s.State == "ready" {
+		switch {
+		case s.State != "ready":
+		case s.Backup:
+			sum.bck++
+		default:
 			sum.weight, sum.act = sum.weight+s.Weight, sum.act+1
 		}
 	}
 	status := "UP"
-	if sum.act == 0 {
+	if sum.act+sum.bck == 0 {
 		status = "DOWN"
 	}
 	row(map[string]any{"pxname": "loadlab", "svname": "BACKEND", "scur": sum.cur, "stot": sum.tot, "bin": sum.bin,
-		"bout": sum.bout, "econ": sum.econ, "status": status, "weight": sum.weight, "act": sum.act, "bck": 0, "pid": 1,
+		"bout": sum.bout, "econ": sum.econ, "status": status, "weight": sum.weight, "act": sum.act, "bck": sum.bck, "pid": 1,
 		"iid": 2, "sid": 0, "lbtot": sum.lbtot, "type": 1})
 	out.Flush()
 }

@@ -542,7 +542,7 @@ func TestBalanceSourceHashBySNI(t *testing.T) {
 		return c
 	}
 	for _, sni := range []string{"a.test", "b.test", "shop.test", "www.shop.test", "api.test"} {
-		want := names[SourceHash{}.pickKey(b.pool.candidates(nil), []byte(sni)).Name]
+		want := names[SourceHash{}.pickKey(b.pool.candidates(nil, false), []byte(sni)).Name]
 		for range 4 {
 			if got := servedOver(dial(), sni); got != want {
 				t.Errorf("SNI %q: served by %s, want %s", sni, got, want)
