@@ -76,6 +76,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl.DurationVar(&c.Check.Timeout, "check-timeout", time.Second, "time a check may take")
 	fl.IntVar(&c.Check.Rise, "rise", 2, "passing checks in a row that bring a backend back")
 	fl.IntVar(&c.Check.Fall, "fall", 3, "failing checks in a row that take a backend out")
+	fl.StringVar(&c.Cookie, "cookie", "", "http: keep each client to one backend with this cookie, set on its first answer (HAProxy's cookie NAME insert indirect nocache)")
 	fl.IntVar(&c.Retries, "retries", balancer.DefaultRetries, "other backends tried after a failed connect")
 	fl.BoolVar(&c.AllBackups, "all-backups", false, "when only backup backends are left, all of them take traffic, not the first alone (HAProxy's option allbackups)")
 	fl.DurationVar(&c.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "time to connect to a backend")

@@ -6,6 +6,7 @@ package balancer
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"slices"
 	"strconv"
@@ -62,7 +63,11 @@ func ParseState(s string) (State, bool) {
 // Counters are atomics: every connection touches them.
 type Backend struct {
 	Name string // as given, e.g. 127.0.0.1:9002 or srv-name
-	addr atomic.Pointer[string]
+	// cookie is the value of the persistence cookie that names it: a
+	// hash of Name, the same in every balancer given the same backends,
+	// and telling clients nothing of the address.
+	cookie string
+	addr   atomic.Pointer[string]
 	// sockaddr is where the loops connect: set at once for an IP address,
 	// by the resolver for a host name (nil until it first answers; a
 	// failed look-up keeps the last good answer).
@@ -128,7 +133,7 @@ type CheckResult struct {
 
 // NewBackend makes a ready backend for addr with a weight of at least 1.
 func NewBackend(addr string, weight int) *Backend {
-	b := &Backend{Name: addr, latency: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 2)}
+	b := &Backend{Name: addr, cookie: cookieValue(addr), latency: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 2)}
 	b.addr.Store(&addr)
 	if host, port, err := net.SplitHostPort(addr); err == nil {
 		if ip := net.ParseIP(host); ip != nil {
@@ -503,6 +508,35 @@ func (p *Pool) candidates(skip []*Backend, allBackups bool) []*Backend {
 		return backups
 	}
 	return backups[:1]
+}
+
+// stuck is the backend a persistence cookie's value names, if it may take
+// the client's request now: ready, or draining, since a drain (as
+// HAProxy's) turns away new clients but not those already kept to it;
+// and not among skip. nil sends the request to the algorithm, which
+// then sets the cookie anew.
+func (p *Pool) stuck(value string, skip []*Backend) *Backend {
+	if value == "" {
+		return nil
+	}
+	now := time.Now()
+	for _, b := range p.All() {
+		if b.cookie != value {
+			continue
+		}
+		if s := b.State(); (s == Ready || s == Drain) && now.UnixNano() >= b.suspectUntil.Load() && !contains(skip, b) {
+			return b
+		}
+		return nil
+	}
+	return nil
+}
+
+// cookieValue is the persistence cookie's value for a backend's name.
+func cookieValue(name string) string {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return strconv.FormatUint(mix(h.Sum64()), 16)
 }
 
 func contains(bs []*Backend, b *Backend) bool {

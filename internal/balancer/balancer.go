@@ -41,6 +41,7 @@ type Config struct {
 	QueueTimeout   time.Duration `yaml:"queue_timeout"`
 	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
 	HashBy         string        `yaml:"hash_by"`    // sourcehash's key: source (the client's address), sni, uri or header:NAME
+	Cookie         string        `yaml:"cookie"`     // http mode: the cookie that keeps a client to its backend, as HAProxy's cookie NAME insert indirect nocache
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
 
 	// TLS ends the clients' TLS with these certificates, picked by SNI;
@@ -136,6 +137,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := NewPicker(c.Algo); err != nil {
 		return err
+	}
+	switch {
+	case c.Cookie != "" && c.Mode != "http":
+		return fmt.Errorf("cookie %s is set on answers: it needs mode http", c.Cookie)
+	case c.Cookie != "" && !httpx.IsToken(c.Cookie):
+		return fmt.Errorf("cookie %q: want a cookie name (letters, digits and !#$%%&'*+-.^_`|~), such as SERVERID", c.Cookie)
 	}
 	header, byHeader := strings.CutPrefix(c.HashBy, "header:")
 	switch {
@@ -489,15 +496,22 @@ func (b *Balancer) Queued() int { return b.loops.Queued() }
 func (b *Balancer) Done() <-chan struct{} { return b.done }
 
 // pick chooses a backend for a client, leaving out those already tried:
-// by the key hash_by names when the client has one (its TLS hello's
-// server name, its request's path or header), else by the algorithm.
+// the one its request's persistence cookie names, if that one may take
+// it; by the key hash_by names when the client has one (its TLS hello's
+// server name, its request's path or header); else by the algorithm.
 func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
+	rc, _ := client.(*requestClient)
+	if rc != nil {
+		if be := b.pool.stuck(rc.cookie, tried); be != nil {
+			return be
+		}
+	}
 	cfg := b.Config()
 	candidates := b.pool.candidates(tried, cfg.AllBackups)
 	if name := serverName(client); name != "" && cfg.HashBy == "sni" {
 		return SourceHash{}.pickKey(candidates, []byte(name))
 	}
-	if rc, ok := client.(*requestClient); ok {
+	if rc != nil && rc.key != "" {
 		return SourceHash{}.pickKey(candidates, []byte(rc.key))
 	}
 	var ip netip.Addr

@@ -238,6 +238,8 @@ func TestValidationRefusesNonsense(t *testing.T) {
 		"hash_by header:a b": {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Algo: "sourcehash", HashBy: "header:a b"},
 		"hash_by uri, rr":    {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", HashBy: "uri"},
 		"options in addr":    {Backends: []BackendConfig{{Addr: ok + ",backup"}}},
+		"cookie, tcp":        {Backends: []BackendConfig{{Addr: ok}}, Cookie: "SERVERID"},
+		"cookie a;b":         {Backends: []BackendConfig{{Addr: ok}}, Mode: "http", Cookie: "a;b"},
 	}
 	for name, cfg := range configs {
 		err := cfg.Validate()

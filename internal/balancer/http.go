@@ -86,6 +86,7 @@ type exchange struct {
 	isHead         bool
 	upgrade        bool   // it asks to switch protocols: a 101 makes the connection a tunnel
 	hashKey        string // hash_by uri or header:NAME: what the request gives the hash; "" for none
+	cookie         string // the persistence cookie's value the request carries; "" for none
 	noHost         bool   // the client sent no Host (HTTP/1.0): each backend's address is given instead
 	idempotent     bool
 	keepAlive      bool // the client's wish; the answer may still close
@@ -279,7 +280,9 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 		attempts: ex.attempts,
 	}
 	ex.reset()
-	ex.hashKey = requestHashKey(req, c.h.b.Config().HashBy)
+	cfg := c.h.b.Config()
+	ex.hashKey = requestHashKey(req, cfg.HashBy)
+	ex.cookie = requestCookie(req, cfg.Cookie)
 	if c.h.b.log.ch != nil {
 		ex.method, ex.target = string(req.Method), string(req.Target)
 	}
@@ -290,8 +293,8 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 func (c *httpClient) dispatch() {
 	h, ex := c.h, &c.ex
 	from := c.from
-	if ex.hashKey != "" {
-		from = &requestClient{TCPAddr: clientAddr(c.from), key: ex.hashKey}
+	if ex.hashKey != "" || ex.cookie != "" {
+		from = &requestClient{Addr: c.from, key: ex.hashKey, cookie: ex.cookie}
 	}
 	for be := ex.next(h.b, from); be != nil; be = ex.next(h.b, from) {
 		// The request counts as active on be from now, not from its
@@ -314,6 +317,27 @@ func (c *httpClient) dispatch() {
 		return
 	}
 	c.replyError(502, "502 Bad Gateway: "+strings.Join(ex.skipped, "; ")+"\n", false)
+}
+
+// requestCookie is the value of the cookie called name in req's Cookie
+// fields (RFC 6265 §5.4: "a=1; b=2", one field or several); "" when
+// name is "" or the request has no such cookie.
+func requestCookie(req *httpx.Request, name string) string {
+	if name == "" {
+		return ""
+	}
+	for _, h := range req.Headers {
+		if !strings.EqualFold(string(h.Name), "Cookie") {
+			continue
+		}
+		for pair := range strings.SplitSeq(string(h.Value), ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if k == name {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
 }
 
 // requestHashKey is what hash_by takes from req: its path (uri, as

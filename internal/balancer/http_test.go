@@ -748,3 +748,80 @@ func TestHTTPLargeRequestsShareABudget(t *testing.T) {
 		return err == nil && resp.StatusCode == 200
 	})
 }
+
+// With cookie set, a client's first answer names its backend in a
+// cookie, and every request that brings it back goes there, on any
+// connection, while the others still take turns; a backend that drains
+// keeps the clients it has and takes no new one; a cookie naming a
+// backend out of service, or none at all, is placed anew and set again.
+func TestHTTPCookiePersistence(t *testing.T) {
+	bss, cfgs := fourBackends(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: cfgs, Check: CheckConfig{Kind: "none"}, Cookie: "SERVERID"})
+	type answer struct{ by, setCookie, cacheControl string }
+	get := func(cookie string) answer {
+		t.Helper()
+		c := dialBalancer(t, b)
+		defer c.Close()
+		req := "GET /santai HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		if cookie != "" {
+			req += "Cookie: " + cookie + "\r\n"
+		}
+		io.WriteString(c, req+"\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%v %v", resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		return answer{resp.Header.Get("X-Served-By"), strings.Join(resp.Header.Values("Set-Cookie"), " | "), resp.Header.Get("Cache-Control")}
+	}
+	// A first visit: a cookie naming where it went, kept from shared caches.
+	first := get("")
+	value, ok := strings.CutPrefix(first.setCookie, "SERVERID=")
+	if !ok || !strings.HasSuffix(value, "; path=/") || first.cacheControl != "private" {
+		t.Fatalf("first answer: Set-Cookie %q, Cache-Control %q", first.setCookie, first.cacheControl)
+	}
+	value = strings.TrimSuffix(value, "; path=/")
+	if strings.Contains(value, "127.0.0.1") {
+		t.Errorf("the cookie %q gives the backend's address away", value)
+	}
+	kept := func(what, cookie string) {
+		t.Helper()
+		for range 8 {
+			if a := get(cookie); a.by != first.by || a.setCookie != "" {
+				t.Fatalf("%s: served by %s (want %s), Set-Cookie %q (want none)", what, a.by, first.by, a.setCookie)
+			}
+		}
+	}
+	kept("the cookie alone", "SERVERID="+value)
+	kept("among other cookies", `lang=id; SERVERID="`+value+`"; theme=dark`)
+	others := map[string]bool{}
+	for range 8 {
+		others[get("lang=id").by] = true
+	}
+	if len(others) != 4 {
+		t.Errorf("clients without the cookie went to %v, want all four in turn", others)
+	}
+	var sticky *Backend
+	for i, bs := range bss {
+		if fmt.Sprintf("b%d", i+1) == first.by { // fourBackends' names
+			sticky = b.Pool().Find(bs.addr)
+		}
+	}
+	if sticky == nil {
+		t.Fatalf("no backend is named %s", first.by)
+	}
+	sticky.SetState(Drain)
+	kept("its backend draining", "SERVERID="+value)
+	for range 8 {
+		if a := get(""); a.by == first.by {
+			t.Fatalf("a new client went to the draining %s", first.by)
+		}
+	}
+	sticky.SetState(Maint)
+	if a := get("SERVERID=" + value); a.by == first.by || !strings.HasPrefix(a.setCookie, "SERVERID=") || strings.Contains(a.setCookie, value) {
+		t.Errorf("its backend in maintenance: served by %s, Set-Cookie %q; want another backend and a new cookie", a.by, a.setCookie)
+	}
+	if a := get("SERVERID=nonsense"); !strings.HasPrefix(a.setCookie, "SERVERID=") {
+		t.Errorf("a cookie naming no backend: Set-Cookie %q", a.setCookie)
+	}
+}

@@ -383,6 +383,9 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 	keepAlive := ex.keepAlive && !bc.h.l.Stopping() && f != httpx.ByClose && !bc.decode
 	ex.closeAfter = !keepAlive
 	head := httpx.AppendProxyResponseHead(c.scratch(), rh, f, bc.decode, ex.isHead, keepAlive, "loadlab")
+	if name := c.h.b.Config().Cookie; name != "" && ex.cookie != bc.be.cookie {
+		head = insertCookie(head, rh, name, bc.be.cookie)
+	}
 	c.outBuf = head
 	ex.sent += int64(len(head))
 	if f == httpx.NoBody {
@@ -393,6 +396,21 @@ func (bc *backendConn) answer(rh *httpx.ResponseHead, rest []byte) {
 		return
 	}
 	bc.forward(rest, head)
+}
+
+// insertCookie adds to a response head the persistence cookie that keeps
+// the client to the backend that answered, as HAProxy's cookie insert
+// does, with "Cache-Control: private" (its nocache) unless the answer
+// says how it is cached: a shared cache must not give one client's
+// cookie to others.
+func insertCookie(head []byte, rh *httpx.ResponseHead, name, value string) []byte {
+	head = head[:len(head)-2] // the blank line
+	head = append(append(append(append(head, "Set-Cookie: "...), name...), '='), value...)
+	head = append(head, "; path=/\r\n"...)
+	if !rh.CacheControl {
+		head = append(head, "Cache-Control: private\r\n"...)
+	}
+	return append(head, "\r\n"...)
 }
 
 // answered counts the final answer rh of the backend's exchange: its

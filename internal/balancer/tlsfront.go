@@ -246,11 +246,14 @@ type helloClient struct {
 	serverName string
 }
 
-// requestClient is the address of an http mode client with the key its
-// request gives the hash (hash_by uri or header:NAME).
+// requestClient is an http mode client (its address as the loop or the
+// TLS front gave it) with what its request says of where it goes: the key
+// it gives the hash (hash_by uri or header:NAME), and the backend its
+// cookie names.
 type requestClient struct {
-	*net.TCPAddr
-	key string
+	net.Addr
+	key    string
+	cookie string
 }
 
 // clientAddr is the client's TCP address, accepted by a loop or by the
@@ -264,7 +267,7 @@ func clientAddr(from net.Addr) *net.TCPAddr {
 	case *helloClient:
 		return a.TCPAddr
 	case *requestClient:
-		return a.TCPAddr
+		return clientAddr(a.Addr)
 	}
 	return nil
 }
@@ -277,6 +280,8 @@ func serverName(from net.Addr) string {
 		return a.serverName
 	case *helloClient:
 		return a.serverName
+	case *requestClient:
+		return serverName(a.Addr)
 	}
 	return ""
 }

@@ -15,6 +15,7 @@ type ResponseHead struct {
 	Chunked       bool
 	KeepAlive     bool   // by the version's default and the Connection header
 	Server        []byte // the Server header's value
+	CacheControl  bool   // the response says how it may be cached
 	Head          []byte // the whole head, status line to blank line
 }
 
@@ -72,6 +73,8 @@ func parseResponseHead(head []byte, strict bool) (ResponseHead, error) {
 			})
 		case equalFold(name, "server"):
 			r.Server = value
+		case equalFold(name, "cache-control"):
+			r.CacheControl = true
 		}
 		return nil
 	})
