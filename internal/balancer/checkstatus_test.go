@@ -84,15 +84,7 @@ func TestCheckCountsInTheStats(t *testing.T) {
 	f.setUp(t, true)
 	waitState(t, be, Ready, 5*time.Second)
 
-	_, body := adminDo(t, a, "GET", "/;csv", "")
-	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
-	if err != nil || len(rows) != 4 {
-		t.Fatalf("CSV: %v %q", err, body)
-	}
-	col := map[string]int{}
-	for i, name := range rows[0] {
-		col[strings.TrimPrefix(name, "# ")] = i
-	}
+	rows, col := statsCSV(t, a, 4)
 	row := rows[2]
 	status, code := row[col["check_status"]], row[col["check_code"]]
 	failed, _ := strconv.Atoi(row[col["chkfail"]])
@@ -110,3 +102,20 @@ func TestCheckCountsInTheStats(t *testing.T) {
 }
 
 var haproxyCheckStatus = regexp.MustCompile(`^L[467](OK|CON|TOUT|RSP|STS)$`)
+
+// statsCSV reads the admin's CSV at /;csv, which must have n rows (the
+// header, the frontend, each backend, the BACKEND total), and the
+// index of each column by its name.
+func statsCSV(t *testing.T, a *Admin, n int) (rows [][]string, col map[string]int) {
+	t.Helper()
+	_, body := adminDo(t, a, "GET", "/;csv", "")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != n {
+		t.Fatalf("CSV: %v %q", err, body)
+	}
+	col = map[string]int{}
+	for i, name := range rows[0] {
+		col[strings.TrimPrefix(name, "# ")] = i
+	}
+	return rows, col
+}

@@ -198,15 +198,7 @@ func TestBackupsInTheStats(t *testing.T) {
 		}
 	}
 
-	_, body = adminDo(t, a, "GET", "/;csv", "")
-	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
-	if err != nil || len(rows) != 7 {
-		t.Fatalf("CSV: %v %q", err, body)
-	}
-	col := map[string]int{}
-	for i, name := range rows[0] {
-		col[strings.TrimPrefix(name, "# ")] = i
-	}
+	rows, col := statsCSV(t, a, 7)
 	for _, row := range rows[2:6] {
 		act, bck := "1", "0"
 		if wantBackup[row[col["svname"]]] {
