@@ -38,3 +38,12 @@ func TestConfigErrorsSpeakOfTheFile(t *testing.T) {
 		}
 	}
 }
+
+// The experiment files the scripts run load as they are.
+func TestScriptsExperimentsLoad(t *testing.T) {
+	for _, name := range []string{"../../scripts/lab-twins.yaml"} {
+		if _, err := Load(name); err != nil {
+			t.Error(err)
+		}
+	}
+}
