@@ -273,16 +273,20 @@ func (c *httpClient) parse() {
 // writing it as the backend gets it.
 func (c *httpClient) begin(req *httpx.Request, n int) {
 	ex := &c.ex
+	cfg := c.h.b.Config()
+	hashKey := requestHashKey(req, cfg.HashBy)
+	var cookie string
+	if cfg.Cookie != "" {
+		cookie = string(req.Cookie(cfg.Cookie))
+		req.DropCookie(cfg.Cookie) // the balancer's, not the backend's
+	}
 	*ex = exchange{
 		req: httpx.AppendProxyRequest(ex.req[:0], req, c.ip, c.proto, c.h.b.via), received: n, isHead: req.IsHead(), noHost: req.Host == nil,
 		upgrade:    httpx.UpgradeWanted(req) != nil,
 		idempotent: isIdempotent(req.Method), keepAlive: req.KeepAlive, minor: req.Minor, start: c.h.l.Now(),
-		attempts: ex.attempts,
+		attempts: ex.attempts, hashKey: hashKey, cookie: cookie,
 	}
 	ex.reset()
-	cfg := c.h.b.Config()
-	ex.hashKey = requestHashKey(req, cfg.HashBy)
-	ex.cookie = requestCookie(req, cfg.Cookie)
 	if c.h.b.log.ch != nil {
 		ex.method, ex.target = string(req.Method), string(req.Target)
 	}
@@ -317,27 +321,6 @@ func (c *httpClient) dispatch() {
 		return
 	}
 	c.replyError(502, "502 Bad Gateway: "+strings.Join(ex.skipped, "; ")+"\n", false)
-}
-
-// requestCookie is the value of the cookie called name in req's Cookie
-// fields (RFC 6265 §5.4: "a=1; b=2", one field or several); "" when
-// name is "" or the request has no such cookie.
-func requestCookie(req *httpx.Request, name string) string {
-	if name == "" {
-		return ""
-	}
-	for _, h := range req.Headers {
-		if !strings.EqualFold(string(h.Name), "Cookie") {
-			continue
-		}
-		for pair := range strings.SplitSeq(string(h.Value), ";") {
-			k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
-			if k == name {
-				return strings.Trim(v, `"`)
-			}
-		}
-	}
-	return ""
 }
 
 // requestHashKey is what hash_by takes from req: its path (uri, as

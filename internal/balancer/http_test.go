@@ -825,3 +825,20 @@ func TestHTTPCookiePersistence(t *testing.T) {
 		t.Errorf("a cookie naming no backend: Set-Cookie %q", a.setCookie)
 	}
 }
+
+// The persistence cookie is the balancer's: the backend gets the
+// client's other cookies, and no Cookie field the balancer's left empty.
+func TestHTTPCookieIsNotTheBackends(t *testing.T) {
+	e := startEcho(t)
+	b := startBalancer(t, Config{Mode: "http", Backends: []BackendConfig{{Addr: e.addr}}, Check: CheckConfig{Kind: "none"}, Cookie: "SERVERID"})
+	value := b.Pool().All()[0].cookie
+	got := exchangeRaw(t, b, "GET / HTTP/1.1\r\nHost: x\r\nCookie: lang=id; SERVERID="+value+"; theme=dark\r\n"+
+		"Cookie: SERVERID="+value+"\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200") || strings.Contains(got, "Set-Cookie") {
+		t.Errorf("answer to a client that has its cookie: %q", got)
+	}
+	head := e.lastHead()
+	if !strings.Contains(head, "\r\nCookie: lang=id; theme=dark\r\n") || strings.Count(head, "Cookie") != 1 || strings.Contains(head, "SERVERID") {
+		t.Errorf("the backend got:\n%s", head)
+	}
+}
