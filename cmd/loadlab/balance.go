@@ -71,7 +71,9 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
 	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address), sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni), or in http mode uri (the path, as HAProxy's balance uri) or header:NAME (as its balance hdr; without the header, the client's address)")
 	fl.StringVar(&c.Check.Kind, "health-check", "tcp", "health check: tcp, http or none")
-	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET; 2xx and 3xx pass")
+	fl.StringVar(&c.Check.Path, "check-path", "/", "http check: path to GET")
+	fl.StringVar(&c.Check.Host, "check-host", "", "http check: the Host it sends (default: the backend's address), for a backend that serves by name")
+	fl.StringVar(&c.Check.Expect, "check-expect", "", "http check: the statuses that pass, as HAProxy's http-check expect status: 200, 2xx, 200-299, or a list of them (default: 2xx and 3xx)")
 	fl.DurationVar(&c.Check.Interval, "check-interval", 2*time.Second, "time between checks")
 	fl.DurationVar(&c.Check.Timeout, "check-timeout", time.Second, "time a check may take")
 	fl.IntVar(&c.Check.Rise, "rise", 2, "passing checks in a row that bring a backend back")
@@ -211,8 +213,8 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 	if note != "" {
 		note = ", " + note
 	}
-	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %d backends, pid %d%s)\n",
-		b.Addr(), cfg.Mode, cfg.Algo, len(b.Pool().All()), os.Getpid(), note)
+	fmt.Fprintf(os.Stderr, "loadlab balance"+loadlab.ReadyMark+"%s (mode %s, algo %s, %s, pid %d%s)\n",
+		b.Addr(), cfg.Mode, cfg.Algo, poolNote(b), os.Getpid(), note)
 	if admin != nil {
 		fmt.Fprintf(os.Stderr, "loadlab balance: admin on http://%s/\n", admin.Addr())
 	}
@@ -235,7 +237,7 @@ func runBalance(cmd *cobra.Command, f *balanceFlags) error {
 				fmt.Fprintf(os.Stderr, "loadlab balance: reload refused, the running configuration stays: %v\n", err)
 			} else {
 				sayCertWarnings(b)
-				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%d backends%s)\n", len(b.Pool().All()), certsNote(b.Certificates()))
+				fmt.Fprintf(os.Stderr, "loadlab balance: reloaded (%s%s)\n", poolNote(b), certsNote(b.Certificates()))
 			}
 		case <-stopSignal:
 			signal.Reset(syscall.SIGINT) // a second Ctrl-C ends the process at once
@@ -256,6 +258,33 @@ func sayCertWarnings(b *balancer.Balancer) {
 }
 
 // certsNote is what a reload line says of the certificates it loaded.
+// backendsNote counts backends for a status line: "4 backends", "1
+// backend", "3 backends, 1 of them backup". backup says whether the i-th
+// of n is one.
+func backendsNote(n int, backup func(i int) bool) string {
+	backups := 0
+	for i := range n {
+		if backup(i) {
+			backups++
+		}
+	}
+	s := fmt.Sprintf("%d backend", n)
+	if n != 1 {
+		s += "s"
+	}
+	if backups > 0 {
+		s += fmt.Sprintf(", %d of them backup", backups)
+	}
+	return s
+}
+
+// poolNote is backendsNote of the pool a running balancer has: srv://
+// entries as DNS last named them.
+func poolNote(b *balancer.Balancer) string {
+	all := b.Pool().All()
+	return backendsNote(len(all), func(i int) bool { return all[i].Backup() })
+}
+
 func certsNote(certs []tlsx.CertInfo) string {
 	if len(certs) == 0 {
 		return ""
@@ -284,6 +313,6 @@ func checkOrPrint(f *balanceFlags, cfg balancer.Config, err error) error {
 		fmt.Print(cfg.YAML())
 		return nil
 	}
-	fmt.Printf("configuration %s is valid: mode %s, algo %s, %d backends\n", name, cfg.Mode, cfg.Algo, len(cfg.Backends))
+	fmt.Printf("configuration %s is valid: mode %s, algo %s, %s\n", name, cfg.Mode, cfg.Algo, backendsNote(len(cfg.Backends), func(i int) bool { return cfg.Backends[i].Backup }))
 	return nil
 }

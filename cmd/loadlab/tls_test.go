@@ -225,7 +225,7 @@ func TestBalanceTLSFromYAMLReloadsOnSIGHUP(t *testing.T) {
 	os.WriteFile(p.CertFile, certPEM, 0o644)
 	os.WriteFile(p.KeyFile, keyPEM, 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
-	line := waitLine(t, lines, "loadlab balance: reloaded (1 backends, 1 certificates, sha256 ")
+	line := waitLine(t, lines, "loadlab balance: reloaded (1 backend, 1 certificates, sha256 ")
 	second := servedFingerprint(t, addr)
 	if second == first || !strings.HasSuffix(line, second+")") {
 		t.Errorf("after the reload %s is served, the line says: %s", second, line)

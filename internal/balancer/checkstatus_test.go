@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"io"
 	"net"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -118,4 +119,54 @@ func statsCSV(t *testing.T, a *Admin, n int) (rows [][]string, col map[string]in
 		col[strings.TrimPrefix(name, "# ")] = i
 	}
 	return rows, col
+}
+
+// An http check sends check.host as its Host (the backend's address by
+// default) and passes the statuses check.expect names, as HAProxy's
+// http-check send hdr Host and http-check expect status.
+func TestCheckHostAndExpect(t *testing.T) {
+	ln := testutil.Listen(t)
+	testutil.ServeEach(t, ln, func(c net.Conn) { // serves www.example only, as a name-based virtual host
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		switch {
+		case err != nil:
+		case req.Host == "www.example":
+			io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n")
+		case req.URL.Path == "/moved":
+			io.WriteString(c, "HTTP/1.0 301 Moved Permanently\r\nLocation: /\r\n\r\n")
+		default:
+			io.WriteString(c, "HTTP/1.0 404 Not Found\r\n\r\n")
+		}
+	})
+	for _, tc := range []struct {
+		name, path, host, expect, status string
+		code                             int
+	}{
+		{"the address as Host", "/", "", "", "L7STS", 404},
+		{"the name as Host", "/", "www.example", "", "L7OK", 200},
+		{"the name, expect 200", "/", "www.example", "200", "L7OK", 200},
+		{"the name, expect 204", "/", "www.example", "204", "L7STS", 200},
+		{"a 404 expected", "/", "", "404", "L7OK", 404},
+		{"a 301, 3xx passes by default", "/moved", "", "", "L7OK", 301},
+		{"a 301, expect 2xx", "/moved", "", "2xx", "L7STS", 301},
+		{"a 301, expect a list", "/moved", "", "200, 300-302", "L7OK", 301},
+	} {
+		cfg := CheckConfig{Kind: "http", Path: tc.path, Host: tc.host, Expect: tc.expect, Timeout: 10 * time.Second}
+		if err := cfg.validate(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		res := probe(NewBackend(ln.Addr().String(), 1), cfg, "", nil)
+		if res.Status != tc.status || res.Code != tc.code || res.OK != strings.HasSuffix(tc.status, "OK") {
+			t.Errorf("%s: %+v, want %s %d", tc.name, res, tc.status, tc.code)
+		}
+	}
+	for _, cfg := range []CheckConfig{
+		{Kind: "http", Path: "/a b"}, {Kind: "http", Path: "/", Host: "a b"}, {Kind: "http", Path: "/", Host: "x\r\nInjected: 1"},
+		{Kind: "http", Path: "/", Expect: "600"}, {Kind: "http", Path: "/", Expect: "2xx-3xx"}, {Kind: "http", Path: "/", Expect: "200,"},
+		{Kind: "tcp", Path: "/", Expect: "200"}, {Kind: "tcp", Path: "/", Host: "www.example"},
+	} {
+		if err := cfg.validate(); err == nil {
+			t.Errorf("%+v: taken", cfg)
+		}
+	}
 }

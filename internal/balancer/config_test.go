@@ -87,7 +87,7 @@ admin: {listen: 127.0.0.1:9000, token: s3cret, user: ops}
 	for _, tc := range []struct{ in, want string }{
 		{"backends: [127.0.0.1:9002]\ncheck:\n  interval: 2\n", "config lb.yaml: line 3: check.interval: want a duration such as 2s or 500ms, got 2"},
 		{"admn: {listen: \"127.0.0.1:9000\"}\n", "config lb.yaml: line 1: unknown key admn (keys here: listen, mode,"},
-		{"check: {intervall: 2s}\n", "config lb.yaml: line 1: unknown key check.intervall (keys under check: kind, path, interval,"},
+		{"check: {intervall: 2s}\n", "config lb.yaml: line 1: unknown key check.intervall (keys under check: kind, path, host, expect, interval,"},
 		{"backends: 127.0.0.1:9002\n", "config lb.yaml: line 1: backends: want a list, got 127.0.0.1:9002"},
 		{"backends:\n  - 127.0.0.1:9002,weight=x\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,weight=x": weight must be`},
 		{"backends:\n  - 127.0.0.1:9002,backup=yes\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,backup=yes": unknown option "backup=yes" (give weight=N or backup)`},

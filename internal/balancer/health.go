@@ -12,14 +12,17 @@ import (
 	"sync"
 	"time"
 
+	"loadlab/internal/httpx"
 	"loadlab/internal/proxyproto"
 )
 
 // CheckConfig sets the active health checks, as HAProxy's check, inter,
 // rise and fall.
 type CheckConfig struct {
-	Kind     string        `yaml:"kind"` // none, tcp or http
-	Path     string        `yaml:"path"` // http: the path to GET; 2xx and 3xx pass
+	Kind     string        `yaml:"kind"`   // none, tcp or http
+	Path     string        `yaml:"path"`   // http: the path to GET
+	Host     string        `yaml:"host"`   // http: the check's Host; "" for the backend's address
+	Expect   string        `yaml:"expect"` // http: the statuses that pass ("200", "2xx", "200-299", a list); "" for 2xx and 3xx
 	Interval time.Duration `yaml:"interval"`
 	Timeout  time.Duration `yaml:"timeout"`
 	Rise     int           `yaml:"rise"` // passes in a row that bring a down backend back
@@ -60,10 +63,66 @@ func (c *CheckConfig) validate() error {
 	default:
 		return fmt.Errorf("check kind %q: use none, tcp or http", c.Kind)
 	}
-	if !strings.HasPrefix(c.Path, "/") {
-		return fmt.Errorf("check path %q must start with /", c.Path)
+	if c.Kind != "http" && (c.Host != "" || c.Expect != "") {
+		return errors.New("check host and expect are for http checks; with them, set check kind http (--health-check http)")
+	}
+	if err := httpx.CheckPath("check path", c.Path); err != nil {
+		return err
+	}
+	if c.Host != "" && !httpx.ValidHost(c.Host) {
+		return fmt.Errorf("check host %q: want a host name or address, with a port or not (www.example.com, 10.0.0.2:8080)", c.Host)
+	}
+	if _, err := expectedStatus(c.Expect, 200); err != nil {
+		return err
 	}
 	return nil
+}
+
+// expectedStatus reports whether an http check's answer with status code
+// passes, by check.expect, as HAProxy's http-check expect status: a
+// comma-separated list of codes (200), classes (2xx) and ranges
+// (200-299); "" passes 2xx and 3xx. The error says what in expect cannot
+// be read.
+func expectedStatus(expect string, code int) (bool, error) {
+	if expect == "" {
+		return code >= 200 && code <= 399, nil
+	}
+	ok := false
+	for item := range strings.SplitSeq(expect, ",") {
+		item = strings.TrimSpace(item)
+		lo, hi, err := statusRange(item)
+		if err != nil {
+			return false, fmt.Errorf("check expect %q: %q is not a status (200), a class (2xx) or a range (200-299)", expect, item)
+		}
+		ok = ok || code >= lo && code <= hi
+	}
+	return ok, nil
+}
+
+// statusRange reads one item of check.expect as the codes it covers.
+func statusRange(item string) (lo, hi int, err error) {
+	code := func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil || len(s) != 3 || n < 100 || n > 599 {
+			return 0, errors.New("not a status")
+		}
+		return n, nil
+	}
+	if len(item) == 3 && (item[1:] == "xx" || item[1:] == "XX") && item[0] >= '1' && item[0] <= '5' {
+		n := int(item[0]-'0') * 100
+		return n, n + 99, nil
+	}
+	if a, b, found := strings.Cut(item, "-"); found {
+		if lo, err = code(a); err == nil {
+			hi, err = code(b)
+		}
+		if err == nil && hi < lo {
+			err = errors.New("an empty range")
+		}
+		return lo, hi, err
+	}
+	lo, err = code(item)
+	return lo, lo, err
 }
 
 // checker runs the active health checks of a balancer's pool.
@@ -169,7 +228,8 @@ const maxStatusLine = 1 << 10
 // the address the loops connect to (none while a host name is not
 // resolved yet), with the PROXY header first when the balancer sends
 // one (sendProxy, "v1" or "v2"), as HAProxy's checks do; then, for an
-// http check, a GET that must get 2xx or 3xx. The header is a check's
+// http check, a GET that must get a status check.expect takes (2xx or
+// 3xx by default). The header is a check's
 // own: v2's LOCAL command, or v1's UNKNOWN, since no client is behind it
 // (the PROXY protocol's spec names health checks for them); a server
 // that requires the header then takes the check as it takes traffic.
@@ -179,7 +239,7 @@ const maxStatusLine = 1 << 10
 // The result's Status is HAProxy's check_status: the layer the check got
 // to (4 the connect, 6 TLS, 7 HTTP) and how it ended there (OK, CON a
 // refused or broken connection, TOUT a timeout, RSP an answer that is no
-// answer, STS a status that is not 2xx or 3xx); "" when the check could
+// answer, STS a status check.expect does not take); "" when the check could
 // not be made for want of this machine's descriptors or ports.
 func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) *CheckResult {
 	sa := be.sockaddr.Load()
@@ -213,7 +273,11 @@ func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) *Check
 	if cfg.Kind != "http" {
 		return &CheckResult{OK: true, Status: layer + "OK", Detail: "ok"}
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, be.Addr()); err != nil {
+	host := cfg.Host
+	if host == "" {
+		host = be.Addr()
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: loadlab-check\r\n\r\n", cfg.Path, host); err != nil {
 		return checkFailed(timedOut(err, "L7TOUT", "L7RSP"), errors.New(shortErr(err)))
 	}
 	// Only the status line is read, and no more than maxStatusLine of it:
@@ -233,8 +297,12 @@ func probe(be *Backend, cfg CheckConfig, sendProxy string, t *backendTLS) *Check
 	if err != nil || len(f[1]) != 3 {
 		return checkFailed("L7RSP", fmt.Errorf("status %.10q", f[1]))
 	}
-	if code < 200 || code > 399 {
-		res := checkFailed("L7STS", fmt.Errorf("status %d", code))
+	if ok, _ := expectedStatus(cfg.Expect, code); !ok {
+		want := cfg.Expect
+		if want == "" {
+			want = "2xx or 3xx"
+		}
+		res := checkFailed("L7STS", fmt.Errorf("status %d, want %s", code, want))
 		res.Code = code
 		return res
 	}

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 )
 
@@ -202,3 +203,24 @@ func validHost(v []byte) bool {
 	}
 	return true
 }
+
+// CheckPath refuses a path that a configuration gives for a request line
+// and that cannot go there as it is: one not starting with /, or with a
+// character RFC 3986 keeps out of URLs (a space, a quote, <, >, a
+// backtick, braces, a bar, a backslash, a caret, a control byte), which
+// must be %-escaped. what names the setting in the error.
+func CheckPath(what, p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%s %q must start with /", what, p)
+	}
+	for _, c := range []byte(p) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
+			return fmt.Errorf("%s %q: %q cannot be in a URL as it is; write it %%-escaped (a space is %%20)", what, p, c)
+		}
+	}
+	return nil
+}
+
+// ValidHost reports whether h may be a Host field's value: uri-host
+// [":" port], as validHost reads it, and not empty.
+func ValidHost(h string) bool { return h != "" && validHost([]byte(h)) }

@@ -13,9 +13,9 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
+	"loadlab/internal/httpx"
 	"loadlab/internal/yamlfile"
 )
 
@@ -139,22 +139,6 @@ var placeholder = regexp.MustCompile(`\{([a-z0-9_-]+)\}`)
 // the report ("runs/NAME-c10.txt"), so no slash and no leading dot.
 var fileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// checkPath refuses a path that cannot go into a request line as it is:
-// one not starting with /, or with a character RFC 3986 keeps out of
-// URLs (a space, a quote, <, >, a backtick, braces, a bar, a backslash,
-// a caret, a control byte), which must be %-escaped.
-func checkPath(what, p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("%s %q must start with /", what, p)
-	}
-	for _, c := range []byte(p) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
-			return fmt.Errorf("%s %q: %q cannot be in a URL as it is; write it %%-escaped (a space is %%20)", what, p, c)
-		}
-	}
-	return nil
-}
-
 func (c *Config) check() error {
 	if c.Requests < 1 {
 		return errors.New("requests must be at least 1")
@@ -173,7 +157,7 @@ func (c *Config) check() error {
 	if c.Path == "" {
 		c.Path = "/"
 	}
-	if err := checkPath("path", c.Path); err != nil {
+	if err := httpx.CheckPath("path", c.Path); err != nil {
 		return err
 	}
 	if c.Repetitions == 0 {
@@ -207,7 +191,7 @@ func (c *Config) check() error {
 		}
 		names[s.Name] = true
 		if s.Path != "" {
-			if err := checkPath("system "+s.Name+": path", s.Path); err != nil {
+			if err := httpx.CheckPath("system "+s.Name+": path", s.Path); err != nil {
 				return err
 			}
 		}
