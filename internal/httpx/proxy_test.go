@@ -79,25 +79,25 @@ func TestAppendProxyResponseHead(t *testing.T) {
 	}
 }
 
-func TestAppendProxyInterimHead(t *testing.T) {
-	rh, err := ParseResponseHead([]byte("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\n\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 lb\r\n\r\n"
-	if got := string(AppendProxyInterimHead(nil, &rh, "lb")); got != want {
-		t.Errorf("got %q\nwant %q", got, want)
-	}
-}
-
-func TestAppendProxyUpgradeHead(t *testing.T) {
-	rh, err := ParseResponseHead([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-B\r\nX-B: 1\r\nSec-WebSocket-Accept: a\r\n\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: a\r\nVia: 1.1 lb\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
-	if got := string(AppendProxyUpgradeHead(nil, &rh, "lb")); got != want {
-		t.Errorf("got %q\nwant %q", got, want)
+// An interim (1xx) head and a 101 go on with the end-to-end headers and
+// Via; a 101 also with its Upgrade and "Connection: upgrade".
+func TestAppendProxyInterimAndUpgradeHeads(t *testing.T) {
+	for _, tc := range []struct {
+		name, head, want string
+		write            func(b []byte, rh *ResponseHead, self string) []byte
+	}{
+		{"103", "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\n\r\n",
+			"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 lb\r\n\r\n", AppendProxyInterimHead},
+		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-B\r\nX-B: 1\r\nSec-WebSocket-Accept: a\r\n\r\n",
+			"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: a\r\nVia: 1.1 lb\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", AppendProxyUpgradeHead},
+	} {
+		rh, err := ParseResponseHead([]byte(tc.head))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(tc.write(nil, &rh, "lb")); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
 	}
 }
 
