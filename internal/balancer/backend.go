@@ -227,8 +227,12 @@ func (b *Backend) Backup() bool { return b.backup.Load() }
 
 // available reports whether new traffic may go to b now.
 func (b *Backend) available(now time.Time) bool {
-	return b.State() == Ready && now.UnixNano() >= b.suspectUntil.Load()
+	return b.State() == Ready && !b.suspected(now)
 }
+
+// suspected reports whether a failed connect keeps b out of the choice
+// at now.
+func (b *Backend) suspected(now time.Time) bool { return now.UnixNano() < b.suspectUntil.Load() }
 
 // suspect counts a failed connect and takes b out of the choice for a
 // while.
@@ -524,7 +528,7 @@ func (p *Pool) stuck(value string, skip []*Backend) *Backend {
 		if b.cookie != value {
 			continue
 		}
-		if s := b.State(); (s == Ready || s == Drain) && now.UnixNano() >= b.suspectUntil.Load() && !contains(skip, b) {
+		if s := b.State(); (s == Ready || s == Drain) && !b.suspected(now) && !contains(skip, b) {
 			return b
 		}
 		return nil
