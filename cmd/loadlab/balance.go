@@ -66,7 +66,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl := cmd.Flags()
 	c := &f.cfg
 	fl.StringVar(&c.Listen, "listen", ":44444", "address to listen on")
-	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N][,backup] or srv://name (repeatable); a backup takes traffic only while no other backend is available")
+	fl.StringArrayVar(&f.backends, "backend", nil, "backend host:port[,weight=N][,maxconn=N][,backup] or srv://name (repeatable); past maxconn at once, traffic goes elsewhere or waits --queue-timeout; a backup takes traffic only while no other backend is available")
 	fl.StringVar(&c.Mode, "mode", "tcp", "tcp: per connection (event loops, bytes passed as they come); http: per request")
 	fl.StringVar(&c.Algo, "algo", "roundrobin", "algorithm: "+strings.Join(balancer.Algorithms, ", "))
 	fl.StringVar(&c.HashBy, "hash-by", "source", "sourcehash's key: source (the client's address), sni (the server name of its TLS hello; tcp mode reads it from TLS passed through, as HAProxy's req.ssl_sni), or in http mode uri (the path, as HAProxy's balance uri) or header:NAME (as its balance hdr; without the header, the client's address)")
@@ -87,7 +87,7 @@ connections finish within --grace; a second Ctrl-C stops at once.`,
 	fl.DurationVar(&c.HeadTimeout, "head-timeout", balancer.DefaultHeadTimeout, "http: time to receive a request head")
 	fl.Int64Var(&c.MaxBody, "max-body", balancer.DefaultMaxBody, "http: largest request body in bytes, held whole before it goes on; larger is 413")
 	fl.IntVar(&c.MaxConns, "max-conns", 0, "client connections at once (0 = no limit); more wait --queue-timeout, then are refused")
-	fl.DurationVar(&c.QueueTimeout, "queue-timeout", balancer.DefaultQueueTimeout, "time a connection over --max-conns may wait")
+	fl.DurationVar(&c.QueueTimeout, "queue-timeout", 0, "time a connection over --max-conns, or a connection (tcp) or request (http) that finds every backend at its maxconn, may wait for a slot (default: --connect-timeout, as HAProxy's timeout queue)")
 	fl.StringVar(&c.SendProxy, "send-proxy", "", "send a PROXY protocol header to backends: v1 or v2")
 	fl.DurationVar(&c.ResolveEvery, "resolve-every", 0, "look backend host names (and srv:// records) up again this often")
 	fl.BoolVar(&c.BackendTLS.Enabled, "backend-tls", false, "speak TLS to the backends (sessions resumed; health checks over TLS too)")

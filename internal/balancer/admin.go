@@ -175,7 +175,8 @@ type BackendStatus struct {
 	Addr      string       `json:"addr"`
 	State     string       `json:"state"`
 	Weight    int64        `json:"weight"`
-	Backup    bool         `json:"backup"` // a spare: new traffic only while no other backend is available
+	Backup    bool         `json:"backup"`  // a spare: new traffic only while no other backend is available
+	MaxConn   int64        `json:"maxconn"` // the most it serves at once; 0 for no bound
 	Active    int64        `json:"active"`
 	Total     int64        `json:"total"`
 	Requests  int64        `json:"requests"`
@@ -229,7 +230,7 @@ func (b *Balancer) Status() []BackendStatus {
 func (b *Balancer) status(be *Backend) BackendStatus {
 	p50, p99 := be.Latency()
 	s := BackendStatus{
-		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(), Backup: be.Backup(),
+		Name: be.Name, Addr: be.Addr(), State: be.State().String(), Weight: be.Weight(), Backup: be.Backup(), MaxConn: be.MaxConn(),
 		Active: be.Active.Load(), Total: be.Total.Load(), Requests: be.Requests.Load(),
 		BytesIn: be.BytesIn.Load(), BytesOut: be.BytesOut.Load(), Errors: be.Errors.Load(),
 		LastCheck: be.LastCheck(), P50ms: p50, P99ms: p99, Certificate: be.cert.Load(),
@@ -266,10 +267,11 @@ func (a *Admin) certificates(w http.ResponseWriter, _ *http.Request) {
 }
 
 type backendChange struct {
-	Addr   string `json:"addr"`
-	Weight int    `json:"weight"`
-	Backup *bool  `json:"backup"`
-	State  string `json:"state"`
+	Addr    string `json:"addr"`
+	Weight  int    `json:"weight"`
+	Backup  *bool  `json:"backup"`
+	MaxConn *int   `json:"maxconn"`
+	State   string `json:"state"`
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -287,7 +289,11 @@ func (a *Admin) add(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &c) {
 		return
 	}
-	be, status, err := a.b.AddBackend(BackendConfig{Addr: c.Addr, Weight: c.Weight, Backup: c.Backup != nil && *c.Backup})
+	bc := BackendConfig{Addr: c.Addr, Weight: c.Weight, Backup: c.Backup != nil && *c.Backup}
+	if c.MaxConn != nil {
+		bc.MaxConn = *c.MaxConn
+	}
+	be, status, err := a.b.AddBackend(bc)
 	if err != nil {
 		http.Error(w, strconv.Itoa(status)+" "+http.StatusText(status)+": "+err.Error(), status)
 		return
@@ -324,6 +330,13 @@ func (a *Admin) update(w http.ResponseWriter, r *http.Request) {
 	if c.Weight < 0 || c.Weight > 1000 {
 		http.Error(w, "400 Bad Request: weight must be from 1 to 1000", http.StatusBadRequest)
 		return
+	}
+	if c.MaxConn != nil && (*c.MaxConn < 0 || *c.MaxConn > MaxConnLimit) {
+		http.Error(w, fmt.Sprintf("400 Bad Request: maxconn must be from 0 (no limit) to %d", MaxConnLimit), http.StatusBadRequest)
+		return
+	}
+	if c.MaxConn != nil {
+		a.b.setMaxConn(be, *c.MaxConn)
 	}
 	if c.Weight > 0 {
 		be.weight.Store(int64(c.Weight))
@@ -364,6 +377,8 @@ var (
 	descFeRequests = prometheus.NewDesc("loadlab_frontend_requests_total", "http mode: requests answered, by a backend or the balancer; tcp mode: connections.", nil, nil)
 	descFeCodes    = prometheus.NewDesc("loadlab_frontend_http_responses_total", "http mode: the answers clients got by class, the balancer's own included.", []string{"code"}, nil)
 	descFeQueue    = prometheus.NewDesc("loadlab_frontend_queue", "Client connections waiting for a slot over max_conns now.", nil, nil)
+	descMaxConn    = prometheus.NewDesc("loadlab_backend_maxconn", "The most connections (tcp) or requests (http) the backend serves at once; 0 for no bound.", []string{"backend"}, nil)
+	descQueue      = prometheus.NewDesc("loadlab_backend_queue", "Connections (tcp) or requests (http) waiting for a backend's slot now, every backend the algorithm may choose being at its maxconn.", nil, nil)
 )
 
 // codeClasses name the classes of Responses and codes.Classes.
@@ -371,7 +386,7 @@ var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descWeight, descBackup, descActive, descTotal, descRequests, descBytesIn, descBytesOut, descErrors, descChkFail, descChkDown, descLatency, descDropped, descPanics, descTLS, descTLSError, descCertEnd,
-		descCodes, descMaxActive, descFeActive, descFeMax, descFeSessions, descFeRequests, descFeCodes, descFeQueue} {
+		descCodes, descMaxActive, descFeActive, descFeMax, descFeSessions, descFeRequests, descFeCodes, descFeQueue, descMaxConn, descQueue} {
 		ch <- d
 	}
 }
@@ -382,6 +397,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(s.Weight), s.Name)
 		ch <- prometheus.MustNewConstMetric(descBackup, prometheus.GaugeValue, gauge(s.Backup), s.Name)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.Active), s.Name)
+		ch <- prometheus.MustNewConstMetric(descMaxConn, prometheus.GaugeValue, float64(s.MaxConn), s.Name)
 		for _, c := range []struct {
 			d *prometheus.Desc
 			v int64
@@ -407,6 +423,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFeSessions, prometheus.CounterValue, float64(fe.total.Load()))
 	ch <- prometheus.MustNewConstMetric(descFeRequests, prometheus.CounterValue, float64(fe.requests.Load()))
 	ch <- prometheus.MustNewConstMetric(descFeQueue, prometheus.GaugeValue, float64(m.b.Queued()))
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(m.b.waiting.Load()))
 	if http {
 		for i, n := range fe.codes.Classes() {
 			ch <- prometheus.MustNewConstMetric(descFeCodes, prometheus.CounterValue, float64(n), codeClasses[i])

@@ -90,8 +90,12 @@ type Backend struct {
 	// choice until then, or until a health check passes.
 	suspectUntil atomic.Int64
 
-	Active    atomic.Int64 // connections (tcp) or requests (http) open now
+	Active    atomic.Int64 // connections (tcp) or requests (http) open now, or connecting
 	maxActive atomic.Int64 // the most ever open at once
+	// maxConn bounds Active, as HAProxy's server maxconn: past it, new
+	// traffic goes to another backend or waits in its loop's queue for a
+	// slot (slots.go). 0 for no bound.
+	maxConn   atomic.Int64
 	codes     codes        // http mode: the backend's answers by class
 	Total     atomic.Int64 // connections ever
 	Requests  atomic.Int64 // requests (http mode) or connections (tcp mode) served
@@ -142,6 +146,15 @@ func NewBackend(addr string, weight int) *Backend {
 	}
 	b.weight.Store(int64(max(weight, 1)))
 	b.changed = time.Now()
+	return b
+}
+
+// newBackendFor makes a backend at addr with what c says of it: its
+// weight, whether it is a backup, its maxconn.
+func newBackendFor(addr string, c BackendConfig) *Backend {
+	b := NewBackend(addr, c.Weight)
+	b.backup.Store(c.Backup)
+	b.maxConn.Store(int64(c.MaxConn))
 	return b
 }
 
@@ -283,8 +296,8 @@ func (b *Backend) LatencyHistogram() (count uint64, sum float64, buckets map[flo
 func (b *Backend) LastCheck() *CheckResult { return b.lastCheck.Load() }
 
 // ParseBackend reads --backend's form: "host:port" with options after
-// commas, "weight=N" and "backup" (HAProxy's server keywords), or
-// "srv://_service._proto.name" for a DNS SRV record.
+// commas, "weight=N", "maxconn=N" and "backup" (HAProxy's server
+// keywords), or "srv://_service._proto.name" for a DNS SRV record.
 func ParseBackend(spec string) (BackendConfig, error) {
 	parts := strings.Split(spec, ",")
 	c := BackendConfig{Addr: strings.TrimSpace(parts[0]), Weight: 1}
@@ -297,10 +310,16 @@ func ParseBackend(spec string) (BackendConfig, error) {
 				return BackendConfig{}, fmt.Errorf("backend %q: weight must be a whole number from 1 to 1000", spec)
 			}
 			c.Weight = w
+		case k == "maxconn":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > MaxConnLimit {
+				return BackendConfig{}, fmt.Errorf("backend %q: maxconn must be a whole number from 0 (no limit) to %d", spec, MaxConnLimit)
+			}
+			c.MaxConn = n
 		case k == "backup" && !hasValue:
 			c.Backup = true
 		default:
-			return BackendConfig{}, fmt.Errorf("backend %q: unknown option %q (give weight=N or backup)", spec, p)
+			return BackendConfig{}, fmt.Errorf("backend %q: unknown option %q (give weight=N, maxconn=N or backup)", spec, p)
 		}
 	}
 	if err := checkAddr(c.Addr); err != nil {
@@ -467,6 +486,7 @@ func (p *Pool) replaceWhere(mine func(*Backend) bool, bs []*Backend) []*Backend 
 		if o := old[b.Name]; o != nil {
 			o.weight.Store(b.Weight())
 			o.backup.Store(b.Backup())
+			o.maxConn.Store(b.maxConn.Load())
 			b = o
 		}
 		keep(b)
@@ -552,8 +572,31 @@ func contains(bs []*Backend, b *Backend) bool {
 	return false
 }
 
-// opened counts a connection (tcp) or request (http) begun on b.
-func (b *Backend) opened() { raiseMax(&b.maxActive, b.Active.Add(1)) }
+// take claims a slot on b for a connection (tcp) or request (http),
+// unless b is at its maxconn; Balancer.release gives it back.
+func (b *Backend) take() bool {
+	limit := b.maxConn.Load()
+	if limit == 0 {
+		raiseMax(&b.maxActive, b.Active.Add(1))
+		return true
+	}
+	for n := b.Active.Load(); n < limit; n = b.Active.Load() {
+		if b.Active.CompareAndSwap(n, n+1) {
+			raiseMax(&b.maxActive, n+1)
+			return true
+		}
+	}
+	return false
+}
+
+// full reports whether b is at its maxconn now.
+func (b *Backend) full() bool {
+	limit := b.maxConn.Load()
+	return limit > 0 && b.Active.Load() >= limit
+}
+
+// MaxConn is b's bound on what it serves at once; 0 for none.
+func (b *Backend) MaxConn() int64 { return b.maxConn.Load() }
 
 // checkHistory is how many check results a backend keeps for the stats
 // page.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,15 +34,15 @@ type Config struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	ClientIdle     time.Duration `yaml:"client_idle"`
 	ServerIdle     time.Duration `yaml:"server_idle"`
-	HeadTimeout    time.Duration `yaml:"head_timeout"` // http mode: to receive a request head
-	MaxBody        int64         `yaml:"max_body"`     // http mode: largest request body, held whole before it goes on; larger is 413
-	Retries        int           `yaml:"retries"`      // other backends tried after a failed connect; -1 for none
-	AllBackups     bool          `yaml:"all_backups"`  // when only backups are left, all of them take traffic, not the first alone
-	MaxConns       int           `yaml:"max_conns"`    // open client connections; 0 = no limit
-	QueueTimeout   time.Duration `yaml:"queue_timeout"`
-	SendProxy      string        `yaml:"send_proxy"` // "", v1 or v2
-	HashBy         string        `yaml:"hash_by"`    // sourcehash's key: source (the client's address), sni, uri or header:NAME
-	Cookie         string        `yaml:"cookie"`     // http mode: the cookie that keeps a client to its backend, as HAProxy's cookie NAME insert indirect nocache
+	HeadTimeout    time.Duration `yaml:"head_timeout"`  // http mode: to receive a request head
+	MaxBody        int64         `yaml:"max_body"`      // http mode: largest request body, held whole before it goes on; larger is 413
+	Retries        int           `yaml:"retries"`       // other backends tried after a failed connect; -1 for none
+	AllBackups     bool          `yaml:"all_backups"`   // when only backups are left, all of them take traffic, not the first alone
+	MaxConns       int           `yaml:"max_conns"`     // open client connections; 0 = no limit
+	QueueTimeout   time.Duration `yaml:"queue_timeout"` // a wait for a slot: max_conns's, or a backend's maxconn
+	SendProxy      string        `yaml:"send_proxy"`    // "", v1 or v2
+	HashBy         string        `yaml:"hash_by"`       // sourcehash's key: source (the client's address), sni, uri or header:NAME
+	Cookie         string        `yaml:"cookie"`        // http mode: the cookie that keeps a client to its backend, as HAProxy's cookie NAME insert indirect nocache
 	ResolveEvery   time.Duration `yaml:"resolve_every"`
 
 	// TLS ends the clients' TLS with these certificates, picked by SNI;
@@ -61,7 +62,14 @@ type BackendConfig struct {
 	Addr   string `yaml:"addr"`
 	Weight int    `yaml:"weight"`
 	Backup bool   `yaml:"backup,omitempty"` // a spare: traffic only while no other backend is available
+	// MaxConn bounds the connections (tcp) or requests (http) the backend
+	// serves at once, as HAProxy's server maxconn; 0 for no bound.
+	MaxConn int `yaml:"maxconn,omitempty"`
 }
+
+// MaxConnLimit is the largest maxconn a backend takes: past any server's
+// real limit, and far from overflowing a counter.
+const MaxConnLimit = 1_000_000
 
 // Defaults, as an HAProxy user would set them.
 const (
@@ -70,7 +78,6 @@ const (
 	DefaultServerIdle     = 60 * time.Second
 	DefaultHeadTimeout    = 10 * time.Second
 	DefaultRetries        = 3
-	DefaultQueueTimeout   = 100 * time.Millisecond
 	DefaultMaxBody        = 1 << 20 // nginx's client_max_body_size
 )
 
@@ -84,7 +91,7 @@ func (c *Config) fillDefaults() {
 	set(&c.ClientIdle, DefaultClientIdle)
 	set(&c.ServerIdle, DefaultServerIdle)
 	set(&c.HeadTimeout, DefaultHeadTimeout)
-	set(&c.QueueTimeout, DefaultQueueTimeout)
+	set(&c.QueueTimeout, c.ConnectTimeout) // as HAProxy's timeout queue
 	if c.Mode == "" {
 		c.Mode = "tcp"
 	}
@@ -173,6 +180,9 @@ func (c *Config) Validate() error {
 		if b.Weight < 0 || b.Weight > 1000 {
 			return fmt.Errorf("backend %s: weight must be from 1 to 1000", b.Addr)
 		}
+		if b.MaxConn < 0 || b.MaxConn > MaxConnLimit {
+			return fmt.Errorf("backend %s: maxconn must be from 0 (no limit) to %d", b.Addr, MaxConnLimit)
+		}
 	}
 	if err := sameAddress(c.Backends); err != nil {
 		return err
@@ -216,17 +226,20 @@ type Balancer struct {
 	inputs *budget.Pool
 	rates  *rates
 
-	slots    chan struct{} // max-conns tokens; nil without a limit
-	loops    *evloop.Group // the event loops of either mode
-	panics   atomic.Int64  // recovered panics, each of which closed one connection
-	via      string        // this balancer's pseudonym in Via, to see a request come round a loop
-	selfMu   sync.Mutex
-	selves   []self // addresses the balancer listens on, never a backend
-	draining atomic.Bool
-	done     chan struct{}
-	checker  *checker
-	resolver *resolver
-	log      *accessLog
+	slots chan struct{} // max-conns tokens; nil without a limit
+	// waiting counts the connections or requests queued for a backend's
+	// slot over its maxconn, in every loop (slots.go).
+	waiting, waitingMax atomic.Int64
+	loops               *evloop.Group // the event loops of either mode
+	panics              atomic.Int64  // recovered panics, each of which closed one connection
+	via                 string        // this balancer's pseudonym in Via, to see a request come round a loop
+	selfMu              sync.Mutex
+	selves              []self // addresses the balancer listens on, never a backend
+	draining            atomic.Bool
+	done                chan struct{}
+	checker             *checker
+	resolver            *resolver
+	log                 *accessLog
 }
 
 // pickerBox lets the picker be swapped atomically on reload.
@@ -304,9 +317,7 @@ func backendsOf(cs []BackendConfig) []*Backend {
 	var bs []*Backend
 	for _, c := range cs {
 		if !strings.HasPrefix(c.Addr, "srv://") {
-			be := NewBackend(c.Addr, c.Weight)
-			be.backup.Store(c.Backup)
-			bs = append(bs, be)
+			bs = append(bs, newBackendFor(c.Addr, c))
 		}
 	}
 	return bs
@@ -388,6 +399,9 @@ func (b *Balancer) AddBackend(c BackendConfig) (*Backend, int, error) {
 	if c.Weight < 0 || c.Weight > 1000 {
 		return nil, 400, fmt.Errorf("weight %d: give a whole number from 1 to 1000", c.Weight)
 	}
+	if c.MaxConn < 0 || c.MaxConn > MaxConnLimit {
+		return nil, 400, fmt.Errorf("maxconn %d: give a whole number from 0 (no limit) to %d", c.MaxConn, MaxConnLimit)
+	}
 	addr := strings.TrimSpace(c.Addr)
 	if strings.HasPrefix(addr, "srv://") {
 		return nil, 400, errors.New("srv:// backends come from the configuration only (they follow DNS, not the API)")
@@ -401,8 +415,7 @@ func (b *Balancer) AddBackend(c BackendConfig) (*Backend, int, error) {
 	if b.pool.Len() >= MaxBackends {
 		return nil, 409, fmt.Errorf("the pool has %d backends, the most it takes", MaxBackends)
 	}
-	be := NewBackend(addr, max(c.Weight, 1))
-	be.backup.Store(c.Backup)
+	be := newBackendFor(addr, c)
 	if b.Config().Check.Kind != "none" {
 		be.SetState(Checking) // traffic once rise checks pass, as HAProxy brings a new server up
 	}
@@ -499,26 +512,73 @@ func (b *Balancer) Done() <-chan struct{} { return b.done }
 // the one its request's persistence cookie names, if that one may take
 // it; by the key hash_by names when the client has one (its TLS hello's
 // server name, its request's path or header); else by the algorithm.
-func (b *Balancer) pick(client net.Addr, tried []*Backend) *Backend {
+func (b *Balancer) pick(client net.Addr, tried []*Backend) (be *Backend, full bool) {
 	rc, _ := client.(*requestClient)
 	if rc != nil {
 		if be := b.pool.stuck(rc.cookie, tried); be != nil {
-			return be
+			return claim(be)
 		}
 	}
 	cfg := b.Config()
 	candidates := b.pool.candidates(tried, cfg.AllBackups)
+	// A hash keeps its key to one backend: a full one is waited for, as
+	// HAProxy queues on the server that persistence or a hash chose.
 	if name := serverName(client); name != "" && cfg.HashBy == "sni" {
-		return SourceHash{}.pickKey(candidates, []byte(name))
+		return claim(SourceHash{}.pickKey(candidates, []byte(name)))
 	}
 	if rc != nil && rc.key != "" {
-		return SourceHash{}.pickKey(candidates, []byte(rc.key))
+		return claim(SourceHash{}.pickKey(candidates, []byte(rc.key)))
 	}
 	var ip netip.Addr
 	if a := clientAddr(client); a != nil {
 		ip, _ = netip.AddrFromSlice(a.IP)
 	}
-	return b.picker.Load().Picker.Pick(candidates, ip)
+	picker := b.picker.Load().Picker
+	if _, ok := picker.(SourceHash); ok {
+		return claim(picker.Pick(candidates, ip))
+	}
+	// The other algorithms choose among the backends with a free slot; one
+	// that filled between the look and the claim is passed over.
+	some := len(candidates) > 0
+	for {
+		open := withRoom(candidates)
+		if len(open) == 0 {
+			return nil, some
+		}
+		be := picker.Pick(open, ip)
+		if be.take() {
+			return be, false
+		}
+		candidates = slices.DeleteFunc(open, func(x *Backend) bool { return x == be })
+	}
+}
+
+// claim takes a slot on be, the one backend a client may go to: full
+// when be has none free now.
+func claim(be *Backend) (*Backend, bool) {
+	switch {
+	case be == nil:
+		return nil, false
+	case be.take():
+		return be, false
+	}
+	return nil, true
+}
+
+// withRoom is candidates less those at their maxconn: candidates itself
+// when none is.
+func withRoom(candidates []*Backend) []*Backend {
+	i := slices.IndexFunc(candidates, (*Backend).full)
+	if i < 0 {
+		return candidates
+	}
+	open := slices.Clone(candidates[:i])
+	for _, be := range candidates[i+1:] {
+		if !be.full() {
+			open = append(open, be)
+		}
+	}
+	return open
 }
 
 // Shutdown stops accepting, lets connections finish until ctx ends, then

@@ -61,7 +61,7 @@ func (c *Config) YAML() string { return yamlfile.Encode(*c) }
 func Keys() []string { return yamlfile.Keys(reflect.TypeOf(Config{})) }
 
 // ParseScalar reads a backend as the flag writes it,
-// "addr[,weight=N][,backup]", which a file may give instead of a map.
+// "addr[,weight=N][,maxconn=N][,backup]", which a file may give instead of a map.
 func (b *BackendConfig) ParseScalar(s string) error {
 	c, err := ParseBackend(s)
 	if err != nil {
@@ -76,6 +76,9 @@ func (b BackendConfig) FormatScalar() string {
 	s := b.Addr
 	if b.Weight > 1 {
 		s += fmt.Sprintf(",weight=%d", b.Weight)
+	}
+	if b.MaxConn > 0 {
+		s += fmt.Sprintf(",maxconn=%d", b.MaxConn)
 	}
 	if b.Backup {
 		s += ",backup"

@@ -74,13 +74,16 @@ func TestConfigInTheUsersTerms(t *testing.T) {
   - 127.0.0.1:9005,backup
   - 127.0.0.1:9006, weight=2, backup
   - {addr: 127.0.0.1:9007, backup: true}
+  - 127.0.0.1:9008,maxconn=30
+  - {addr: 127.0.0.1:9009, maxconn: 2, backup: true}
 admin: {listen: 127.0.0.1:9000, token: s3cret, user: ops}
 `), "lb.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []BackendConfig{{"127.0.0.1:9002", 1, false}, {"127.0.0.1:9003", 3, false}, {"127.0.0.1:9004", 2, false},
-		{"127.0.0.1:9005", 1, true}, {"127.0.0.1:9006", 2, true}, {"127.0.0.1:9007", 0, true}}
+	want := []BackendConfig{{"127.0.0.1:9002", 1, false, 0}, {"127.0.0.1:9003", 3, false, 0}, {"127.0.0.1:9004", 2, false, 0},
+		{"127.0.0.1:9005", 1, true, 0}, {"127.0.0.1:9006", 2, true, 0}, {"127.0.0.1:9007", 0, true, 0},
+		{"127.0.0.1:9008", 1, false, 30}, {"127.0.0.1:9009", 0, true, 2}}
 	if !slices.Equal(cfg.Backends, want) || cfg.Admin != (AdminConfig{"127.0.0.1:9000", "s3cret", "ops"}) {
 		t.Errorf("parsed %+v", cfg)
 	}
@@ -90,7 +93,8 @@ admin: {listen: 127.0.0.1:9000, token: s3cret, user: ops}
 		{"check: {intervall: 2s}\n", "config lb.yaml: line 1: unknown key check.intervall (keys under check: kind, path, host, expect, interval,"},
 		{"backends: 127.0.0.1:9002\n", "config lb.yaml: line 1: backends: want a list, got 127.0.0.1:9002"},
 		{"backends:\n  - 127.0.0.1:9002,weight=x\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,weight=x": weight must be`},
-		{"backends:\n  - 127.0.0.1:9002,backup=yes\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,backup=yes": unknown option "backup=yes" (give weight=N or backup)`},
+		{"backends:\n  - 127.0.0.1:9002,backup=yes\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,backup=yes": unknown option "backup=yes" (give weight=N, maxconn=N or backup)`},
+		{"backends:\n  - 127.0.0.1:9002,maxconn=-1\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,maxconn=-1": maxconn must be a whole number from 0 (no limit) to 1000000`},
 		{"backends:\n  - 127.0.0.1:9002,spare\n", `config lb.yaml: line 2: backends[0]: backend "127.0.0.1:9002,spare": unknown option "spare"`},
 		{"retries: lots\n", "config lb.yaml: line 1: retries: want a whole number, got lots"},
 		{"mode: tcp\nmode: http\n", "config lb.yaml: line 2: mode is given twice"},
@@ -107,7 +111,7 @@ admin: {listen: 127.0.0.1:9000, token: s3cret, user: ops}
 // What YAML writes, ParseConfig reads back to the same configuration.
 func TestConfigYAMLRoundTrip(t *testing.T) {
 	cfg := Config{Listen: ":44444", Mode: "http", Algo: "sourcehash", HashBy: "sni",
-		Backends:   []BackendConfig{{"127.0.0.1:9002", 1, false}, {"127.0.0.1:9003", 3, false}, {"127.0.0.1:9004", 1, true}},
+		Backends:   []BackendConfig{{"127.0.0.1:9002", 1, false, 0}, {"127.0.0.1:9003", 3, false, 100}, {"127.0.0.1:9004", 1, true, 0}},
 		AllBackups: true,
 		Check:      CheckConfig{Kind: "http", Path: "/santai", Interval: 1500 * time.Millisecond},
 		TLS:        []tlsx.Pair{{CertFile: "a.pem", KeyFile: "a.key"}},

@@ -31,12 +31,17 @@ type httpLoop struct {
 	idle    map[*Backend][]*backendConn
 	free    []*httpClient // closed clients, their buffers kept for the next
 	head    httpx.HeadOptions
+	queue   slotQueue // clients whose request waits for a backend's slot
 }
 
 func newHTTPLoop(b *Balancer, l *evloop.Loop) evloop.Handler {
 	return &httpLoop{l: l, b: b, clients: map[*httpClient]struct{}{}, idle: map[*Backend][]*backendConn{},
-		head: httpx.HeadOptions{Server: loadlab.ServerHeader}}
+		head: httpx.HeadOptions{Server: loadlab.ServerHeader}, queue: slotQueue{b: b}}
 }
+
+// Next and Tick serve the queue of requests waiting for a backend's slot.
+func (h *httpLoop) Next() time.Time    { return h.queue.next(h.l.Now()) }
+func (h *httpLoop) Tick(now time.Time) { h.queue.serve(now) }
 
 // clientState is where a client connection is in its life.
 type clientState int
@@ -293,20 +298,28 @@ func (c *httpClient) begin(req *httpx.Request, n int) {
 }
 
 // dispatch sends the exchange's request to the next backend; with none
-// left it answers 503 (none was available) or 502 (all failed).
+// left it answers 503 (none was available) or 502 (all failed). When
+// every backend is at its maxconn, the request waits in the loop's queue.
 func (c *httpClient) dispatch() {
 	h, ex := c.h, &c.ex
 	from := c.from
 	if ex.hashKey != "" || ex.cookie != "" {
 		from = &requestClient{Addr: c.from, key: ex.hashKey, cookie: ex.cookie}
 	}
-	for be := ex.next(h.b, from); be != nil; be = ex.next(h.b, from) {
-		// The request counts as active on be from now, not from its
-		// answer: leastconn and p2c must see a slow backend's requests
-		// pile up.
-		be.opened()
+	for {
+		// The request holds its slot on be, and counts as active, from
+		// now, not from its answer: leastconn and p2c must see a slow
+		// backend's requests pile up.
+		be, full := ex.next(h.b, from)
+		if full {
+			h.queue.add(c, h.l.Now())
+			return
+		}
+		if be == nil {
+			break
+		}
 		if err := h.send(c, be, true); err != nil {
-			be.Active.Add(-1)
+			h.b.release(h.l, be)
 			ex.connectFailed(be, err)
 			if localFailure(err) {
 				c.replyError(503, "503 Service Unavailable: the balancer is out of "+shortErr(err)+"\n", true)
@@ -321,6 +334,17 @@ func (c *httpClient) dispatch() {
 		return
 	}
 	c.replyError(502, "502 Bad Gateway: "+strings.Join(ex.skipped, "; ")+"\n", false)
+}
+
+// redispatch tries the backends again for a request that waited for a
+// slot.
+func (c *httpClient) redispatch() { c.dispatch() }
+
+// queueTimedOut answers 503 to a request that waited queue_timeout for a
+// slot, as HAProxy's timeout queue does.
+func (c *httpClient) queueTimedOut() {
+	c.ex.skipped = append(c.ex.skipped, "no backend slot free within queue_timeout")
+	c.replyError(503, "503 Service Unavailable: every backend is at its maxconn; no slot came free in time\n", false)
 }
 
 // requestHashKey is what hash_by takes from req: its path (uri, as
@@ -497,6 +521,7 @@ func (c *httpClient) close() {
 		return
 	}
 	h := c.h
+	h.queue.remove(c)
 	if c.state == tunneling && c.ex.bc != nil {
 		c.finishTunnel()
 	}

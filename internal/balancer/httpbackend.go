@@ -480,7 +480,7 @@ func (bc *backendConn) complete() {
 	c := bc.client
 	ex := &c.ex
 	be := bc.be
-	be.Active.Add(-1)
+	bc.h.b.release(bc.h.l, be)
 	be.BytesOut.Add(ex.sent)
 	ex.bc, ex.done = nil, true
 	if bc.reusable {
@@ -497,7 +497,7 @@ func (bc *backendConn) complete() {
 // abandon closes a backend connection whose exchange ended without its
 // response complete.
 func (bc *backendConn) abandon() {
-	bc.be.Active.Add(-1)
+	bc.h.b.release(bc.h.l, bc.be)
 	bc.be.Errors.Add(1)
 	bc.close()
 }
@@ -521,7 +521,7 @@ func (c *httpClient) backendFailed(err error) {
 			return
 		}
 	}
-	be.Active.Add(-1)
+	c.h.b.release(c.h.l, be)
 	if errors.Is(err, errConnect) {
 		ex.connectFailed(be, err)
 	} else {

@@ -83,7 +83,7 @@ func (c *httpClient) finishTunnel() {
 	ex := &c.ex
 	bc := ex.bc
 	be := bc.be
-	be.Active.Add(-1)
+	c.h.b.release(c.h.l, be)
 	be.BytesOut.Add(ex.sent)
 	ex.bc, ex.done = nil, true
 	bc.close()

@@ -17,17 +17,19 @@ type attempts struct {
 // reset readies a for a new connection or request, keeping its memory.
 func (a *attempts) reset() { a.tried, a.skipped = a.tried[:0], a.skipped[:0] }
 
-// next picks the backend to try next for the client at from: nil when the
-// retries are used up or no backend is left.
-func (a *attempts) next(b *Balancer, from net.Addr) *Backend {
+// next picks the backend to try next for the client at from, and takes a
+// slot on it: nil when the retries are used up or no backend is left, or,
+// with full, when those left are at their maxconn: the client waits for
+// a slot (slots.go).
+func (a *attempts) next(b *Balancer, from net.Addr) (be *Backend, full bool) {
 	if len(a.tried) > max(b.Config().Retries, 0) {
-		return nil
+		return nil, false
 	}
-	be := b.pick(from, a.tried)
+	be, full = b.pick(from, a.tried)
 	if be != nil {
 		a.tried = append(a.tried, be)
 	}
-	return be
+	return be, full
 }
 
 // failed records why be failed.

@@ -92,13 +92,16 @@ func (r *resolver) expandSRV(ctx context.Context) {
 		var want []*Backend
 		for _, s := range srvs {
 			addr := net.JoinHostPort(strings.TrimSuffix(s.Target, "."), strconv.Itoa(int(s.Port)))
-			be := NewBackend(addr, max(bc.Weight, int(s.Weight)))
+			each := bc
+			each.Weight = max(bc.Weight, int(s.Weight))
+			be := newBackendFor(addr, each)
 			if old := r.b.pool.Find(addr); old != nil {
 				be = old // keeps its address; the refresh below looks it up again
 			} else {
 				r.resolve(ctx, be) // a new target enters the pool with its address
 			}
 			be.backup.Store(bc.Backup)
+			be.maxConn.Store(int64(bc.MaxConn))
 			want = append(want, be)
 		}
 		r.b.forget(r.b.pool.ReplaceFrom(bc.Addr, want))

@@ -82,17 +82,17 @@ button{font-size:.85em}small{color:#555}.nowrap{white-space:nowrap}
 </table>
 <h2>Backends</h2>
 <table id="backends">
-<tr><th rowspan="2">backend</th><th rowspan="2">state</th><th rowspan="2">weight</th><th colspan="3" title="{{.SessionWord}} open to the backend">{{.SessionWord}}</th>
+<tr><th rowspan="2">backend</th><th rowspan="2">state</th><th rowspan="2">weight</th><th colspan="4" title="{{.SessionWord}} open to the backend">{{.SessionWord}}</th>
 <th colspan="2">session rate /s</th><th colspan="2">request rate /s</th>
 {{if .HTTP}}<th colspan="6">responses</th>{{end}}<th rowspan="2" title="failed connects and broken exchanges">errors</th>
 <th colspan="2" title="{{.LatencyMeaning}}">{{.LatencyWord}} (ms)</th><th colspan="2">bytes</th>
 <th colspan="2">time</th><th rowspan="2">last checks</th>{{if .Actions}}<th rowspan="2">action</th>{{end}}</tr>
-<tr><th>cur</th><th>max</th><th title="{{.TotalMeaning}}">total</th><th>cur</th><th>max</th><th>cur</th><th>max</th>
+<tr><th>cur</th><th>max</th><th title="maxconn: the most it serves at once">limit</th><th title="{{.TotalMeaning}}">total</th><th>cur</th><th>max</th><th>cur</th><th>max</th>
 {{if .HTTP}}<th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>other</th>{{end}}
 <th>p50</th><th>p99</th><th>in</th><th>out</th><th title="in all: ready or drain">up</th><th title="in all: down, checking or maintenance">down</th></tr>
 {{range .Backends}}<tr class="{{.State}}" data-backend="{{.Name}}"><td class="l">{{.Name}}{{if .Backup}} <small title="takes traffic only while no other backend is available">backup</small>{{end}}</td>
 <td class="l nowrap">{{.State}} <small>for {{since .Changed}}</small></td><td>{{.Weight}}</td>
-<td>{{.Active}}</td><td>{{.MaxActive}}</td><td>{{.Total}}</td><td>{{.SessionRate.Cur}}</td><td>{{.SessionRate.Max}}</td>
+<td>{{.Active}}</td><td>{{.MaxActive}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{else}}-{{end}}</td><td>{{.Total}}</td><td>{{.SessionRate.Cur}}</td><td>{{.SessionRate.Max}}</td>
 <td>{{.RequestRate.Cur}}</td><td>{{.RequestRate.Max}}</td>
 {{with .Responses}}<td>{{.C1xx}}</td><td>{{.C2xx}}</td><td>{{.C3xx}}</td><td>{{.C4xx}}</td><td>{{.C5xx}}</td><td>{{.Other}}</td>{{end}}
 <td>{{.Errors}}</td><td>{{printf "%.3f" .P50ms}}</td><td>{{printf "%.3f" .P99ms}}</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td>
@@ -102,7 +102,8 @@ button{font-size:.85em}small{color:#555}.nowrap{white-space:nowrap}
 {{if $.Actions}}<td class="l nowrap">{{range $.States}}<button data-state="{{.}}">{{.}}</button> {{end}}</td>{{end}}</tr>
 {{end}}</table>
 <p><small>{{.SessionWord}}: {{.SessionMeaning}} <i>total</i>: {{.TotalMeaning}} <i>Request rate</i>: {{.RequestMeaning}}
-A backend has no queue of its own: connections over max_conns wait at the frontend.</small></p>
+<i>limit</i>: the backend's maxconn. Waiting for a backend's slot, every backend the algorithm may choose being at its maxconn:
+<b id="backend-queue">{{.Queue}}</b> now, {{.QueueMax}} at most; connections over max_conns wait at the frontend.</small></p>
 {{with .Certs}}<h2>TLS</h2>
 <p>{{$.Handshakes}} handshakes, {{$.Failures}} failed.</p>
 <table id="certificates">
@@ -157,9 +158,11 @@ func (a *Admin) page(w http.ResponseWriter, _ *http.Request) {
 		Backends                                    []BackendStatus
 		Certs                                       []tlsx.CertInfo
 		Handshakes, Failures                        int64
+		Queue, QueueMax                             int64
 	}{Front: a.b.Frontend(backends), Algo: cfg.Algo, Now: time.Now().Format("15:04:05"), Nonce: nonce,
 		HTTP: cfg.Mode == "http", Actions: true, States: []string{"ready", "drain", "maint"},
 		Backends: backends, Certs: a.b.Certificates(), Handshakes: made, Failures: failed}
+	d.Queue, d.QueueMax = a.b.Waiting()
 	if d.HTTP {
 		d.SessionWord, d.SessionMeaning = "requests", "requests under way at the backend (http mode)."
 		d.TotalMeaning = "connections opened to the backend (kept alive and reused, so far fewer than requests)."
@@ -246,7 +249,7 @@ func (a *Admin) csvStats(w http.ResponseWriter, _ *http.Request) {
 	var sum struct{ cur, tot, bin, bout, econ, lbtot, weight, act, bck int64 }
 	for i, s := range backends {
 		status := map[string]string{"ready": "UP", "drain": "DRAIN", "maint": "MAINT", "down": "DOWN", "checking": "DOWN"}[s.State]
-		r := map[string]any{"pxname": "loadlab", "svname": s.Name, "scur": s.Active, "smax": s.MaxActive, "stot": s.Total,
+		r := map[string]any{"pxname": "loadlab", "svname": s.Name, "scur": s.Active, "smax": s.MaxActive, "slim": limit(s.MaxConn), "stot": s.Total,
 			"bin": s.BytesIn, "bout": s.BytesOut, "econ": s.Errors, "status": status, "weight": s.Weight, "act": gauge(!s.Backup), "bck": gauge(s.Backup),
 			"lastchg": int64(time.Since(s.Changed).Seconds()), "downtime": int64(s.Downtime), "pid": 1, "iid": 2, "sid": i + 1,
 			"lbtot": s.Total, "type": 2, "rate": s.SessionRate.Cur, "rate_max": s.SessionRate.Max, "req_rate": s.RequestRate.Cur,
@@ -273,8 +276,17 @@ func (a *Admin) csvStats(w http.ResponseWriter, _ *http.Request) {
 	if sum.act+sum.bck == 0 {
 		status = "DOWN"
 	}
-	row(map[string]any{"pxname": "loadlab", "svname": "BACKEND", "scur": sum.cur, "stot": sum.tot, "bin": sum.bin,
+	queue, queueMax := a.b.Waiting()
+	row(map[string]any{"pxname": "loadlab", "svname": "BACKEND", "qcur": queue, "qmax": queueMax, "scur": sum.cur, "stot": sum.tot, "bin": sum.bin,
 		"bout": sum.bout, "econ": sum.econ, "status": status, "weight": sum.weight, "act": sum.act, "bck": sum.bck, "pid": 1,
 		"iid": 2, "sid": 0, "lbtot": sum.lbtot, "type": 1})
 	out.Flush()
+}
+
+// limit is a bound as HAProxy's CSV writes it: empty for none.
+func limit(n int64) any {
+	if n == 0 {
+		return ""
+	}
+	return n
 }

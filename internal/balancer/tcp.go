@@ -19,11 +19,16 @@ type tcpLoop struct {
 	l     *evloop.Loop
 	b     *Balancer
 	pairs map[*tcpPair]struct{}
+	queue slotQueue // pairs waiting for a backend's slot
 }
 
 func newTCPLoop(b *Balancer, l *evloop.Loop) evloop.Handler {
-	return &tcpLoop{l: l, b: b, pairs: map[*tcpPair]struct{}{}}
+	return &tcpLoop{l: l, b: b, pairs: map[*tcpPair]struct{}{}, queue: slotQueue{b: b}}
 }
+
+// Next and Tick serve the queue of pairs waiting for a backend's slot.
+func (t *tcpLoop) Next() time.Time    { return t.queue.next(t.l.Now()) }
+func (t *tcpLoop) Tick(now time.Time) { t.queue.serve(now) }
 
 // tcpSide is one socket of a proxied pair.
 type tcpSide struct {
@@ -118,18 +123,33 @@ func (t *tcpLoop) routeByName(p *tcpPair, name string) {
 
 // refuse turns a client away at once with a reset, as a closed port would.
 func (t *tcpLoop) Refuse(fd int, from net.Addr) {
-	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	resetOnClose(fd)
 	rawsys.Close(fd)
 	t.b.fe.total.Add(1)
 	t.b.log.connection(from, nil, 0, 0, 0, "refused", nil)
 }
 
+// resetOnClose makes fd's close a reset, as a closed port answers.
+func resetOnClose(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}
+
 // dial connects p to the next backend, without blocking; a failed
-// connect comes back here to try another, up to Retries.
+// connect comes back here to try another, up to Retries. When every
+// backend is at its maxconn, p waits in the loop's queue.
 func (t *tcpLoop) dial(p *tcpPair) {
-	for be := p.next(t.b, p.from); be != nil; be = p.next(t.b, p.from) {
+	for {
+		be, full := p.next(t.b, p.from)
+		if full {
+			t.queue.add(p, t.l.Now())
+			return
+		}
+		if be == nil {
+			break
+		}
 		fd, err := dial(t.l, t.b, be)
 		if err != nil {
+			t.b.release(t.l, be)
 			p.connectFailed(be, err)
 			if localFailure(err) {
 				break // no other backend would fare better
@@ -151,7 +171,7 @@ func (t *tcpLoop) dial(p *tcpPair) {
 	if p.none() {
 		p.skipped = append(p.skipped, "no backend available")
 	}
-	unix.SetsockoptLinger(p.client.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	resetOnClose(p.client.fd)
 	t.finish(p, "refused")
 }
 
@@ -218,7 +238,6 @@ func (t *tcpLoop) established(p *tcpPair) {
 	p.connecting = false
 	p.active = t.l.Now()
 	be.observe(t.l.Now().Sub(p.dialed))
-	be.opened()
 	be.Total.Add(1)
 	be.Requests.Add(1)
 	if v := t.b.Config().SendProxy; v != "" {
@@ -233,9 +252,21 @@ func (t *tcpLoop) established(p *tcpPair) {
 // retry gives up on p's current backend and dials the next.
 func (t *tcpLoop) retry(p *tcpPair, err error) {
 	p.connectFailed(p.be, err)
+	t.b.release(t.l, p.be)
 	t.l.Disown(p.server.fd)
 	p.server.fd, p.server.epoll, p.connecting, p.be = -1, evloop.Interest{}, false, nil
 	t.dial(p)
+}
+
+// redispatch tries the backends again for a pair that waited for a slot.
+func (p *tcpPair) redispatch() { p.t.dial(p) }
+
+// queueTimedOut resets a client that waited queue_timeout for a slot, as
+// one refused for want of a backend.
+func (p *tcpPair) queueTimedOut() {
+	p.skipped = append(p.skipped, "no backend slot free within queue_timeout")
+	resetOnClose(p.client.fd)
+	p.t.finish(p, "refused")
 }
 
 // Fail ends the pair after a panic in Ready.
@@ -397,6 +428,10 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 		return
 	}
 	delete(t.pairs, p)
+	t.queue.remove(p)
+	if p.be != nil { // connected or connecting, it holds a slot
+		t.b.release(t.l, p.be)
+	}
 	t.l.Ended()
 	t.b.fe.close()
 	for _, s := range []*tcpSide{&p.client, &p.server} {
@@ -412,7 +447,6 @@ func (t *tcpLoop) finish(p *tcpPair, status string) {
 		return
 	}
 	be := p.be
-	be.Active.Add(-1)
 	be.BytesIn.Add(p.up)
 	be.BytesOut.Add(p.down)
 	if status == "error" {

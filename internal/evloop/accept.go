@@ -89,6 +89,15 @@ func (g *Group) Give(fd int, from net.Addr) {
 	g.lightest().handOff(fd, from)
 }
 
+// Wake knocks on every loop, so that each runs its handler's Tick soon:
+// how one loop, or the group's owner, tells the loops that something
+// they wait for came free (a backend's slot, for the balancer's queue).
+func (g *Group) Wake() { g.wake() }
+
+// WakeAll is Wake from one of the group's own loops, which may run
+// before Start has returned the group.
+func (l *Loop) WakeAll() { l.g.wake() }
+
 // handOff gives an accepted connection to l, from the accepting loop.
 // One knock wakes l for all that came before it takes them.
 func (l *Loop) handOff(fd int, from net.Addr) {
