@@ -27,10 +27,11 @@ type labFlags struct {
 	compare     string
 	screenshots bool
 	repetitions int
+	timeBudget  time.Duration
 	// repetitionsGiven tells an explicit --repetitions 0 (a mistake) from
 	// the flag left out (the config's value); screenshotsGiven tells
 	// --screenshots=false from screenshots off for want of chromium.
-	repetitionsGiven, screenshotsGiven bool
+	repetitionsGiven, timeBudgetGiven, screenshotsGiven bool
 }
 
 func newLabCommand() *cobra.Command {
@@ -46,15 +47,20 @@ REPORT.md (the lab's tables filled, the seed's figures beside them),
 charts, index.html, every run's text, results.json and results.csv.
 
 Every system starts first and stays up; each cell (system × level) runs
---repetitions times, in rounds whose order of systems rotates, and the
-report gives the median and the spread. A repetition during which the
-hypervisor stole more than max_steal of the CPU runs again.`,
+once a round, in rounds whose order of systems rotates, and the report
+gives the median and the spread: 13 rounds and then more, two at a time,
+while they are expected to end within --time-budget (2m40s) of the start,
+so that the default run takes three minutes at most and repeats its
+figures as closely as the machine allows; or exactly --repetitions
+rounds. A repetition during which the hypervisor stole more than
+max_steal of the CPU runs again.`,
 		Example: `  loadlab lab
   loadlab lab --quick --ports auto --out /tmp/report
   loadlab lab --print-config > my-lab.yaml && loadlab lab --config my-lab.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.repetitionsGiven = cmd.Flags().Changed("repetitions")
+			f.timeBudgetGiven = cmd.Flags().Changed("time-budget")
 			f.screenshotsGiven = cmd.Flags().Changed("screenshots")
 			return runLab(f)
 		},
@@ -63,7 +69,8 @@ hypervisor stole more than max_steal of the CPU runs again.`,
 	fl.StringVar(&f.config, "config", "", "experiment in YAML (default: the embedded lab experiment; see --print-config)")
 	fl.StringVar(&f.out, "out", "report", "directory to write the report into")
 	fl.BoolVar(&f.quick, "quick", false, "a smoke run: 50 requests at c = 1 and 5, 3 repetitions")
-	fl.IntVar(&f.repetitions, "repetitions", 0, "times each cell runs, in rotating rounds (default: the config's repetitions, 13)")
+	fl.IntVar(&f.repetitions, "repetitions", 0, "times each cell runs, in rotating rounds, exactly (default: the config's repetitions; without them, 13 and more as --time-budget allows)")
+	fl.DurationVar(&f.timeBudget, "time-budget", 0, "without repetitions: add rounds past 13 while they end within this time of the start (default: the config's time_budget, 2m40s)")
 	fl.StringVar(&f.ports, "ports", "fixed", "fixed: the configured ports (the lab's 9002-9005, 44444, 8889); auto: free ones")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the experiment as YAML and exit")
 	fl.BoolVar(&f.screenshots, "screenshots", lab.Chromium() != "", "save screenshots of the page, the stats page and the report (needs chromium; on when it is installed)")
@@ -90,11 +97,19 @@ func runLab(f *labFlags) error {
 	if f.quick {
 		cfg.Quick()
 	}
-	if f.repetitionsGiven {
-		if f.repetitions < 1 || f.repetitions > 100 {
-			return usagef("--repetitions %d: give 1 to 100", f.repetitions)
+	switch {
+	case f.repetitionsGiven && f.timeBudgetGiven:
+		return usagef("--repetitions and --time-budget: give one; --repetitions sets the rounds, --time-budget lets them fill the time")
+	case f.repetitionsGiven:
+		if f.repetitions < 1 || f.repetitions > lab.MaxRepetitions {
+			return usagef("--repetitions %d: give 1 to %d", f.repetitions, lab.MaxRepetitions)
 		}
-		cfg.Repetitions = f.repetitions
+		cfg.Repetitions, cfg.TimeBudget = f.repetitions, 0
+	case f.timeBudgetGiven:
+		if f.timeBudget <= 0 {
+			return usagef("--time-budget %v: give a duration such as 2m40s", f.timeBudget)
+		}
+		cfg.Repetitions, cfg.TimeBudget = 0, f.timeBudget
 	}
 	var baseline *report.Results
 	if f.compare != "" {

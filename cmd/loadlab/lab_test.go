@@ -65,7 +65,7 @@ func TestLabKilledLeavesNoServer(t *testing.T) {
 	config := filepath.Join(t.TempDir(), "lab.yaml")
 	os.WriteFile(config, []byte(`requests: 1000
 levels: [1, 5]
-repetitions: 100
+repetitions: 99
 systems:
   - {name: nginx, target: n, processes: [{name: n, run: nginx, port: 8000}]}
   - {name: prefork, target: s, processes: [{name: s, run: serve, port: 8001, args: [--model, prefork, --procs, "2", --quiet]}]}
@@ -110,7 +110,8 @@ func TestLabPrintConfigAndBadFlags(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a-file")
 	os.WriteFile(file, nil, 0o644)
 	for _, args := range [][]string{{"lab", "--ports", "random"}, {"lab", "--config", "/no/such.yaml"}, {"lab", "--compare", "/no/such.json"},
-		{"lab", "--repetitions", "0"}, {"lab", "--repetitions", "101"}, {"lab", "--quick", "--out", file}} {
+		{"lab", "--repetitions", "0"}, {"lab", "--repetitions", "100"}, {"lab", "--time-budget", "0s"}, {"lab", "--repetitions", "5", "--time-budget", "1m"},
+		{"lab", "--quick", "--out", file}} {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.HasPrefix(string(out), "loadlab: ") {
 			t.Errorf("%v: %v %q", args, err, out)

@@ -31,8 +31,13 @@ type Config struct {
 	Path     string `yaml:"path"`
 	// Repetitions is how many times each cell (system × level) runs, in
 	// rounds whose order of systems rotates; the report gives the median
-	// and the spread.
-	Repetitions int `yaml:"repetitions"`
+	// and the spread. Left out (0), the run makes DefaultRepetitions
+	// rounds and then more, while they fit in TimeBudget (autoRounds).
+	Repetitions int `yaml:"repetitions,omitempty"`
+	// TimeBudget is how long a run that leaves repetitions out may take
+	// until its last round ends, counted from its start; the report
+	// follows. 0 is DefaultTimeBudget.
+	TimeBudget time.Duration `yaml:"time_budget,omitempty"`
 	// MaxSteal is the share of CPU time the hypervisor may take during a
 	// repetition (0.05 for 5 %) before the repetition is run again.
 	MaxSteal float64 `yaml:"max_steal"`
@@ -54,8 +59,12 @@ type Config struct {
 // is the median the other tables give.
 const (
 	DefaultRepetitions = 13
-	DefaultMaxSteal    = 0.05
-	DefaultTimeout     = 10 * time.Second
+	MaxRepetitions     = 99
+	// DefaultTimeBudget keeps the default run within three minutes, with
+	// its report and screenshots.
+	DefaultTimeBudget = 2*time.Minute + 40*time.Second
+	DefaultMaxSteal   = 0.05
+	DefaultTimeout    = 10 * time.Second
 )
 
 // System is one thing measured: its processes and which one takes the load.
@@ -160,11 +169,14 @@ func (c *Config) check() error {
 	if err := httpx.CheckPath("path", c.Path); err != nil {
 		return err
 	}
-	if c.Repetitions == 0 {
-		c.Repetitions = DefaultRepetitions
+	if c.Repetitions < 0 || c.Repetitions > MaxRepetitions {
+		return fmt.Errorf("repetitions %d: give 1 to %d, or leave it out for as many as fit in time_budget", c.Repetitions, MaxRepetitions)
 	}
-	if c.Repetitions < 1 || c.Repetitions > 100 {
-		return fmt.Errorf("repetitions %d: give 1 to 100", c.Repetitions)
+	if c.TimeBudget < 0 {
+		return fmt.Errorf("time_budget %v is negative: give a duration such as 2m40s, or leave it out for the default", c.TimeBudget)
+	}
+	if c.TimeBudget == 0 && c.Repetitions == 0 {
+		c.TimeBudget = DefaultTimeBudget
 	}
 	if c.MaxSteal == 0 {
 		c.MaxSteal = DefaultMaxSteal
@@ -267,7 +279,7 @@ func (c *Config) check() error {
 func (c *Config) Quick() {
 	c.Requests = 50
 	c.Levels = []int{1, 5}
-	c.Repetitions = 3
+	c.Repetitions, c.TimeBudget = 3, 0
 	for i := range c.Systems {
 		c.Systems[i].Levels = nil
 	}

@@ -227,7 +227,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 	cfg := opts.Config
 	res := &report.Results{
 		Started: time.Now(), Requests: cfg.Requests, Levels: cfg.Levels, Path: cfg.Path,
-		Machine: machine(), ConfigYAML: cfg.YAML(), Repetitions: cfg.Repetitions, MaxSteal: cfg.MaxSteal,
+		Machine: machine(), ConfigYAML: cfg.YAML(), MaxSteal: cfg.MaxSteal,
 	}
 	var systems []*live
 	subreap(true)
@@ -261,13 +261,19 @@ func Run(ctx context.Context, opts Options) (*report.Results, error) {
 		}
 	}
 	done, total := 0, 0
+	planned := cfg.Repetitions
+	if planned == 0 {
+		planned = DefaultRepetitions // and more, as they fit (autoRounds)
+	}
+	var longest time.Duration // the longest round so far
 rounds:
-	for round := range cfg.Repetitions {
+	for round := 0; round < planned; round++ {
+		began := time.Now()
 		active := slices.DeleteFunc(slices.Clone(systems), func(ls *live) bool { return ls.lost })
 		if reference != nil && reference.lost {
 			reference = nil
 		}
-		total = done + (cfg.Repetitions-round)*perRound(active, reference, cfg.Levels)
+		total = done + (planned-round)*perRound(active, reference, cfg.Levels)
 		order := roundOrder(active, reference, round)
 		var names []string
 		for _, series := range order {
@@ -304,7 +310,7 @@ rounds:
 				fmt.Fprintf(lines[ls], " %.0f", rp.sum.RequestsPerSecond)
 				done++
 				if r.opts.Progress != nil {
-					r.opts.Progress(fmt.Sprintf("round %d/%d c=%d %s", round+1, cfg.Repetitions, c, ls.sys.Name), done, total)
+					r.opts.Progress(fmt.Sprintf("round %d/%d c=%d %s", round+1, planned, c, ls.sys.Name), done, total)
 				}
 			}
 		}
@@ -318,8 +324,16 @@ rounds:
 			if len(ls.sys.Levels) > 0 {
 				levels = ls.sys.Levels
 			}
-			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, cfg.Repetitions, ls.sys.Name, levels, lines[ls].String())
+			r.logf("round %d/%d  %-22s req/s at c=%v:%s\n", round+1, planned, ls.sys.Name, levels, lines[ls].String())
 		}
+		longest = max(longest, time.Since(began))
+		if cfg.Repetitions == 0 {
+			planned = autoRounds(round+1, time.Since(res.Started), longest, cfg.TimeBudget)
+		}
+	}
+	res.Repetitions = len(res.Rounds)
+	if cfg.Repetitions == 0 {
+		res.TimeBudget = cfg.TimeBudget
 	}
 	for _, ls := range systems {
 		summarize(ls, cfg.Levels)
@@ -331,6 +345,25 @@ rounds:
 	res.Duration = time.Since(res.Started)
 	res.Screenshots = r.shots
 	return res, nil
+}
+
+// autoRounds is how many rounds a run that leaves repetitions out makes,
+// as seen after done rounds, elapsed into the run, the longest of them
+// longest: as many as are expected to end within budget, counting each
+// coming round as long as the longest so far, since the machine's speed
+// drifts. At least DefaultRepetitions, at most MaxRepetitions, and odd,
+// so that a cell's median is one of its runs: rounds are added two at a
+// time.
+func autoRounds(done int, elapsed, longest, budget time.Duration) int {
+	n := DefaultRepetitions
+	if longest > 0 && budget > elapsed {
+		n = max(n, done+int((budget-elapsed)/longest))
+	}
+	n = min(n, MaxRepetitions)
+	if n%2 == 0 {
+		n--
+	}
+	return max(n, done|1) // done itself when odd, else one more
 }
 
 // perRound is how many repetitions a round runs.

@@ -197,6 +197,9 @@ func TestConfigErrors(t *testing.T) {
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, levels: [2], target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, plain: y, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 		"requests: 10\nlevels: [1]\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}, {name: s, run: serve, port: 81}]}\n",
+		"requests: 10\nlevels: [1]\nrepetitions: 100\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
+		"requests: 10\nlevels: [1]\nrepetitions: -1\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
+		"requests: 10\nlevels: [1]\ntime_budget: -1s\nsystems:\n  - {name: x, target: s, processes: [{name: s, run: serve, port: 80}]}\n",
 	} {
 		if _, err := Parse([]byte(bad), "bad.yaml"); err == nil || !strings.HasPrefix(err.Error(), "config bad.yaml: ") {
 			t.Errorf("%q: %v", bad, err)
@@ -208,6 +211,7 @@ func TestRateAndPathPerSystem(t *testing.T) {
 	testutil.NoteSources()
 	cfg, err := Parse([]byte(`requests: 40
 levels: [2]
+repetitions: 1
 systems:
   - name: paced
     rate: 200

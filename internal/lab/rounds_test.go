@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"loadlab/internal/procstat"
 	"loadlab/internal/report"
@@ -276,6 +277,60 @@ func TestRoundOrderAtEachLevel(t *testing.T) {
 	_, err := Parse([]byte("requests: 5\nlevels: [1]\nreference: nope\nsystems:\n  - {name: u, url: http://127.0.0.1:1/}\n"), "test")
 	if err == nil || !strings.Contains(err.Error(), `reference "nope" names no system`) {
 		t.Errorf("a reference naming no system: %v", err)
+	}
+}
+
+// Without repetitions, the rounds fill the time budget: 13 at least, two
+// more at a time while they are expected to end within it, never past 99,
+// always odd; counted with each coming round as long as the longest.
+func TestAutoRounds(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		done             int
+		elapsed, longest time.Duration
+		budget           time.Duration
+		want             int
+	}{
+		{1, 10 * s, 5 * s, 160 * s, 31},         // 1 + 30 fit
+		{1, 10 * s, 20 * s, 160 * s, 13},        // 1 + 7 fit: the least
+		{13, 100 * s, 6 * s, 160 * s, 23},       // 13 + 10 fit
+		{14, 100 * s, 6 * s, 160 * s, 23},       // the same, mid-pair
+		{14, 159 * s, 6 * s, 160 * s, 15},       // none fits: the pair under way ends
+		{15, 170 * s, 6 * s, 160 * s, 15},       // past the budget: stop
+		{1, 0, time.Millisecond, time.Hour, 99}, // the most
+		{13, 10 * s, 0, 160 * s, 13},
+	} {
+		if got := autoRounds(tc.done, tc.elapsed, tc.longest, tc.budget); got != tc.want {
+			t.Errorf("autoRounds(%d, %v, %v, %v) = %d, want %d", tc.done, tc.elapsed, tc.longest, tc.budget, got, tc.want)
+		}
+	}
+}
+
+// A run without repetitions makes as many rounds as its time budget
+// holds: all 99 in an hour's budget, the 13 it always makes in a budget
+// already spent; with repetitions, exactly those. The report says which.
+func TestTimeBudgetChoosesTheRounds(t *testing.T) {
+	testutil.NoteSources()
+	url := labServer(t)
+	for _, tc := range []struct {
+		extra      string
+		want       int
+		saysBudget bool
+	}{
+		{"time_budget: 1h\n", 99, true},
+		{"time_budget: 1ns\n", 13, true},
+		{"repetitions: 4\ntime_budget: 1h\n", 4, false},
+	} {
+		cfg := parse(t, fmt.Sprintf("requests: 5\nlevels: [1]\n%ssystems:\n  - {name: u, url: %s}\n", tc.extra, url))
+		res, out := runAndReport(t, cfg)
+		cell := res.Systems[0].Cells[0]
+		if res.Repetitions != tc.want || len(res.Rounds) != tc.want || len(cell.Repetitions) != tc.want {
+			t.Errorf("%q: %d repetitions (%d rounds, %d in the cell), want %d", tc.extra, res.Repetitions, len(res.Rounds), len(cell.Repetitions), tc.want)
+		}
+		md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
+		if !strings.Contains(string(md), fmt.Sprintf("ran %d times", tc.want)) || strings.Contains(string(md), "time budget") != tc.saysBudget {
+			t.Errorf("%q: REPORT.md does not say it ran %d times, the budget said %v", tc.extra, tc.want, tc.saysBudget)
+		}
 	}
 }
 

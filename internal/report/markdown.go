@@ -46,6 +46,9 @@ func writeMarkdown(w io.Writer, res *Results, charts []chart) error {
 	p("`loadlab bench -n %d -c C` (ab-compatible: the same requests and the same report as ApacheBench's `ab -n %d -c C`; ab itself did not run) for C = %s against `%s`, on every system below. ",
 		res.Requests, res.Requests, joinInts(res.Levels), res.Path)
 	p("Every system was started first and kept up; each cell (system × level) ran %d times, in rounds whose order of systems rotates (`rounds` in results.json), after one warm-up run per system that is not counted", res.Repetitions)
+	if res.TimeBudget > 0 {
+		p(" (as many rounds as were expected to end within the run's time budget, %v)", res.TimeBudget)
+	}
 	for _, s := range res.Systems {
 		if repetitionCounts(s, res.Repetitions) != "" {
 			p(" (a system that ran more than once a round has more, as its section says)")

@@ -31,6 +31,9 @@ type Results struct {
 	// order of the systems in each round (it rotates).
 	Repetitions int        `json:"repetitions"`
 	Rounds      [][]string `json:"rounds"`
+	// TimeBudget, when set, chose Repetitions: rounds past the default
+	// were added while they fit in it.
+	TimeBudget time.Duration `json:"time_budget_ns,omitempty"`
 	// Reference is the system every other is compared with (its cells
 	// hold more repetitions: it runs more than once a round), or "".
 	Reference string `json:"reference,omitempty"`
