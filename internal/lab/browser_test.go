@@ -104,7 +104,7 @@ func TestBrowserShowsTheReport(t *testing.T) {
 	cfg, _ := Load("")
 	cfg.Quick()
 	cfg.Systems = cfg.Systems[:2]
-	_, dir := runAndReport(t, cfg)
+	_, dir := runAndReport(t, Options{Config: cfg})
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+filepath.Join(dir, "index.html")), chromedp.WaitReady("table.results")); err != nil {
 		t.Fatal(err)
 	}

@@ -36,9 +36,10 @@ func labServer(t *testing.T) string {
 
 // runAndReport runs cfg on free ports and writes its report into a
 // directory of the test's, which it returns with the results.
-func runAndReport(t *testing.T, cfg *Config) (*report.Results, string) {
+func runAndReport(t *testing.T, opts Options) (*report.Results, string) {
 	t.Helper()
-	res, err := Run(context.Background(), Options{Config: cfg, Binary: binary, PortsAuto: true})
+	opts.Binary, opts.PortsAuto = binary, true
+	res, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ systems:
   - {name: c, url: %[1]s}
   - {name: d, url: %[1]s}
 `, url))
-	res, out := runAndReport(t, cfg)
+	res, out := runAndReport(t, Options{Config: cfg})
 	want := [][]string{{"r", "a", "b", "r", "a", "c", "d"}, {"r", "b", "c", "a", "r", "d", "a"}}
 	if fmt.Sprint(res.Rounds) != fmt.Sprint(want) || res.Reference != "r" {
 		t.Errorf("rounds %v (reference %q), want %v", res.Rounds, res.Reference, want)
@@ -322,7 +323,7 @@ func TestTimeBudgetChoosesTheRounds(t *testing.T) {
 		{"repetitions: 4\ntime_budget: 1h\n", 4, false},
 	} {
 		cfg := parse(t, fmt.Sprintf("requests: 5\nlevels: [1]\n%ssystems:\n  - {name: u, url: %s}\n", tc.extra, url))
-		res, out := runAndReport(t, cfg)
+		res, out := runAndReport(t, Options{Config: cfg})
 		cell := res.Systems[0].Cells[0]
 		if res.Repetitions != tc.want || len(res.Rounds) != tc.want || len(cell.Repetitions) != tc.want {
 			t.Errorf("%q: %d repetitions (%d rounds, %d in the cell), want %d", tc.extra, res.Repetitions, len(res.Rounds), len(cell.Repetitions), tc.want)
@@ -334,15 +335,12 @@ func TestTimeBudgetChoosesTheRounds(t *testing.T) {
 	}
 }
 
-// A repetition during which more than max_steal of the CPU was stolen
-// runs again, and the report counts it.
-func TestStealRepeatsARepetition(t *testing.T) {
-	testutil.NoteSources()
-	cfg := parse(t, fmt.Sprintf("requests: 20\nlevels: [1]\nrepetitions: 2\nsystems:\n  - {name: u, url: %s}\n", labServer(t)))
+// stealOnFirst is a /proc/stat reader that makes a run's steal known:
+// readings come in pairs around a repetition, and the first pair (after
+// the warm-ups) shows half the CPU stolen, every other none.
+func stealOnFirst() func() (procstat.CPUTimes, error) {
 	var calls atomic.Int64
-	// Readings come in pairs around a repetition; the first pair after the
-	// warm-up shows half the CPU stolen, every other none.
-	fake := func() (procstat.CPUTimes, error) {
+	return func() (procstat.CPUTimes, error) {
 		n := uint64(calls.Add(1))
 		t := procstat.CPUTimes{Total: 1000 * n}
 		if n >= 2 {
@@ -350,7 +348,14 @@ func TestStealRepeatsARepetition(t *testing.T) {
 		}
 		return t, nil
 	}
-	res, err := Run(context.Background(), Options{Config: cfg, ReadCPU: fake})
+}
+
+// A repetition during which more than max_steal of the CPU was stolen
+// runs again, and the report counts it.
+func TestStealRepeatsARepetition(t *testing.T) {
+	testutil.NoteSources()
+	cfg := parse(t, fmt.Sprintf("requests: 20\nlevels: [1]\nrepetitions: 2\nsystems:\n  - {name: u, url: %s}\n", labServer(t)))
+	res, err := Run(context.Background(), Options{Config: cfg, ReadCPU: stealOnFirst()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +472,7 @@ systems:
   - name: mine
     url: http://localhost:`+port+`/
 `)
-	res, out := runAndReport(t, cfg)
+	res, out := runAndReport(t, Options{Config: cfg})
 	s := res.Systems[0]
 	m := regexp.MustCompile(`^python[0-9.]* \(pid (\d+)\)$`).FindStringSubmatch(s.CPUOf)
 	if m == nil {
@@ -674,7 +679,7 @@ systems:
       - {name: s, run: nginx, port: 8003}
     target: s
 `)
-	res, out := runAndReport(t, cfg)
+	res, out := runAndReport(t, Options{Config: cfg})
 	md, _ := os.ReadFile(filepath.Join(out, "REPORT.md"))
 	for _, s := range res.Systems {
 		if s.Skipped != "" {
