@@ -45,9 +45,18 @@ cpu_ticks() {
 }
 
 # haproxy_servers: the four backends of the perf scripts (ports 19002 to
-# 19005), as the server lines of an HAProxy backend section.
+# 19005), as the server lines of an HAProxy backend section; with
+# MAXCONN set, each takes that many connections at once and queues the
+# rest.
 haproxy_servers() {
-  for i in 1 2 3 4; do echo "    server s$i 127.0.0.1:$((19001 + i)) check"; done
+  for i in 1 2 3 4; do echo "    server s$i 127.0.0.1:$((19001 + i)) check${MAXCONN:+ maxconn $MAXCONN}"; done
+}
+
+# balance_backends: the same four as loadlab balance's --backend flags,
+# one argument a line (for mapfile), with MAXCONN as haproxy_servers has
+# it.
+balance_backends() {
+  for i in 1 2 3 4; do printf -- '--backend\n127.0.0.1:%s\n' "$((19001 + i))${MAXCONN:+,maxconn=$MAXCONN}"; done
 }
 
 # haproxy_conf TCP_PORT HTTP_PORT [TCP_BIND_OPTS] [HTTP_BIND_OPTS]: HAProxy

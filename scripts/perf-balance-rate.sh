@@ -14,8 +14,8 @@ rounds=${1:-4}; rate=${2:-3000}; mode=${3:-tcp}; ka=${4:-}
 for p in 19002 19003 19004 19005; do
   "$lb" serve --model async --listen 127.0.0.1:$p --quiet 2>/dev/null &
 done
-"$lb" balance --quiet --mode "$mode" --listen 127.0.0.1:14444 --backend 127.0.0.1:19002 \
-  --backend 127.0.0.1:19003 --backend 127.0.0.1:19004 --backend 127.0.0.1:19005 2>/dev/null &
+mapfile -t backends < <(balance_backends)
+"$lb" balance --quiet --mode "$mode" --listen 127.0.0.1:14444 "${backends[@]}" 2>/dev/null &
 cat >"$work/haproxy.cfg" <<CONF
 global
     maxconn 8000

@@ -8,7 +8,9 @@
 #
 #   scripts/perf-balance.sh [pairs] [seconds] [tcp|http]
 #
-# The third argument runs one mode's tests only.
+# The third argument runs one mode's tests only. MAXCONN=N in the
+# environment limits each backend to N connections at once in both
+# balancers (server maxconn; the rest wait in the queue).
 #
 # Needs haproxy and wrk (apt-get install haproxy wrk).
 set -euo pipefail
@@ -17,19 +19,21 @@ pairs=${1:-3}; secs=${2:-10}; only=${3:-}
 for p in 19002 19003 19004 19005; do
   "$lb" serve --model async --listen 127.0.0.1:$p --quiet 2>/dev/null &
 done
-backends=(--backend 127.0.0.1:19002 --backend 127.0.0.1:19003 --backend 127.0.0.1:19004 --backend 127.0.0.1:19005)
+mapfile -t backends < <(balance_backends)
 "$lb" balance --quiet --mode tcp --listen 127.0.0.1:14444 "${backends[@]}" 2>/dev/null &
 "$lb" balance --quiet --mode http --listen 127.0.0.1:14445 "${backends[@]}" 2>/dev/null &
 haproxy_conf 14446 14447
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 &
 sleep 1
 
-run() { # url, extra wrk args: prints "req/s p99_ms"
+run() { # url, extra wrk args: prints "req/s p99_ms errors" (socket errors and non-2xx/3xx)
   local url=$1; shift
   wrk -t2 -c100 -d"${secs}s" --latency "$@" "$url" | awk '
     /Requests\/sec/ {r=$2}
     / 99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p=v}
-    END {printf "%s %.2f\n", r, p}'
+    /Socket errors/ {gsub(/,/,""); e+=$4+$6+$8+$10}
+    /Non-2xx/ {e+=$5}
+    END {printf "%s %.2f %d\n", r, p, e}'
 }
 
 for test in "tcp close 14444 14446" "tcp keepalive 14444 14446" "http keepalive 14445 14447" "http close 14445 14447"; do
@@ -42,15 +46,15 @@ for test in "tcp close 14444 14446" "tcp keepalive 14444 14446" "http keepalive 
     # TIME_WAIT sockets behind for a minute, and the run after it is
     # measurably slower (the same binary measured ~10 % worse p99 in second place).
     if [ $((p % 2)) = 1 ]; then
-      read -r h hp < <(run "http://127.0.0.1:$4/" "${hdr[@]}")
-      read -r l lp < <(run "http://127.0.0.1:$3/" "${hdr[@]}")
+      read -r h hp he < <(run "http://127.0.0.1:$4/" "${hdr[@]}")
+      read -r l lp le < <(run "http://127.0.0.1:$3/" "${hdr[@]}")
     else
-      read -r l lp < <(run "http://127.0.0.1:$3/" "${hdr[@]}")
-      read -r h hp < <(run "http://127.0.0.1:$4/" "${hdr[@]}")
+      read -r l lp le < <(run "http://127.0.0.1:$3/" "${hdr[@]}")
+      read -r h hp he < <(run "http://127.0.0.1:$4/" "${hdr[@]}")
     fi
     r=$(awk -v a="$l" -v b="$h" 'BEGIN {printf "%.2f", a/b}'); ratios+=("$r")
     tails+=("$(awk -v a="$lp" -v b="$hp" 'BEGIN {printf "%.2f", a/b}')")
-    echo "$1 $2 pair $p: haproxy $h req/s (p99 $hp ms)  loadlab $l req/s (p99 $lp ms)  ratio $r"
+    echo "$1 $2 pair $p: haproxy $h req/s (p99 $hp ms, $he errors)  loadlab $l req/s (p99 $lp ms, $le errors)  ratio $r"
   done
   echo "$1 $2 MEDIAN loadlab/haproxy req/s $(printf '%s\n' "${ratios[@]}" | median), p99 $(printf '%s\n' "${tails[@]}" | median)"
 done
